@@ -1,0 +1,29 @@
+# Two commands do everything on a fresh clone:  `make train`  and  `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Parallel workers for `make train` / `make test` (this machine has 2 cores).
+JOBS   ?= 2
+
+.PHONY: venv train test bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(STAMP)
+
+train: venv
+	$(BIN)/python -m pytest -p training_plugin -n $(JOBS) $(TRAIN_ARGS)
+
+test: venv
+	$(BIN)/python -m pytest -n $(JOBS) $(TEST_ARGS)
+
+bench: venv
+	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) training-results .pytest_cache

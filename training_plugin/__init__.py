@@ -1,0 +1,1 @@
+"""training_plugin: run every training script as a pytest item."""
