@@ -1,27 +1,42 @@
 """Process lifecycle of one training job: start, log, timeout, kill, name the way it ended.
 
-First, simple version: the job runs in its own process group (own session) and the whole group is
-killed on timeout, on KeyboardInterrupt and after a normal end (leftover grandchildren).  The
-hardened version (a per-process reaper with a child subreaper) keeps exactly this interface.
+Jobs are started by a small per-process fork server, ``_reaper.py`` (see its docstring): it is a
+child subreaper, so every process a job starts -- grandchildren, ``setsid`` daemons, data-loader
+workers -- stays findable and is killed when the job ends, times out or is interrupted; and it
+dies with its pytest process (parent-death signal, EOF on its stdin, a pidfd on the xdist
+controller), taking every job with it, even when pytest is SIGKILLed.  One reaper serves one
+pytest process (the controller with -n0, each xdist worker); that process runs one job at a time.
 """
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import pathlib
+import select
 import signal
 import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Seconds between SIGTERM and SIGKILL when a job's process tree is stopped.
-KILL_GRACE_S = 2.0
-
 MSG_TIMED_OUT = "timed out after {timeout} s (process tree killed)"
 MSG_KILLED = "killed by {signal}"
+MSG_OOM_HINT = " (out of memory?)"
 MSG_EXIT_CODE = "exit code {code}"
 MSG_INTERRUPTED = "interrupted (process tree killed)"
+MSG_REAPER_DIED = (
+    "the job supervisor (training_plugin reaper) died while the job ran; "
+    "the job's process group was killed"
+)
+MSG_LEFTOVERS = "[training_plugin] the job ended; {n} process(es) it left running were killed\n"
+
+_REAPER_PATH = str(Path(__file__).with_name("_reaper.py"))
+#: Longest wait for the reaper to confirm that a tree is gone after a kill request.
+_KILL_WAIT_S = 30.0
 
 
 def _format_seconds(value: float) -> str:
@@ -33,12 +48,14 @@ def _format_seconds(value: float) -> str:
 class RunResult:
     """How one job's process ended."""
 
-    returncode: int | None
+    returncode: int | None  # exit code; negative = killed by that signal (like subprocess)
     duration_s: float
     timed_out: bool
     timeout_s: float | None
     log_path: pathlib.Path
-    interrupted: bool = False
+    interrupted: bool = False  # KeyboardInterrupt/SIGTERM of pytest while running
+    error: str | None = None  # the job could not be started / was lost (returncode is None)
+    leftovers: int = 0  # processes still running after the job ended (all killed)
 
     @property
     def ok(self) -> bool:
@@ -61,32 +78,134 @@ class RunResult:
             return MSG_TIMED_OUT.format(timeout=_format_seconds(self.timeout_s or 0.0))
         if self.interrupted:
             return MSG_INTERRUPTED
+        if self.error is not None:
+            return self.error
         name = self.signal_name
         if name is not None:
             text = MSG_KILLED.format(signal=name)
-            return text + " (out of memory?)" if name == "SIGKILL" else text
+            return text + MSG_OOM_HINT if name == "SIGKILL" else text
         if self.returncode is None:
             return "did not run"
         return MSG_EXIT_CODE.format(code=self.returncode)
 
 
-def _kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
-    """SIGTERM the process group, wait up to ``grace_s`` for it to empty, then SIGKILL it."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
+class ReaperDied(RuntimeError):
+    """The reaper process ended while this process was talking to it."""
+
+
+class TerminatedBySignal(KeyboardInterrupt):
+    """SIGTERM arrived while a job ran; handled like Ctrl-C (tree killed, session interrupted)."""
+
+
+class _ReaperClient:
+    """This process's connection to its reaper (JSON lines over two pipes)."""
+
+    def __init__(self) -> None:
+        in_main = threading.current_thread() is threading.main_thread()
+        guards: list[str] = []
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            guards.append(str(os.getppid()))  # the xdist controller
+        self.owner = os.getpid()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", _REAPER_PATH, str(self.owner), "1" if in_main else "0",
+             *guards],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.out_fd = self.proc.stdin.fileno()
+        self.in_fd = self.proc.stdout.fileno()
+        self.buf = b""
+        self.last_id = 0
+
+    def next_id(self) -> int:
+        """A fresh request id."""
+        self.last_id += 1
+        return self.last_id
+
+    def send(self, **request: object) -> None:
+        """Write one request; raise ReaperDied when the reaper is gone."""
+        data = (json.dumps(request) + "\n").encode()
         try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+            while data:
+                data = data[os.write(self.out_fd, data) :]
+        except (BrokenPipeError, OSError) as exc:
+            raise ReaperDied(str(exc)) from exc
+
+    def wait_for(self, rid: int, timeout: float | None) -> dict | None:
+        """Next reply about request ``rid`` (older replies are dropped); None on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                message = json.loads(line)
+                if message.get("id") == rid:
+                    return message
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self.in_fd], [], [], remaining)
+            if not ready:
+                return None
+            chunk = os.read(self.in_fd, 65536)
+            if not chunk:
+                raise ReaperDied("reaper closed its pipe")
+            self.buf += chunk
+
+    def alive(self) -> bool:
+        """Whether the reaper process is still running."""
+        return self.proc.poll() is None
+
+    def close(self, wait_s: float = 10.0) -> None:
+        """Ask the reaper to stop (EOF), which kills whatever runs, and wait for it."""
+        try:
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+        try:
+            self.proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        try:
+            self.proc.stdout.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+
+
+class _ReaperHolder:
+    """The per-process reaper.  A process-wide resource (like subprocess's child list), so it
+    lives at module level rather than in a pytest config; forked children get their own."""
+
+    client: _ReaperClient | None = None
+
+    @classmethod
+    def get(cls) -> _ReaperClient:
+        client = cls.client
+        if client is None or client.owner != os.getpid() or not client.alive():
+            if client is not None and client.owner == os.getpid():
+                client.close(wait_s=1.0)
+            client = cls.client = _ReaperClient()
+        return client
+
+    @classmethod
+    def drop(cls) -> None:
+        client, cls.client = cls.client, None
+        if client is not None and client.owner == os.getpid():
+            client.close()
+
+
+def shutdown() -> None:
+    """Stop this process's reaper (kills any job still running).  Safe to call repeatedly;
+    called at pytest_unconfigure and at interpreter exit."""
+    _ReaperHolder.drop()
+
+
+atexit.register(shutdown)
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise TerminatedBySignal(f"pytest received {signal.Signals(signum).name}")
 
 
 def run_job(
@@ -99,40 +218,72 @@ def run_job(
 ) -> RunResult:
     """Run ``argv`` (no shell) in ``cwd`` with exactly ``env``; stdout+stderr go to ``log_path``.
 
-    The job gets its own process group; its whole tree is killed on timeout, on
-    KeyboardInterrupt (re-raised after cleanup) and after it ends (leftover grandchildren).
+    The job runs in its own session and process group.  Its whole process tree is killed on
+    timeout (-> ``timed_out=True``), on KeyboardInterrupt or SIGTERM of this process (re-raised
+    after cleanup) and when the job ends (processes it left behind; counted in ``leftovers``).
     """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with open(log_path, "wb") as log:
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            log.write(f"could not start {argv[0]!r}: {exc}\n".encode())
-            return RunResult(127, time.monotonic() - started, False, timeout, log_path)
-    timed_out = False
+    timeout = timeout if timeout and timeout > 0 else None
+
+    def result(**kw: object) -> RunResult:
+        fields: dict = dict(returncode=None, duration_s=time.monotonic() - started,
+                            timed_out=False, timeout_s=timeout, log_path=log_path)
+        fields.update(kw)
+        return RunResult(**fields)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    pid: int | None = None
+    client = _ReaperHolder.get()
+    rid = client.next_id()
     try:
         try:
-            returncode: int | None = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc.pid)
-            returncode = proc.wait()
-    except BaseException:
-        _kill_group(proc.pid)
-        proc.wait()
-        raise
-    _kill_group(proc.pid, grace_s=0.5)
-    return RunResult(returncode, time.monotonic() - started, timed_out, timeout, log_path)
+            client.send(op="spawn", id=rid, argv=[str(a) for a in argv], cwd=str(cwd),
+                        env={str(k): str(v) for k, v in env.items()}, log=str(log_path))
+            message = client.wait_for(rid, None)
+            assert message is not None
+            if message["event"] == "error":
+                return result(error=message["message"])
+            pid = int(message["pid"])
+            wait = None if timeout is None else max(0.0, started + timeout - time.monotonic())
+            message = client.wait_for(rid, wait)
+            timed_out = message is None
+            if timed_out:
+                client.send(op="kill", id=rid)
+                message = client.wait_for(rid, None)
+                assert message is not None
+        except BaseException:
+            try:
+                client.send(op="kill", id=rid)
+                client.wait_for(rid, _KILL_WAIT_S)
+            except ReaperDied:
+                _kill_group(pid)
+            raise
+    except ReaperDied:
+        _kill_group(pid)
+        _ReaperHolder.drop()
+        return result(error=MSG_REAPER_DIED)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
+    leftovers = int(message.get("leftovers", 0))
+    if leftovers:
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(MSG_LEFTOVERS.format(n=leftovers))
+    return result(returncode=int(message["returncode"]), timed_out=timed_out,
+                  leftovers=leftovers)
+
+
+def _kill_group(pgid: int | None) -> None:
+    """Last resort when the reaper is gone: SIGKILL the job's process group."""
+    if pgid is None:
+        return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def log_tail(log_path: Path, lines: int = 20) -> str:

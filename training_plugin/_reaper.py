@@ -1,0 +1,310 @@
+"""Per-pytest-process fork server that starts training jobs and kills their whole process trees.
+
+Run as ``python -I -S path/to/_reaper.py PARENT_PID PDEATHSIG GUARD_PID...`` by ``runner.py``;
+stdlib only and no package import, so it starts in a few tens of milliseconds, once per pytest
+process (the controller with -n0, each xdist worker).
+
+Why it can promise that no process of a job survives:
+- it is a child subreaper (``PR_SET_CHILD_SUBREAPER``): every orphaned descendant of a job
+  (a grandchild whose parent exited, a ``setsid`` daemon) is reparented to it, so the job's tree
+  is exactly "every process whose parent chain leads here", found by walking ``/proc``;
+- it dies with its pytest process: ``PR_SET_PDEATHSIG=SIGTERM`` (checked against the race with
+  ``getppid``), EOF on stdin, and a pidfd per guard process (the xdist controller of a worker),
+  each of which makes it kill every tree, reap and exit;
+- each job's main process gets ``PR_SET_PDEATHSIG=SIGKILL`` as a backstop should the reaper be
+  SIGKILLed itself.
+
+Protocol, one JSON object per line.  Requests on stdin:
+  {"op": "spawn", "id": N, "argv": [...], "cwd": "...", "env": {...}, "log": "..."}
+  {"op": "kill", "id": N}
+Replies on stdout:
+  {"event": "started", "id": N, "pid": P}
+  {"event": "error", "id": N, "message": "..."}        (the job could not be started)
+  {"event": "exit", "id": N, "returncode": R, "leftovers": K, "killed": bool}
+``returncode`` is subprocess-style (negative = signal); ``leftovers`` counts the processes of the
+tree still alive after the main process ended (they were killed).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+#: Grace between SIGTERM and SIGKILL for a kill request (timeout, Ctrl-C) and at shutdown.
+KILL_GRACE_S = 2.5
+#: Grace for processes left behind by a job that ended on its own.
+LEFTOVER_GRACE_S = 1.0
+_POLL_S = 0.02
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def prctl(option: int, arg: int) -> None:
+    """Call prctl(2) with one argument; raise OSError on failure."""
+    if _libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _proc_table() -> dict[int, tuple[int, str]]:
+    """pid -> (ppid, state) for every process visible in /proc."""
+    table: dict[int, tuple[int, str]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ..." -- comm may contain spaces and parentheses.
+        fields = data[data.rfind(b")") + 2 :].split()
+        if len(fields) < 2:
+            continue
+        table[int(name)] = (int(fields[1]), fields[0].decode())
+    return table
+
+
+def descendants(root: int) -> list[int]:
+    """Live (non-zombie) processes whose parent chain leads to ``root``."""
+    children: dict[int, list[int]] = {}
+    table = _proc_table()
+    for pid, (ppid, _state) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found: list[int] = []
+    stack = list(children.get(root, ()))
+    while stack:
+        pid = stack.pop()
+        if table[pid][1] not in ("Z", "X"):
+            found.append(pid)
+        stack.extend(children.get(pid, ()))
+    return found
+
+
+class Reaper:
+    """The server's state: the running jobs (normally one) and the reply channel."""
+
+    def __init__(self, out_fd: int) -> None:
+        self.out_fd = out_fd
+        self.me = os.getpid()
+        self.jobs: dict[int, int] = {}  # main pid -> request id
+        self.statuses: dict[int, int] = {}  # main pid -> returncode, once reaped
+
+    # -- replies -------------------------------------------------------------------------------
+    def reply(self, **message: object) -> None:
+        """Write one JSON line to the client; a vanished client is not an error here."""
+        data = (json.dumps(message) + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(self.out_fd, data) :]
+        except OSError:
+            pass
+
+    # -- processes -----------------------------------------------------------------------------
+    def reap(self) -> None:
+        """Collect every exited child (jobs and reparented orphans) without blocking."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.jobs:
+                self.statuses[pid] = os.waitstatus_to_exitcode(status)
+
+    def kill_tree(self, grace_s: float, pgids: list[int]) -> int:
+        """SIGTERM every descendant (and the jobs' process groups), SIGKILL what is left after
+        ``grace_s``, until nothing of the tree is alive; return how many processes were found."""
+        deadline = time.monotonic() + grace_s
+        seen: set[int] = set()
+        while True:
+            self.reap()
+            pids = descendants(self.me)
+            if not pids:
+                return len(seen)
+            sig = signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL
+            for pgid in pgids:
+                try:
+                    os.killpg(pgid, sig)
+                except OSError:
+                    pass
+            for pid in pids:
+                if sig == signal.SIGKILL or pid not in seen:
+                    try:
+                        os.kill(pid, sig)
+                    except OSError:
+                        pass
+            seen.update(pids)
+            time.sleep(_POLL_S)
+
+    def spawn(self, request: dict) -> None:
+        """Fork and exec one job; reply "started" or "error"."""
+        rid = request["id"]
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # child: never returns
+            os.close(err_r)
+            _exec_child(request, err_w)
+        os.close(err_w)
+        chunks = []
+        while True:
+            chunk = os.read(err_r, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(err_r)
+        if chunks:
+            os.waitpid(pid, 0)
+            self.reply(event="error", id=rid, message=b"".join(chunks).decode(errors="replace"))
+            return
+        self.jobs[pid] = rid
+        self.reply(event="started", id=rid, pid=pid)
+
+    def finish(self, pid: int, grace_s: float, killed: bool) -> None:
+        """Kill what is left of job ``pid``'s tree and send its "exit" reply."""
+        found = self.kill_tree(grace_s, [pid])
+        while pid not in self.statuses:  # the main process itself (a kill request)
+            try:
+                _, status = os.waitpid(pid, 0)
+                self.statuses[pid] = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                self.statuses.setdefault(pid, -signal.SIGKILL)
+        rid = self.jobs.pop(pid)
+        code = self.statuses.pop(pid)
+        leftovers = found if not killed else 0
+        self.reply(event="exit", id=rid, returncode=code, leftovers=leftovers, killed=killed)
+
+    def handle(self, request: dict) -> None:
+        """Dispatch one request from the client."""
+        op = request.get("op")
+        if op == "spawn":
+            self.spawn(request)
+        elif op == "kill":
+            for pid, rid in list(self.jobs.items()):
+                if rid == request["id"]:
+                    self.finish(pid, KILL_GRACE_S, killed=True)
+        elif op == "ping":
+            self.reply(event="pong", id=request.get("id"))
+
+    def check_exited_jobs(self) -> None:
+        """Send "exit" for every job whose main process has ended, after killing its leftovers."""
+        self.reap()
+        for pid in [p for p in self.jobs if p in self.statuses]:
+            self.finish(pid, LEFTOVER_GRACE_S, killed=False)
+
+    def shutdown(self) -> None:
+        """Kill every tree and reap everything (client gone or told us to stop)."""
+        self.kill_tree(KILL_GRACE_S, list(self.jobs))
+        self.reap()
+
+
+def _exec_child(request: dict, err_w: int) -> None:
+    """In the forked child: own session, parent-death signal, log as stdout/stderr, exec."""
+    try:
+        os.setsid()
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGHUP,
+                    signal.SIGINT, signal.SIGCHLD, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        null = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        for fd in (null, log):
+            if fd > 2:
+                os.close(fd)
+        os.closerange(3, err_w)
+        os.closerange(err_w + 1, 65536)
+        step = f"cannot change directory to {request['cwd']!r}"
+        os.chdir(request["cwd"])
+        argv = request["argv"]
+        step = f"cannot start {argv[0]!r}"
+        os.execvpe(argv[0], argv, request["env"])
+    except BaseException as exc:  # noqa: BLE001 - report anything, then die
+        try:
+            message = f"{step}: {exc}" if "step" in locals() else f"cannot start job: {exc}"
+            os.write(2, (message + "\n").encode(errors="replace"))
+            os.write(err_w, message.encode(errors="replace"))
+        finally:
+            os._exit(127)
+
+
+def main(argv: list[str]) -> int:
+    """Serve spawn/kill requests until stdin closes, a guard dies or SIGTERM/SIGHUP arrives."""
+    parent = int(argv[0])
+    use_pdeathsig = argv[1] == "1"
+    guards = [int(a) for a in argv[2:]]
+    stop = []
+
+    def on_stop(signum: int, _frame: object) -> None:
+        stop.append(signum)
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGHUP, on_stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+    if use_pdeathsig:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
+        return 1
+    guard_fds = []
+    for pid in guards:
+        try:
+            guard_fds.append(os.pidfd_open(pid))
+        except OSError:
+            return 1  # that guard is already gone
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    in_fd = sys.stdin.fileno()
+    server = Reaper(sys.stdout.fileno())
+    buf = b""
+    try:
+        while not stop:
+            try:
+                ready, _, _ = select.select([in_fd, wake_r, *guard_fds], [], [], 1.0)
+            except InterruptedError:
+                ready = []
+            if wake_r in ready:
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            server.check_exited_jobs()
+            if any(fd in ready for fd in guard_fds):
+                break
+            if in_fd in ready:
+                chunk = os.read(in_fd, 65536)
+                if not chunk:
+                    break
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        server.handle(json.loads(line))
+                server.check_exited_jobs()
+    finally:
+        server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            sys.stderr.write(f"training_plugin reaper: prctl not supported: {exc}\n")
+        raise
