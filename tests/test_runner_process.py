@@ -1,0 +1,265 @@
+"""runner.run_job with real processes, real signals and the process table.
+
+Every fake job carries a unique marker in its environment; "no process left" means that no
+process in /proc carries it (polled for a few seconds where a kernel signal is in flight).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from training_plugin import runner
+from training_plugin.runner import RunResult, log_tail, run_job
+
+MARKER_VAR = "TP_TEST_MARKER"
+
+#: A job that starts three kinds of grandchildren: a plain child, a `setsid` one (own session)
+#: and one that ignores SIGTERM; prints "ready" once all three run, then sleeps argv[1] seconds.
+TREE_JOB = textwrap.dedent(
+    """
+    import os, signal, subprocess, sys, time
+    d = sys.argv[2]
+    ign = "import signal,sys,time,pathlib; signal.signal(signal.SIGTERM, signal.SIG_IGN); " \\
+          "pathlib.Path(sys.argv[1]).touch(); time.sleep(300)"
+    subprocess.Popen(["sleep", "300"])
+    subprocess.Popen(["sleep", "301"], start_new_session=True)
+    subprocess.Popen([sys.executable, "-c", ign, os.path.join(d, "ign.ready")])
+    while not os.path.exists(os.path.join(d, "ign.ready")):
+        time.sleep(0.01)
+    print("ready", flush=True)
+    time.sleep(float(sys.argv[1]))
+    print("main done", flush=True)
+    """
+)
+
+
+def marked_pids(marker: str) -> list[int]:
+    """Processes whose environment contains MARKER_VAR=marker (zombies excluded)."""
+    needle = f"{MARKER_VAR}={marker}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                env = fh.read().split(b"\0")
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in env and state not in (b"Z", b"X"):
+            found.append(int(name))
+    return found
+
+
+def wait_gone(marker: str, within_s: float = 8.0) -> list[int]:
+    """Poll until no marked process is left; return the survivors after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while True:
+        pids = marked_pids(marker)
+        if not pids or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.1)
+
+
+def kill_marked(marker: str) -> None:
+    """Test hygiene: never leave a process behind even when an assertion failed."""
+    for pid in marked_pids(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def marker():
+    value = uuid.uuid4().hex
+    yield value
+    kill_marked(value)
+
+
+@pytest.fixture
+def job_env(marker):
+    env = dict(os.environ)
+    env[MARKER_VAR] = marker
+    return env
+
+
+def write_job(tmp_path: Path) -> Path:
+    script = tmp_path / "train_tree.py"
+    script.write_text(TREE_JOB)
+    return script
+
+
+def test_normal_end_kills_leftover_grandchildren(tmp_path, job_env, marker):
+    script = write_job(tmp_path)
+    log = tmp_path / "out" / "tree" / "train.log"
+    result = run_job([sys.executable, str(script), "0", str(tmp_path)], cwd=tmp_path,
+                     env=job_env, log_path=log)
+    assert result.ok, log_tail(log)
+    assert result.describe() == "exit code 0"
+    assert result.leftovers == 3
+    assert wait_gone(marker, 0.5) == []
+    text = log.read_text()
+    assert "main done" in text
+    assert "3 process(es) it left running were killed" in text
+
+
+def test_timeout_kills_whole_tree(tmp_path, job_env, marker):
+    script = write_job(tmp_path)
+    log = tmp_path / "train.log"
+    result = run_job([sys.executable, str(script), "300", str(tmp_path)], cwd=tmp_path,
+                     env=job_env, log_path=log, timeout=1.5)
+    assert result.timed_out and not result.ok
+    assert result.describe() == "timed out after 1.5 s (process tree killed)"
+    assert result.timeout_s == 1.5
+    assert 1.5 <= result.duration_s < 10
+    assert "ready" in log_tail(log)
+    assert wait_gone(marker, 0.5) == []
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("raise SystemExit(2)", "exit code 2"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+         "killed by SIGKILL (out of memory?)"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", "killed by SIGSEGV"),
+    ],
+)
+def test_failure_is_named(tmp_path, code, expected):
+    result = run_job([sys.executable, "-c", code], cwd=tmp_path, env=dict(os.environ),
+                     log_path=tmp_path / "train.log")
+    assert not result.ok
+    assert result.describe() == expected
+
+
+def test_signal_name():
+    result = RunResult(-9, 1.0, False, None, Path("x"))
+    assert result.signal_name == "SIGKILL"
+    assert RunResult(1, 1.0, False, None, Path("x")).signal_name is None
+
+
+def test_cannot_start_is_reported_in_result_and_log(tmp_path):
+    log = tmp_path / "train.log"
+    result = run_job([str(tmp_path / "missing-exe")], cwd=tmp_path, env=dict(os.environ),
+                     log_path=log)
+    assert not result.ok and result.returncode is None
+    assert "cannot start" in result.describe() and "No such file" in result.describe()
+    assert "cannot start" in log.read_text()
+
+
+def test_exact_env_cwd_devnull_stdin_own_group(tmp_path):
+    code = ("import json, os, sys; json.dump({'env': dict(os.environ), 'cwd': os.getcwd(), "
+            "'stdin': sys.stdin.read(), 'pgid': os.getpgid(0), 'pid': os.getpid(), "
+            "'sid': os.getsid(0)}, open('seen.json', 'w'))")
+
+    env = {"PATH": os.environ["PATH"], "ONLY_THIS": "1"}
+    result = run_job([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                     log_path=tmp_path / "logs" / "train.log")
+    assert result.ok, log_tail(result.log_path)
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    # Python may add LC_CTYPE itself (PEP 538 locale coercion); `env` shows the exact environment.
+    assert seen["env"]["ONLY_THIS"] == "1" and len(seen["env"]) <= 3
+    exact = run_job(["env"], cwd=tmp_path, env=env, log_path=tmp_path / "env.log")
+    assert exact.ok
+    assert sorted(exact.log_path.read_text().splitlines()) == sorted(
+        f"{k}={v}" for k, v in env.items())
+    assert seen["cwd"] == str(tmp_path)
+    assert seen["stdin"] == ""
+    assert seen["pgid"] == seen["pid"] == seen["sid"]  # own session and group: no terminal SIGINT
+    assert seen["pgid"] != os.getpgid(0)
+
+
+def test_log_is_truncated_and_tail(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("old content\n" * 100)
+    run_job([sys.executable, "-c", "print('\\n'.join(map(str, range(50))))"], cwd=tmp_path,
+            env=dict(os.environ), log_path=log)
+    assert "old content" not in log.read_text()
+    assert log_tail(log, 3) == "47\n48\n49"
+    assert log_tail(tmp_path / "nope.log") == ""
+
+
+def test_reaper_death_is_reported_and_restarted(tmp_path, job_env, marker):
+    """The reaper SIGKILLed mid-job: the job fails with a clear message, the next job runs."""
+    code = ("import os, signal, time; "
+            f"os.kill({os.getpid()}, 0); time.sleep(0.3); "
+            "os.kill(int(os.environ['REAPER_PID']), signal.SIGKILL); time.sleep(300)")
+    runner._ReaperHolder.get()
+    env = dict(job_env, REAPER_PID=str(runner._ReaperHolder.get().proc.pid))
+    result = run_job([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                     log_path=tmp_path / "train.log", timeout=60)
+    assert not result.ok
+    assert result.describe() == runner.MSG_REAPER_DIED
+    assert wait_gone(marker) == []
+    again = run_job([sys.executable, "-c", "pass"], cwd=tmp_path, env=dict(os.environ),
+                    log_path=tmp_path / "train2.log")
+    assert again.ok
+
+
+# -- the process that runs jobs is interrupted or killed ---------------------------------------
+
+DRIVER = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from training_plugin.runner import run_job
+    script, workdir = sys.argv[1], sys.argv[2]
+    try:
+        run_job([sys.executable, script, "300", workdir], cwd=Path(workdir),
+                env=dict(os.environ), log_path=Path(workdir) / "train.log", timeout=120)
+    except KeyboardInterrupt as exc:
+        print("interrupted:", type(exc).__name__, flush=True)
+        sys.exit(42)
+    """
+)
+
+
+def start_driver(tmp_path: Path, job_env: dict[str, str]) -> subprocess.Popen:
+    """A Python process running one tree job through run_job, in its own process group (like a
+    foreground job of a terminal); returns once the job's tree is up."""
+    script = write_job(tmp_path)
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    proc = subprocess.Popen([sys.executable, str(driver), str(script), str(tmp_path)],
+                            env=job_env, stdout=subprocess.PIPE, text=True,
+                            process_group=0)
+    log = tmp_path / "train.log"
+    deadline = time.monotonic() + 20
+    while "ready" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "job did not start"
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize(
+    ("how", "expect_rc"),
+    [("SIGINT", 42), ("SIGTERM", 42), ("SIGKILL", -9)],
+)
+def test_driver_interrupted_or_killed_leaves_nothing(tmp_path, job_env, marker, how, expect_rc):
+    proc = start_driver(tmp_path, job_env)
+    # The job's tree: the job, its three children, the reaper -- all carry the marker.
+    assert len(marked_pids(marker)) >= 5
+    if how == "SIGINT":  # a terminal's Ctrl-C goes to the whole foreground process group
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, getattr(signal, how))
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == expect_rc
+    if how == "SIGTERM":
+        assert "interrupted: TerminatedBySignal" in out
+    elif how == "SIGINT":
+        assert "interrupted: KeyboardInterrupt" in out
+    assert wait_gone(marker) == []
