@@ -1,148 +1,160 @@
-"""Using the machine well under xdist: thread budget, GPUs, timeouts (first version).
+"""Pytest hooks for running training jobs side by side: thread budget, GPUs, longest-first order,
+an xdist scheduler, remembered durations, live progress and the pytest-timeout integration.
 
 P1's plugin registers this module in ``pytest_configure`` with
-``config.pluginmanager.register(parallel, "training_plugin.parallel")``.
+``config.pluginmanager.register(parallel, "training_plugin.parallel")``; the helpers live in
+``budget.py``, ``scheduler.py``, ``progress.py`` and ``runner.py``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import warnings
+from typing import Any
 
 import pytest
 
+from training_plugin import runner
+from training_plugin.budget import (  # noqa: F401 - the interface P1 codes against
+    BUDGET_VAR,
+    GPUS_ENV,
+    THREAD_VARS,
+    gpus_for_worker,
+    job_environment,
+    shared_gpu_warning,
+    threads_per_job,
+    visible_gpus,
+)
+from training_plugin.progress import Progress
+from training_plugin.scheduler import (
+    LongestFirstScheduling,
+    load_durations,
+    order_items,
+    save_durations,
+)
+
 #: Effective timeout of a training item (float | None), set by ``pytest_timeout_set_timer``.
 TIMEOUT_KEY = pytest.StashKey["float | None"]()
-_GPUS_KEY = pytest.StashKey["list[str]"]()
-
-#: Thread-pool variables capped under xdist.
-THREAD_VARS = (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-)
-#: Environment override for the GPU device list ("0,1,2"; "" = no GPUs).
-GPUS_ENV = "TRAINING_PLUGIN_GPUS"
+#: Report attribute naming a training job's log (travels with the report from xdist workers).
+REPORT_LOG_ATTR = "training_log"
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (affinity mask, not the machine's total)."""
+def is_training_item(item: pytest.Item) -> bool:
+    """Whether ``item`` is a training job (P1's TrainingItem, carrying a job spec)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        from training_plugin.jobs import TrainingItem
+    except ImportError:
+        TrainingItem = None  # noqa: N806
+    if TrainingItem is not None and isinstance(item, TrainingItem):
+        return True
+    spec = getattr(item, "spec", None)
+    return spec is not None and hasattr(spec, "log_path")
 
 
-def worker_count(config: pytest.Config) -> int:
-    """Number of xdist workers of this session; 0 when not distributed."""
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None:
-        return int(workerinput["workercount"])
-    if config.getoption("dist", "no") == "no":
-        return 0
-    tx = config.getoption("tx", None) or []
-    if tx:
-        return len(tx)
-    numprocesses = config.getoption("numprocesses", None)
-    if numprocesses in ("auto", "logical"):
-        return usable_cpus()
-    return int(numprocesses or 0)
+def _is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
 
 
-def worker_index(config: pytest.Config) -> int | None:
-    """Index of this xdist worker (gw3 -> 3), None on the controller / without xdist."""
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is None:
-        return None
-    workerid = str(workerinput.get("workerid", ""))
-    digits = workerid.lstrip("gw")
-    return int(digits) if digits.isdigit() else None
+# -- order and scheduling ----------------------------------------------------------------------
 
-
-def threads_per_job(config: pytest.Config) -> int | None:
-    """Threads each job may use: None without xdist, else max(1, usable_cpus // workers)."""
-    workers = worker_count(config)
-    if workers <= 0:
-        return None
-    return max(1, usable_cpus() // workers)
-
-
-def visible_gpus(config: pytest.Config) -> list[str]:
-    """GPU device ids visible to this session (cached per process).
-
-    Order of sources: env ``TRAINING_PLUGIN_GPUS`` (comma list; empty = none), then
-    ``CUDA_VISIBLE_DEVICES`` when set, then ``nvidia-smi -L``; none found -> [].
-    """
-    cached = config.stash.get(_GPUS_KEY, None)
-    if cached is not None:
-        return cached
-    gpus = _detect_gpus(os.environ)
-    config.stash[_GPUS_KEY] = gpus
-    return gpus
-
-
-def _split_ids(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _detect_gpus(environ: "os._Environ[str] | dict[str, str]") -> list[str]:
-    if GPUS_ENV in environ:
-        return _split_ids(environ[GPUS_ENV])
-    if "CUDA_VISIBLE_DEVICES" in environ:
-        ids = _split_ids(environ["CUDA_VISIBLE_DEVICES"])
-        return [] if ids in (["-1"], []) else ids
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return []
-    try:
-        out = subprocess.run(
-            [exe, "-L"], capture_output=True, text=True, timeout=5, check=False
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
-
-
-def gpus_for_worker(gpus: list[str], index: int, workers: int) -> list[str]:
-    """Devices of worker ``index`` among ``workers``: contiguous even split when there are at
-    least as many devices as workers, else round-robin sharing (device ``index % len(gpus)``)."""
-    if not gpus or workers <= 0:
-        return []
-    if len(gpus) < workers:
-        return [gpus[index % len(gpus)]]
-    base, extra = divmod(len(gpus), workers)
-    start = index * base + min(index, extra)
-    return gpus[start : start + base + (1 if index < extra else 0)]
-
-
-def job_environment(config: pytest.Config, job_id: str) -> dict[str, str]:
-    """Extra environment for one job: thread caps under xdist, this worker's GPUs."""
-    env: dict[str, str] = {}
-    threads = threads_per_job(config)
-    if threads is not None:
-        for name in THREAD_VARS:
-            env[name] = str(threads)
-        env["TRAINING_THREADS"] = str(threads)
-    index = worker_index(config)
-    if index is not None:
-        devices = gpus_for_worker(visible_gpus(config), index, worker_count(config))
-        if devices:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
-    return env
-
-
-def _is_training_item(item: pytest.Item) -> bool:
-    return hasattr(item, "spec") and type(item).__module__.startswith("training_plugin")
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Training items longest first by remembered duration (identical on every xdist worker)."""
+    order_items(items, load_durations(config), is_training_item)
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
-def pytest_timeout_set_timer(item: pytest.Item, settings) -> bool | None:  # type: ignore[no-untyped-def]
-    """For training items keep pytest-timeout's timeout for the runner; install no timer."""
-    if not _is_training_item(item):
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``--dist load`` (what ``-n`` means), hand out items one job at a time in the
+    collection's longest-first order; other --dist modes keep xdist's scheduler."""
+    if config.getvalue("dist") != "load":
+        return None
+    return LongestFirstScheduling(config, log)
+
+
+# -- reports: log path for the progress display, durations for the next run -----------------
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Mark training reports with the job's log path (serialised by xdist with the report)."""
+    report = yield
+    if is_training_item(item):
+        setattr(report, REPORT_LOG_ATTR, str(item.spec.log_path))  # type: ignore[attr-defined]
+    return report
+
+
+class SessionState:
+    """Per-session state of the controller (registered as a plugin in pytest_configure, like
+    junitxml's LogXML): the live progress line and the durations measured in this run."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.measured: dict[str, float] = {}
+        self.progress: Progress | None = None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """With a TTY and verbosity >= 0: start the live progress line."""
+        config = self.config
+        if config.get_verbosity() < 0 or config.getoption("collectonly", False):
+            return
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or not reporter.isatty():
+            return
+        self.progress = Progress(reporter._tw)
+        self.progress.start()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Start/stop progress entries; collect the call durations of training jobs."""
+        log_path = getattr(report, REPORT_LOG_ATTR, None)
+        if self.progress is not None:
+            if log_path is not None and report.when == "setup" and report.passed:
+                self.progress.job_started(report.nodeid, log_path)
+            elif report.when == "call" or report.failed:
+                self.progress.job_finished(report.nodeid)
+        if log_path is not None and report.when == "call":
+            self.measured[report.nodeid] = report.duration
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        """Whatever happened, the job no longer runs."""
+        if self.progress is not None:
+            self.progress.job_finished(nodeid)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Stop the progress line; remember this run's durations for the next one."""
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        save_durations(self.config, self.measured)
+
+
+_STATE_NAME = "training_plugin.parallel.state"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Controller: register the session state; warn once when xdist workers share GPUs."""
+    if not _is_controller(config):
+        return
+    config.pluginmanager.register(SessionState(config), _STATE_NAME)
+    message = shared_gpu_warning(config)
+    if message:
+        warnings.warn(pytest.PytestWarning(message), stacklevel=1)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Unregister the session state; stop this process's reaper (kills anything running)."""
+    state = config.pluginmanager.get_plugin(_STATE_NAME)
+    if state is not None:
+        config.pluginmanager.unregister(state, _STATE_NAME)
+    runner.shutdown()
+
+
+# -- pytest-timeout ----------------------------------------------------------------------------
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    """Training items: keep pytest-timeout's resolved timeout (marker > --timeout > ini) for the
+    runner, which kills the job's process tree; install no SIGALRM/thread timer."""
+    if not is_training_item(item):
         return None
     item.stash[TIMEOUT_KEY] = settings.timeout
     return True
@@ -151,21 +163,6 @@ def pytest_timeout_set_timer(item: pytest.Item, settings) -> bool | None:  # typ
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_timeout_cancel_timer(item: pytest.Item) -> bool | None:
     """Training items have no pytest-timeout timer to cancel."""
-    if not _is_training_item(item):
+    if not is_training_item(item):
         return None
     return True
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Warn once (controller) when workers outnumber the GPUs and must share them."""
-    if hasattr(config, "workerinput"):
-        return
-    workers = worker_count(config)
-    if workers > 1:
-        gpus = visible_gpus(config)
-        if gpus and len(gpus) < workers:
-            warnings.warn(
-                f"training_plugin: {workers} workers share {len(gpus)} GPU(s) round-robin; "
-                f"use -n {len(gpus)} to give each worker its own device",
-                stacklevel=1,
-            )

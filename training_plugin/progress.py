@@ -1,0 +1,153 @@
+"""Live progress on the controller's terminal: running jobs, elapsed time, last log line.
+
+Shown only when the terminal is a TTY and verbosity >= 0 (``-q`` and CI logs stay calm: nothing
+is written there).  A daemon thread redraws one status line every ``interval_s`` seconds at the
+end of the terminal's current line; every write of pytest's terminal writer first erases the
+status (a wrapper on the writer's ``write``, under one lock), so normal output is never garbled,
+and the status reappears on the next tick.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Seconds between two redraws of the status line.
+REFRESH_S = 2.0
+_CLEAR = "\r\x1b[K"
+
+
+@dataclass
+class _Job:
+    job_id: str
+    log_path: Path
+    started: float = field(default_factory=time.monotonic)
+
+
+def last_log_line(path: Path, max_bytes: int = 4096) -> str:
+    """The last non-empty line of a log (carriage-return progress bars included), or ""."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace").replace("\r", "\n")
+    for line in reversed(text.splitlines()):
+        if line.strip():
+            return " ".join(line.split())
+    return ""
+
+
+def format_elapsed(seconds: float) -> str:
+    """12 -> "12s", 75 -> "1m15s", 3700 -> "1h01m"."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class Progress:
+    """Tracks the running jobs and draws the status line on a TerminalWriter."""
+
+    def __init__(self, tw: Any, interval_s: float = REFRESH_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.tw = tw
+        self.interval_s = interval_s
+        self.clock = clock
+        self.jobs: dict[str, _Job] = {}
+        self.lock = threading.RLock()
+        self.shown = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._orig_write: Any = None
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def job_started(self, nodeid: str, log_path: str | Path) -> None:
+        """A job began (its setup report arrived)."""
+        with self.lock:
+            self.jobs[nodeid] = _Job(nodeid.rsplit("::", 1)[-1], Path(log_path), self.clock())
+
+    def job_finished(self, nodeid: str) -> None:
+        """A job ended, failed or its worker crashed."""
+        with self.lock:
+            self.jobs.pop(nodeid, None)
+
+    def status_text(self) -> str:
+        """"running 2: als 1m12s (epoch 3/10 loss 0.41) | mri 40s (loading slices)"."""
+        with self.lock:
+            jobs = list(self.jobs.values())
+        if not jobs:
+            return ""
+        now = self.clock()
+        parts = []
+        for job in sorted(jobs, key=lambda j: j.started):
+            line = last_log_line(job.log_path)
+            tail = f" ({line})" if line else ""
+            parts.append(f"{job.job_id} {format_elapsed(now - job.started)}{tail}")
+        return f"running {len(jobs)}: " + " | ".join(parts)
+
+    # -- drawing -------------------------------------------------------------------------------
+    def _raw(self, text: str) -> None:
+        file = self.tw._file  # bypass the writer's line bookkeeping
+        file.write(text)
+        file.flush()
+
+    def _erase(self) -> None:
+        if self.shown:
+            self._raw(_CLEAR + self.tw._current_line)
+            self.shown = False
+
+    def draw(self) -> None:
+        """Redraw the status after the terminal's current (partial) line, if it fits."""
+        with self.lock:
+            text = self.status_text()
+            current = self.tw._current_line
+            room = self.tw.fullwidth - len(current) - 4
+            self._erase()
+            if not text or room < 20:
+                return
+            if len(text) > room:
+                text = text[: room - 3] + "..."
+            self._raw(_CLEAR + current + ("  " if current else "") + text)
+            self.shown = True
+
+    def _write(self, msg: str, **kw: Any) -> None:
+        with self.lock:
+            self._erase()
+            self._orig_write(msg, **kw)
+
+    # -- lifetime ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Wrap the writer and start the redraw thread."""
+        self._orig_write = self.tw.write
+        self.tw.write = self._write
+        self._thread = threading.Thread(target=self._run, name="training-progress", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.draw()
+            except Exception:  # noqa: BLE001 - a status line must never break the run
+                return
+
+    def stop(self) -> None:
+        """Stop the thread, erase the status and unwrap the writer."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self.lock:
+            self._erase()
+            if self._orig_write is not None:
+                del self.tw.write  # the instance attribute; the class method shows again
+                self._orig_write = None
