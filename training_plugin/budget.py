@@ -55,15 +55,16 @@ def worker_count(config: pytest.Config) -> int:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
         return int(workerinput["workercount"])
-    if config.getoption("dist", "no") == "no":
-        return 0
-    tx = config.getoption("tx", None) or []
-    if tx:
-        return len(tx)
     numprocesses = config.getoption("numprocesses", None)
-    if numprocesses in ("auto", "logical"):
-        return usable_cpus()
-    return int(numprocesses or 0)
+    if numprocesses in ("auto", "logical"):  # before xdist's pytest_cmdline_main resolved it
+        numprocesses = config.hook.pytest_xdist_auto_num_workers(config=config)
+    if numprocesses:
+        maxprocesses = config.getoption("maxprocesses", None)
+        return min(int(numprocesses), int(maxprocesses)) if maxprocesses else int(numprocesses)
+    if numprocesses is None and config.getoption("dist", "no") != "no":
+        tx = config.getoption("tx", None) or []  # explicit --tx specs ("2*popen")
+        return sum(int(s.split("*", 1)[0]) if "*" in s else 1 for s in tx)
+    return 0
 
 
 def worker_index(config: pytest.Config) -> int | None:

@@ -8,7 +8,7 @@ P1's plugin registers this module in ``pytest_configure`` with
 
 from __future__ import annotations
 
-import warnings
+import os
 from typing import Any
 
 import pytest
@@ -99,7 +99,11 @@ class SessionState:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None or not reporter.isatty():
             return
-        self.progress = Progress(reporter._tw)
+        try:
+            terminal_fd = os.dup(reporter._tw._file.fileno())
+        except (AttributeError, OSError, ValueError):
+            terminal_fd = None
+        self.progress = Progress(reporter._tw, fd=terminal_fd)
         self.progress.start()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -123,6 +127,8 @@ class SessionState:
         """Stop the progress line; remember this run's durations for the next one."""
         if self.progress is not None:
             self.progress.stop()
+            if self.progress.fd is not None:
+                os.close(self.progress.fd)
             self.progress = None
         save_durations(self.config, self.measured)
 
@@ -137,7 +143,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(SessionState(config), _STATE_NAME)
     message = shared_gpu_warning(config)
     if message:
-        warnings.warn(pytest.PytestWarning(message), stacklevel=1)
+        config.issue_config_time_warning(pytest.PytestWarning(message), stacklevel=2)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -1,0 +1,142 @@
+"""Live progress: the status text, drawing without garbling pytest's output, and calm output
+when not on a terminal or with -q (a real pseudo-terminal for the TTY cases)."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+
+import pytest
+from _pytest._io.terminalwriter import TerminalWriter
+
+from training_plugin.progress import Progress, format_elapsed, last_log_line
+
+try:
+    from test_parallel_process_safety import HARNESS
+except ImportError:  # pragma: no cover
+    from tests.test_parallel_process_safety import HARNESS  # type: ignore[no-redef]
+
+CLEAR = "\r\x1b[K"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (59.9, "59s"), (75, "1m15s"),
+                                               (3700, "1h01m")])
+def test_format_elapsed(seconds, text):
+    assert format_elapsed(seconds) == text
+
+
+def test_last_log_line(tmp_path):
+    log = tmp_path / "train.log"
+    assert last_log_line(log) == ""
+    log.write_text("loading\nepoch 1/3  loss 0.9\n\n")
+    assert last_log_line(log) == "epoch 1/3 loss 0.9"
+    log.write_text("bar 10%\rbar 55%\r")  # carriage-return progress bars
+    assert last_log_line(log) == "bar 55%"
+
+
+@pytest.fixture
+def writer():
+    file = io.StringIO()
+    tw = TerminalWriter(file)
+    tw.fullwidth = 100
+    return tw, file
+
+
+def test_status_text_and_draw(tmp_path, writer):
+    tw, file = writer
+    now = [100.0]
+    progress = Progress(tw, clock=lambda: now[0])
+    log = tmp_path / "als" / "train.log"
+    log.parent.mkdir()
+    log.write_text("epoch 3/10 loss 0.41\n")
+    progress.job_started("src/train_als.py::als", log)
+    progress.job_started("src/train_mri.py::mri", tmp_path / "missing.log")
+    now[0] += 72
+    assert progress.status_text() == "running 2: als 1m12s (epoch 3/10 loss 0.41) | mri 1m12s"
+    progress.start()
+    try:
+        tw.write("src/train_x.py ")  # a partial line, as pytest leaves it while a job runs
+        progress.draw()
+        assert file.getvalue().endswith(CLEAR + "src/train_x.py   running 2: als 1m12s"
+                                        " (epoch 3/10 loss 0.41) | mri 1m12s")
+        tw.write(".")  # pytest writes: the status is erased first, the line restored
+        assert file.getvalue().endswith("mri 1m12s" + CLEAR + "src/train_x.py .")
+        assert tw._current_line == "src/train_x.py ."
+        progress.job_finished("src/train_als.py::als")
+        progress.job_finished("src/train_mri.py::mri")
+        progress.draw()
+        assert file.getvalue().endswith("src/train_x.py .")  # nothing running: no status
+    finally:
+        progress.stop()
+    assert "write" not in vars(tw)  # unwrapped
+
+
+def test_long_status_is_cut_to_the_terminal_width(tmp_path, writer):
+    tw, file = writer
+    progress = Progress(tw, clock=lambda: 0.0)
+    log = tmp_path / "train.log"
+    log.write_text("x" * 500 + "\n")
+    progress.job_started("a::job", log)
+    progress.start()
+    try:
+        progress.draw()
+    finally:
+        progress.stop()
+    drawn = file.getvalue().split(CLEAR)[1]
+    assert drawn.endswith("...") and len(drawn) <= 100
+
+
+# -- end to end ------------------------------------------------------------------------------
+
+def run_in_pty(cwd, *args: str, within_s: float = 60) -> str:
+    """Run pytest with a pseudo-terminal as stdout (a TTY), return everything it wrote."""
+    main, child = pty.openpty()
+    env = dict(os.environ, COLUMNS="120")
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:randomly",
+                             "-p", "no:cacheprovider", *args],
+                            cwd=cwd, stdout=child, stderr=child, stdin=subprocess.DEVNULL,
+                            env=env)
+    os.close(child)
+    chunks = []
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(main, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    proc.wait(10)
+    os.close(main)
+    return b"".join(chunks).decode(errors="replace")
+
+
+SLOW_JOB = "import time\nprint('warming up', flush=True)\ntime.sleep(3)\n"
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]])
+def test_tty_shows_running_jobs(pytester, xdist):
+    pytester.makeconftest(HARNESS)
+    pytester.makepyfile(train_slow=SLOW_JOB)
+    out = run_in_pty(pytester.path, *xdist)
+    assert "running 1: slow" in out and "(warming up)" in out
+    assert "1 passed" in out
+
+
+def test_quiet_tty_and_pipes_stay_calm(pytester):
+    pytester.makeconftest(HARNESS)
+    pytester.makepyfile(train_slow=SLOW_JOB)
+    assert "running 1:" not in run_in_pty(pytester.path, "-q")
+    result = pytester.runpytest_subprocess("-p", "no:randomly")  # stdout is a pipe
+    result.assert_outcomes(passed=1)
+    assert "running 1:" not in result.stdout.str()
