@@ -1,1 +1,29 @@
-"""training_plugin: run every training script as a pytest item."""
+"""training_plugin: run every training script as a pytest item (``pytest -p training_plugin``).
+
+The hooks live in :mod:`training_plugin.plugin`; they are re-exported here because ``-p
+training_plugin`` registers this package module as the plugin.
+"""
+
+from training_plugin.plugin import (
+    pytest_addoption,
+    pytest_collect_file,
+    pytest_configure,
+    pytest_report_collectionfinish,
+    pytest_report_header,
+    pytest_runtest_makereport,
+    pytest_sessionstart,
+    pytest_terminal_summary,
+    pytest_unconfigure,
+)
+
+__all__ = [
+    "pytest_addoption",
+    "pytest_collect_file",
+    "pytest_configure",
+    "pytest_report_collectionfinish",
+    "pytest_report_header",
+    "pytest_runtest_makereport",
+    "pytest_sessionstart",
+    "pytest_terminal_summary",
+    "pytest_unconfigure",
+]

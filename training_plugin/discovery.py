@@ -1,0 +1,170 @@
+"""Finding training scripts: roots, the file pattern, skip rules, job ids.
+
+Pure functions over the file system; no pytest objects.  The walk is deterministic (sorted by
+path relative to rootdir) so every xdist worker collects the same jobs in the same order.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+#: Directory names that are never searched (VCS, virtualenvs, build output, caches).
+IGNORED_DIR_NAMES = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        "build",
+        "dist",
+        "__pycache__",
+        ".tox",
+        ".nox",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+        "node_modules",
+    }
+)
+
+MSG_DUPLICATE_ID = (
+    "two training scripts have the job id {id!r}: {first} and {second}; "
+    "a job id must name one script.  Add the copy that should not run to `training_skip` "
+    "(pytest.ini), e.g.\n    training_skip =\n        {suggest}"
+)
+MSG_MISSING_ROOT = (
+    "training_paths entry {entry!r} does not exist under rootdir {rootdir}; "
+    "fix or remove it in the `training_paths` ini setting"
+)
+
+
+@dataclass(frozen=True)
+class Script:
+    """A discovered training script."""
+
+    path: Path  #: absolute path
+    relpath: str  #: posix path relative to rootdir
+    id: str  #: job id (stem without ``train_``)
+
+
+def job_id(path: Path) -> str:
+    """Job id of a script: its file stem without the ``train_`` prefix (``train_als.py`` -> ``als``)."""
+    stem = path.stem
+    return stem[len("train_") :] if stem.startswith("train_") and len(stem) > 6 else stem
+
+
+def is_ignored_dir(path: Path, name: str | None = None) -> bool:
+    """True for directories that are never searched: VCS, virtualenvs, build, caches."""
+    name = path.name if name is None else name
+    if name in IGNORED_DIR_NAMES or name.endswith(".egg-info"):
+        return True
+    return os.path.exists(os.path.join(path, "pyvenv.cfg"))
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def relpath(path: Path, rootdir: Path) -> str:
+    """``path`` relative to ``rootdir`` in posix spelling (absolute posix when outside it)."""
+    try:
+        return path.relative_to(rootdir).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _walk(
+    directory: str, *, pattern: str, skip: frozenset[str], real_root: str, seen: set[str]
+) -> Iterator[str]:
+    """Yield matching files under ``directory`` (not sorted)."""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        path = entry.path
+        if path in skip:
+            continue
+        try:
+            is_link = entry.is_symlink()
+            if is_link:
+                real = os.path.realpath(path)
+                if not _inside(real, real_root):
+                    continue  # symlinks that leave the root are not followed
+            is_dir = entry.is_dir()
+        except OSError:
+            continue
+        if is_dir:
+            if is_ignored_dir(Path(path), entry.name):
+                continue
+            real = os.path.realpath(path)
+            if real in seen:
+                continue  # a symlink loop, or a second way into the same folder
+            seen.add(real)
+            yield from _walk(path, pattern=pattern, skip=skip, real_root=real_root, seen=seen)
+        elif fnmatch.fnmatchcase(entry.name, pattern):
+            yield path
+
+
+def discover(
+    roots: Iterable[Path],
+    *,
+    rootdir: Path,
+    pattern: str = "train_*.py",
+    skip: Iterable[str] = (),
+    check_roots: bool = True,
+) -> list[Script]:
+    """Find training scripts under ``roots`` (files or directories).
+
+    ``skip`` holds paths relative to ``rootdir`` that are never searched.  Raises
+    ``pytest.UsageError`` when two scripts share a job id (naming both and the fix) or, with
+    ``check_roots``, when a root does not exist.
+    """
+    rootdir = Path(os.path.abspath(rootdir))
+    real_root = os.path.realpath(rootdir)
+    skip_set = frozenset(os.path.normpath(os.path.join(rootdir, s)) for s in skip if s.strip())
+    found: set[str] = set()
+    for root in roots:
+        root_s = os.path.normpath(os.path.join(rootdir, root))
+        if root_s in skip_set:
+            continue
+        if os.path.isfile(root_s):
+            if fnmatch.fnmatchcase(os.path.basename(root_s), pattern):
+                found.add(root_s)
+            continue
+        if not os.path.isdir(root_s):
+            if check_roots:
+                raise pytest.UsageError(MSG_MISSING_ROOT.format(entry=str(root), rootdir=rootdir))
+            continue
+        seen = {os.path.realpath(root_s)}
+        found.update(_walk(root_s, pattern=pattern, skip=skip_set, real_root=real_root, seen=seen))
+    scripts = [
+        Script(path=Path(p), relpath=relpath(Path(p), rootdir), id=job_id(Path(p))) for p in found
+    ]
+    scripts.sort(key=lambda s: s.relpath)
+    check_unique(scripts)
+    return scripts
+
+
+def check_unique(scripts: Iterable[Script]) -> None:
+    """Raise ``pytest.UsageError`` when two scripts have the same job id."""
+    by_id: dict[str, Script] = {}
+    for script in scripts:
+        other = by_id.get(script.id)
+        if other is not None and other.path != script.path:
+            raise pytest.UsageError(
+                MSG_DUPLICATE_ID.format(
+                    id=script.id,
+                    first=other.relpath,
+                    second=script.relpath,
+                    suggest=str(Path(script.relpath).parent.as_posix()),
+                )
+            )
+        by_id[script.id] = script

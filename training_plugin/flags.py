@@ -1,0 +1,600 @@
+"""What a training script accepts on its command line, learned statically (AST only).
+
+A script is never imported or executed.  The analysis finds every real ``add_argument`` call in
+the script (module level, functions, argument groups, mutually exclusive groups, parent
+parsers) and follows the helper functions the script calls from modules inside the repository
+(``from aimedres.training.common import add_common_args``, relative imports, ``import pkg.mod``,
+src-layout packages), transitively, with a depth limit and cycle protection.  Strings, comments
+and docstrings never count: only ``ast.Call`` nodes do.
+
+Three outcomes (``ParserInfo.status``):
+
+- ``"resolved"``: the flags are known;
+- ``"none"``: the script has no command-line parser at all (it accepts no flags);
+- ``"unresolved"``: something cannot be known statically (computed option strings,
+  ``**kwargs``, ``parse_known_args``, sub-commands, a parser handed to code outside the
+  repository, another CLI library, a syntax error).  Nothing is guessed: callers forward no
+  shared flags to such a script.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: How many helper calls deep the analysis follows imported functions.
+MAX_DEPTH = 8
+#: Bump when the analysis changes, so cached results of older versions are ignored.
+ANALYSIS_VERSION = 1
+
+RESOLVED = "resolved"
+NO_PARSER = "none"
+UNRESOLVED = "unresolved"
+
+_NO_VALUE_ACTIONS = frozenset(
+    {"store_true", "store_false", "store_const", "append_const", "count", "help", "version"}
+)
+_OTHER_CLI_MODULES = frozenset(
+    {"click", "typer", "fire", "docopt", "hydra", "jsonargparse", "simple_parsing", "tyro"}
+)
+#: Calls that may receive a parser without adding flags to it.
+_HARMLESS_CALLS = frozenset(
+    {"print", "repr", "str", "vars", "id", "type", "isinstance", "len", "getattr", "hasattr"}
+)
+#: argparse methods called on parsers/groups; never helpers to follow.
+_PARSER_METHODS = frozenset(
+    {
+        "add_argument",
+        "add_argument_group",
+        "add_mutually_exclusive_group",
+        "parse_args",
+        "parse_known_args",
+        "parse_intermixed_args",
+        "set_defaults",
+        "add_subparsers",
+        "print_help",
+        "print_usage",
+        "format_help",
+        "error",
+        "exit",
+        "get_default",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One argument a parser accepts."""
+
+    options: tuple[str, ...]  #: option strings, e.g. ("-e", "--epochs"); () for a positional
+    dest: str
+    required: bool = False
+    takes_value: bool = True
+    default: Any = None  #: the default when it is a literal, else None
+
+    @property
+    def positional(self) -> bool:
+        """True for a positional argument (no option strings)."""
+        return not self.options
+
+    @property
+    def long_options(self) -> tuple[str, ...]:
+        """The ``--long`` spellings."""
+        return tuple(o for o in self.options if o.startswith("--"))
+
+    def display(self) -> str:
+        """Human form: ``-e/--epochs`` (+ ``required``)."""
+        text = "/".join(self.options) if self.options else f"<{self.dest}>"
+        if self.required:
+            text += " (required)"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form (for the cache)."""
+        return {
+            "options": list(self.options),
+            "dest": self.dest,
+            "required": self.required,
+            "takes_value": self.takes_value,
+            "default": self.default,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Flag:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            options=tuple(data["options"]),
+            dest=data["dest"],
+            required=bool(data["required"]),
+            takes_value=bool(data["takes_value"]),
+            default=data.get("default"),
+        )
+
+
+def normalize(name: str) -> str:
+    """Option name without dashes, ``_`` spelled ``-``: ``--output_dir`` -> ``output-dir``."""
+    return name.lstrip("-").replace("_", "-")
+
+
+@dataclass(frozen=True)
+class ParserInfo:
+    """What the analysis learned about one script."""
+
+    status: str
+    flags: tuple[Flag, ...] = ()
+    reasons: tuple[str, ...] = ()  #: why unresolved
+    deps: dict[str, str] = field(default_factory=dict)  #: followed module path -> sha256
+
+    @property
+    def resolved(self) -> bool:
+        """True when the accepted flags are known (including "accepts no flags")."""
+        return self.status != UNRESOLVED
+
+    def find(self, name: str) -> Flag | None:
+        """The flag accepting ``--name`` (any ``_``/``-`` spelling, or its dest), or None."""
+        wanted = normalize(name)
+        for flag in self.flags:
+            if any(normalize(o) == wanted for o in flag.long_options):
+                return flag
+        for flag in self.flags:
+            if flag.options and normalize(flag.dest) == wanted:
+                return flag
+        return None
+
+    def describe(self) -> str:
+        """One line for ``--collect-only``."""
+        if self.status == NO_PARSER:
+            return "accepts no flags (no command-line parser)"
+        if self.status == UNRESOLVED:
+            return "parser not resolved statically (" + "; ".join(self.reasons) + ")"
+        if not self.flags:
+            return "(parser with no arguments)"
+        return ", ".join(f.display() for f in self.flags)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form (for the cache)."""
+        return {
+            "status": self.status,
+            "flags": [f.to_json() for f in self.flags],
+            "reasons": list(self.reasons),
+            "deps": dict(self.deps),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ParserInfo:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            status=data["status"],
+            flags=tuple(Flag.from_json(f) for f in data["flags"]),
+            reasons=tuple(data["reasons"]),
+            deps=dict(data["deps"]),
+        )
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _literal(node: ast.AST | None) -> tuple[bool, Any]:
+    if node is None:
+        return False, None
+    try:
+        return True, ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False, None
+
+
+def _dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for Name/Attribute chains, else None."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+class _Module:
+    """A parsed module: its AST, top-level functions and import bindings."""
+
+    def __init__(self, path: Path, source: bytes, tree: ast.Module) -> None:
+        self.path = path
+        self.sha = sha256_bytes(source)
+        self.tree = tree
+        self.functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+        self.imports: dict[str, tuple[str, int, str | None]] = {}  # name -> (module, level, attr)
+        self.assigned: dict[str, ast.AST] = {}
+        for node in tree.body:
+            self._index(node)
+
+    def _index(self, node: ast.stmt) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            self.functions[node.name] = node
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    self.imports[alias.asname] = (alias.name, 0, None)
+                else:
+                    head = alias.name.split(".")[0]
+                    self.imports[head] = (head, 0, None)
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if alias.name != "*":
+                    self.imports[alias.asname or alias.name] = (
+                        node.module or "",
+                        node.level,
+                        alias.name,
+                    )
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    self.assigned[target.id] = node.value
+        elif isinstance(node, (ast.If, ast.Try)):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.stmt):
+                    self._index(child)
+
+
+class Analyzer:
+    """Static argparse analysis with an in-memory module cache (one per session)."""
+
+    def __init__(self, rootdir: Path) -> None:
+        self.rootdir = Path(os.path.abspath(rootdir))
+        self._real_root = os.path.realpath(self.rootdir)
+        self._modules: dict[str, _Module | None] = {}
+
+    # -- modules -------------------------------------------------------------------------------
+    def _load(self, path: Path) -> _Module | None:
+        key = os.path.abspath(path)
+        if key in self._modules:
+            return self._modules[key]
+        module: _Module | None
+        try:
+            source = Path(key).read_bytes()
+            module = _Module(Path(key), source, ast.parse(source, filename=key))
+        except (OSError, SyntaxError, ValueError, RecursionError):
+            module = None
+        self._modules[key] = module
+        return module
+
+    def _inside_root(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == self._real_root or real.startswith(self._real_root + os.sep)
+
+    def resolve_module(self, name: str, *, level: int, from_file: Path, script: Path) -> Path | None:
+        """File of module ``name`` (``level`` dots relative to ``from_file``) inside rootdir."""
+        parts = [p for p in name.split(".") if p]
+        if level > 0:
+            base = from_file.parent
+            for _ in range(level - 1):
+                base = base.parent
+            bases = [base]
+        else:
+            bases = [script.parent, self.rootdir, self.rootdir / "src"]
+        for base in bases:
+            candidate = base.joinpath(*parts) if parts else base
+            for path in (candidate.with_suffix(".py") if parts else None, candidate / "__init__.py"):
+                if path is not None and path.is_file() and self._inside_root(str(path)):
+                    return path
+        return None
+
+    def _resolve_name(
+        self, module: _Module, name: str, script: Path, depth: int = 0
+    ) -> tuple[_Module, str | None] | None:
+        """Where ``name`` used in ``module`` is defined: (module, function name or None=module)."""
+        if depth > MAX_DEPTH:
+            return None
+        if name in module.functions:
+            return module, name
+        if name in module.assigned:
+            value = module.assigned[name]
+            if isinstance(value, ast.Name) and value.id != name:
+                return self._resolve_name(module, value.id, script, depth + 1)
+            return None
+        binding = module.imports.get(name)
+        if binding is None:
+            return None
+        modname, level, attr = binding
+        if attr is None:
+            path = self.resolve_module(modname, level=level, from_file=module.path, script=script)
+            target = self._load(path) if path else None
+            return (target, None) if target else None
+        path = self.resolve_module(modname, level=level, from_file=module.path, script=script)
+        target = self._load(path) if path else None
+        if target is not None and target is not module:
+            found = self._resolve_name(target, attr, script, depth + 1)
+            if found is not None:
+                return found
+        # `from pkg import submodule`
+        sub = ".".join(p for p in (modname, attr) if p)
+        path = self.resolve_module(sub, level=level, from_file=module.path, script=script)
+        target = self._load(path) if path else None
+        return (target, None) if target else None
+
+    def _resolve_call(
+        self, module: _Module, func: ast.AST, script: Path
+    ) -> tuple[_Module, str] | None:
+        """The repository function a call expression refers to, or None."""
+        dotted = _dotted(func)
+        if dotted is None:
+            return None
+        head, *rest = dotted.split(".")
+        found = self._resolve_name(module, head, script)
+        if found is None:
+            return None
+        target, fname = found
+        for i, part in enumerate(rest):
+            if fname is not None:
+                return None  # attribute of a function
+            if part in target.functions:
+                fname = part
+                if i != len(rest) - 1:
+                    return None
+                continue
+            inner = self._resolve_name(target, part, script)
+            if inner is None:
+                sub = target.path.parent / part
+                path = next(
+                    (p for p in (sub.with_suffix(".py"), sub / "__init__.py") if p.is_file()), None
+                )
+                loaded = self._load(path) if path and self._inside_root(str(path)) else None
+                if loaded is None:
+                    return None
+                target = loaded
+            else:
+                target, fname = inner
+        if fname is None:
+            return None
+        return target, fname
+
+    # -- analysis ------------------------------------------------------------------------------
+    def analyze(self, script: Path) -> ParserInfo:
+        """Analyze one script (never imports or runs it)."""
+        script = Path(os.path.abspath(script))
+        try:
+            source = script.read_bytes()
+        except OSError as exc:
+            return ParserInfo(UNRESOLVED, reasons=(f"cannot read the script: {exc.strerror}",))
+        try:
+            tree = ast.parse(source, filename=str(script))
+        except SyntaxError as exc:
+            return ParserInfo(UNRESOLVED, reasons=(f"syntax error, line {exc.lineno}: {exc.msg}",))
+        except (ValueError, RecursionError) as exc:
+            return ParserInfo(UNRESOLVED, reasons=(f"cannot parse the script: {exc}",))
+        module = _Module(script, source, tree)
+        self._modules[str(script)] = module
+        state = _State(script=script)
+        self._scan(module, [tree], state, depth=0)
+        return state.result(self.rootdir)
+
+    def _scan(self, module: _Module, roots: list[ast.AST], state: _State, depth: int) -> None:
+        """Collect add_argument calls under ``roots`` and follow repository helper calls."""
+        calls = [n for root in roots for n in ast.walk(root) if isinstance(n, ast.Call)]
+        parser_names: set[str] = set()
+        for node in ast.walk(module.tree) if depth == 0 else (n for r in roots for n in ast.walk(r)):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names]
+                mod = node.module if isinstance(node, ast.ImportFrom) else None
+                for top in [(mod or "").split(".")[0], *[n.split(".")[0] for n in names]]:
+                    if top in _OTHER_CLI_MODULES:
+                        state.unresolved(f"uses {top} (not argparse)")
+                if mod == "absl" and "flags" in names:
+                    state.unresolved("uses absl.flags (not argparse)")
+            elif (
+                depth == 0
+                and isinstance(node, ast.Attribute)
+                and node.attr == "argv"
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "sys"
+            ):
+                state.uses_sys_argv = True
+        for call in calls:
+            func = call.func
+            if isinstance(func, ast.Attribute) and func.attr in _PARSER_METHODS:
+                receiver = _dotted(func.value)
+                if receiver:
+                    parser_names.add(receiver)
+                if func.attr == "add_argument":
+                    state.has_parser = True
+                    self._add_argument(call, module, state)
+                elif func.attr == "parse_known_args":
+                    state.unresolved("uses parse_known_args (unknown flags are passed on)")
+                elif func.attr == "add_subparsers":
+                    state.unresolved("uses sub-commands (add_subparsers)")
+                continue
+            dotted = _dotted(func)
+            if dotted and dotted.split(".")[-1] == "ArgumentParser":
+                state.has_parser = True
+                continue
+        for call in calls:
+            func = call.func
+            if isinstance(func, ast.Attribute) and func.attr in _PARSER_METHODS:
+                continue
+            dotted = _dotted(func)
+            if dotted is None or dotted.split(".")[-1] == "ArgumentParser":
+                continue
+            head = dotted.split(".")[0]
+            if head in parser_names and "." in dotted:
+                continue  # some other method of a parser object
+            is_local = "." not in dotted and dotted in module.functions
+            if is_local and depth == 0:
+                continue  # the whole script is scanned already
+            target = self._resolve_call(module, func, state.script)
+            if target is None:
+                passes_parser = any(
+                    _dotted(a) in parser_names
+                    for a in [*call.args, *(k.value for k in call.keywords)]
+                    if not isinstance(a, ast.Starred)
+                )
+                if passes_parser and dotted not in _HARMLESS_CALLS:
+                    state.unresolved(
+                        f"the parser is passed to {dotted}() at line {call.lineno}, "
+                        "which is not in the repository"
+                    )
+                continue
+            target_module, fname = target
+            key = (str(target_module.path), fname)
+            if key in state.visited:
+                continue
+            if depth + 1 > MAX_DEPTH:
+                state.unresolved(f"helper calls nested deeper than {MAX_DEPTH} levels")
+                continue
+            state.visited.add(key)
+            if target_module.path != state.script:
+                state.deps[str(target_module.path)] = target_module.sha
+            self._scan(target_module, [target_module.functions[fname]], state, depth + 1)
+
+    def _add_argument(self, call: ast.Call, module: _Module, state: _State) -> None:
+        where = f"line {call.lineno}" + (
+            "" if module.path == state.script else f" of {os.path.basename(module.path)}"
+        )
+        options: list[str] = []
+        for arg in call.args:
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                options.append(arg.value)
+            else:
+                state.unresolved(f"add_argument with computed option strings ({where})")
+                return
+        kwargs: dict[str, ast.AST] = {}
+        for kw in call.keywords:
+            if kw.arg is None:
+                state.unresolved(f"add_argument(**kwargs) ({where})")
+                return
+            kwargs[kw.arg] = kw.value
+        if not options:
+            state.unresolved(f"add_argument without option strings ({where})")
+            return
+        positional = not options[0].startswith("-")
+        action_node = kwargs.get("action")
+        action: str | None = None
+        if isinstance(action_node, ast.Constant) and isinstance(action_node.value, str):
+            action = action_node.value
+        elif action_node is not None:
+            action = _dotted(action_node) or "<custom>"
+        ok_nargs, nargs = _literal(kwargs.get("nargs"))
+        takes_value = not (
+            (action in _NO_VALUE_ACTIONS) or (ok_nargs and nargs == 0)
+            or (action or "").endswith("BooleanOptionalAction")
+        )
+        ok_default, default = _literal(kwargs.get("default"))
+        if not ok_default or not isinstance(default, (str, int, float, bool, type(None))):
+            default = None
+        ok_req, required = _literal(kwargs.get("required"))
+        if positional:
+            dest = options[0]
+            is_required = not (ok_nargs and nargs in ("?", "*")) and "default" not in kwargs
+            flag = Flag((), dest, is_required, True, default)
+        else:
+            ok_dest, dest = _literal(kwargs.get("dest"))
+            if not ok_dest or not isinstance(dest, str):
+                longs = [o for o in options if o.startswith("--")]
+                dest = (longs[0] if longs else options[0]).lstrip("-").replace("-", "_")
+            all_options = list(options)
+            if (action or "").endswith("BooleanOptionalAction"):
+                all_options += ["--no-" + o[2:] for o in options if o.startswith("--")]
+            flag = Flag(tuple(all_options), dest, bool(ok_req and required), takes_value, default)
+        state.flags.append(flag)
+
+
+@dataclass
+class _State:
+    script: Path
+    flags: list[Flag] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    deps: dict[str, str] = field(default_factory=dict)
+    visited: set[tuple[str, str]] = field(default_factory=set)
+    has_parser: bool = False
+    uses_sys_argv: bool = False
+
+    def unresolved(self, reason: str) -> None:
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
+    def result(self, rootdir: Path) -> ParserInfo:
+        deps = dict(sorted(self.deps.items()))
+        if self.reasons:
+            return ParserInfo(UNRESOLVED, tuple(self.flags), tuple(self.reasons), deps)
+        if not self.has_parser:
+            if self.uses_sys_argv:
+                return ParserInfo(UNRESOLVED, (), ("reads sys.argv directly",), deps)
+            return ParserInfo(NO_PARSER, (), (), deps)
+        unique: dict[tuple[str, ...] | str, Flag] = {}
+        for flag in self.flags:
+            unique.setdefault(flag.options or flag.dest, flag)
+        return ParserInfo(RESOLVED, tuple(unique.values()), (), deps)
+
+
+class FlagCache:
+    """Analysis results keyed by the sha256 of the script and of every followed module.
+
+    ``data`` is a plain dict (relpath -> entry) that the plugin loads from and stores into
+    pytest's cache; this class only reads and updates it.
+    """
+
+    def __init__(self, analyzer: Analyzer, data: dict[str, Any] | None = None) -> None:
+        self.analyzer = analyzer
+        self.data: dict[str, Any] = dict(data or {})
+        self.changed = False
+        self._dep_sha: dict[str, str | None] = {}
+
+    def _sha_of(self, path: str) -> str | None:
+        if path not in self._dep_sha:
+            try:
+                self._dep_sha[path] = sha256_bytes(Path(path).read_bytes())
+            except OSError:
+                self._dep_sha[path] = None
+        return self._dep_sha[path]
+
+    def get(self, script: Path) -> ParserInfo:
+        """Cached analysis of ``script`` (recomputed when it or a followed module changed)."""
+        key = str(script)
+        try:
+            sha = sha256_bytes(script.read_bytes())
+        except OSError:
+            return self.analyzer.analyze(script)
+        entry = self.data.get(key)
+        if (
+            isinstance(entry, dict)
+            and entry.get("v") == ANALYSIS_VERSION
+            and entry.get("sha") == sha
+        ):
+            try:
+                info = ParserInfo.from_json(entry["info"])
+            except (KeyError, TypeError, ValueError):
+                info = None
+            if info is not None and all(self._sha_of(p) == s for p, s in info.deps.items()):
+                return info
+        info = self.analyzer.analyze(script)
+        self.data[key] = {"v": ANALYSIS_VERSION, "sha": sha, "info": info.to_json()}
+        self.changed = True
+        return info
+
+
+def analyze_source(source: str, *, rootdir: Path, filename: str = "train_x.py") -> ParserInfo:
+    """Convenience for tests: analyze ``source`` as if it were ``rootdir/filename``."""
+    path = Path(rootdir) / filename
+    path.write_text(source)
+    return Analyzer(rootdir).analyze(path)
+
+
+def iter_option_tokens(args: Iterable[str]) -> Iterator[str]:
+    """Option strings present in an argument list (``--epochs=3`` -> ``--epochs``)."""
+    for token in args:
+        if token.startswith("-") and len(token) > 1 and not _is_number(token):
+            yield token.split("=", 1)[0]
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,509 @@
+"""Job specs: the job table in pyproject.toml, shared settings, command building, and the
+pytest collection nodes (``TrainingFile`` / ``TrainingItem``) that run them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training_plugin import flags as flags_mod
+from training_plugin import results
+from training_plugin.discovery import Script, check_unique, relpath
+from training_plugin.flags import ParserInfo
+
+TABLE = "tool.training_plugin.jobs"
+#: Allowed keys of a ``[tool.training_plugin.jobs.<id>]`` table.
+JOB_KEYS = ("script", "args", "timeout", "markers", "env")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_MARKER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Lines of the log shown in a failure report.
+LOG_TAIL_LINES = 30
+
+MSG_TABLE_KEY = (
+    "{file}: unknown key {key!r} in [{table}]; allowed keys: " + ", ".join(JOB_KEYS)
+)
+MSG_TABLE_TYPE = "{file}: [{table}] {key} must be {expected}, got {got!r}"
+MSG_TABLE_SCRIPT = "{file}: [{table}] script = {script!r}: no such file under rootdir {rootdir}"
+MSG_TABLE_UNKNOWN_ID = (
+    "{file}: [{table}] names no discovered training script (job ids: {ids}); "
+    "add `script = \"path/to/train_x.py\"` to declare a variant job, or rename the table "
+    "to a discovered id"
+)
+MSG_MISSING_REQUIRED = (
+    "job {id!r} was not started: {script} requires {flags}, which neither the shared "
+    "settings (--epochs/--folds/--seed/--output-dir/--train-arg) nor the job's configured "
+    "args supply; add {example} to `args` in [{table}.{id}] in pyproject.toml"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Job table
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobConfig:
+    """One ``[tool.training_plugin.jobs.<id>]`` table, validated."""
+
+    id: str
+    script: Path | None = None  #: absolute, for declared (variant) jobs
+    args: tuple[str, ...] = ()
+    timeout: float | None = None
+    markers: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def load_job_table(rootdir: Path) -> dict[str, JobConfig]:
+    """Read and validate the job table from ``rootdir/pyproject.toml`` ({} when absent).
+
+    Raises ``pytest.UsageError`` naming the file and key for any mistake.
+    """
+    path = Path(rootdir) / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    name = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise pytest.UsageError(f"{name}: not valid TOML: {exc}") from None
+    section = data.get("tool", {}).get("training_plugin")
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise pytest.UsageError(f"{name}: [tool.training_plugin] must be a table")
+    for key in section:
+        if key != "jobs":
+            raise pytest.UsageError(
+                f"{name}: unknown key {key!r} in [tool.training_plugin]; allowed keys: jobs"
+            )
+    jobs = section.get("jobs", {})
+    if not isinstance(jobs, dict):
+        raise pytest.UsageError(f"{name}: [{TABLE}] must be a table of tables")
+    return {job: _job_config(job, body, name, Path(rootdir)) for job, body in jobs.items()}
+
+
+def _job_config(job: str, body: Any, file: str, rootdir: Path) -> JobConfig:
+    table = f"{TABLE}.{job}"
+
+    def bad(key: str, expected: str, got: Any) -> pytest.UsageError:
+        return pytest.UsageError(
+            MSG_TABLE_TYPE.format(file=file, table=table, key=key, expected=expected, got=got)
+        )
+
+    if not _ID_RE.match(job):
+        raise pytest.UsageError(
+            f"{file}: [{table}]: a job id may hold letters, digits, '_', '-' and '.' only"
+        )
+    if not isinstance(body, dict):
+        raise pytest.UsageError(f"{file}: [{table}] must be a table")
+    for key in body:
+        if key not in JOB_KEYS:
+            raise pytest.UsageError(MSG_TABLE_KEY.format(file=file, key=key, table=table))
+    script = body.get("script")
+    script_path: Path | None = None
+    if script is not None:
+        if not isinstance(script, str) or not script.strip():
+            raise bad("script", "a path (string) relative to rootdir", script)
+        script_path = Path(os.path.normpath(rootdir / script))
+        if not script_path.is_file():
+            raise pytest.UsageError(
+                MSG_TABLE_SCRIPT.format(file=file, table=table, script=script, rootdir=rootdir)
+            )
+    args = body.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise bad("args", "a list of strings", args)
+    timeout = body.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
+        raise bad("timeout", "a number of seconds > 0", timeout)
+    markers = body.get("markers", [])
+    if not isinstance(markers, list) or not all(
+        isinstance(m, str) and _MARKER_RE.match(m) for m in markers
+    ):
+        raise bad("markers", "a list of marker names (identifiers)", markers)
+    env = body.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise bad("env", "a table of strings (NAME = \"value\")", env)
+    return JobConfig(
+        id=job,
+        script=script_path,
+        args=tuple(args),
+        timeout=float(timeout) if timeout is not None else None,
+        markers=tuple(markers),
+        env=dict(env),
+    )
+
+
+def table_markers(table: Mapping[str, JobConfig]) -> list[str]:
+    """All marker names used in the job table, sorted."""
+    return sorted({m for cfg in table.values() for m in cfg.markers})
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings and command building
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Settings:
+    """Shared settings of a session, resolved from the command line and ini."""
+
+    rootdir: Path
+    output_dir: Path  #: absolute
+    epochs: int | None = None
+    folds: int | None = None
+    seed: int | None = None
+    train_args: tuple[tuple[str, str], ...] = ()
+    threads: int | None = None  #: forwarded as --n-jobs under xdist
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything needed to run (or list) one training job."""
+
+    id: str
+    script: Path  #: absolute
+    argv: list[str]
+    env: dict[str, str]  #: the job table's `env` (applied last, it wins)
+    timeout: float | None
+    markers: tuple[str, ...]
+    output_dir: Path  #: <output-dir>/<id>/
+    log_path: Path  #: <output-dir>/<id>/train.log
+    relpath: str = ""  #: script path relative to rootdir (posix)
+    parser: ParserInfo = field(default_factory=lambda: ParserInfo(flags_mod.NO_PARSER))
+    configured_args: tuple[str, ...] = ()
+    missing_required: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    declared: bool = False  #: a variant declared with `script = ...` in the job table
+
+    @property
+    def command(self) -> str:
+        """The command, shell-quoted."""
+        return shlex.join(self.argv)
+
+    def missing_message(self) -> str:
+        """Why the job cannot start (required flags nobody supplies)."""
+        example = ", ".join(f'"{f}", "..."' for f in self.missing_required)
+        return MSG_MISSING_REQUIRED.format(
+            id=self.id,
+            script=self.relpath,
+            flags=" and ".join(self.missing_required),
+            example=example,
+            table=TABLE,
+        )
+
+
+def _truthy(value: str) -> bool | None:
+    low = value.strip().lower()
+    if low in ("1", "true", "yes", "on", ""):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    return None
+
+
+def build_argv(
+    script_rel: str,
+    parser: ParserInfo,
+    settings: Settings,
+    configured: Iterable[str],
+    out_dir: Path,
+) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
+    """``[python, script, shared flags the script accepts, configured args]``.
+
+    Returns (argv, missing required flags, notes).  Configured args win: a shared flag the
+    configured args already set is not passed again.
+    """
+    configured = list(configured)
+    given = set(flags_mod.iter_option_tokens(configured))
+    shared: list[str] = []
+    notes: list[str] = []
+
+    def accepted(name: str) -> flags_mod.Flag | None:
+        flag = parser.find(name) if parser.resolved else None
+        if flag is None or any(o in given for o in flag.options):
+            return None
+        return flag
+
+    def spelling(flag: flags_mod.Flag) -> str:
+        return (flag.long_options or flag.options)[0]
+
+    if not parser.resolved:
+        notes.append("parser not resolved statically: shared flags are not forwarded")
+    wanted: list[tuple[str, str | None]] = [
+        ("epochs", None if settings.epochs is None else str(settings.epochs)),
+        ("folds", None if settings.folds is None else str(settings.folds)),
+        ("seed", None if settings.seed is None else str(settings.seed)),
+    ]
+    for name, value in wanted:
+        if value is None:
+            continue
+        flag = accepted(name)
+        if flag is not None:
+            shared += [spelling(flag), value]
+        elif parser.resolved and parser.find(name) is None:
+            notes.append(f"--{name} not passed: the script has no such flag")
+    for name, value in settings.train_args:
+        flag = accepted(name)
+        if flag is None:
+            if parser.resolved and parser.find(name) is None:
+                notes.append(f"--train-arg {name} not passed: the script has no --{name}")
+            continue
+        if flag.takes_value:
+            shared += [spelling(flag), value]
+        elif _truthy(value):
+            shared.append(spelling(flag))
+    if settings.threads is not None:
+        flag = accepted("n-jobs")
+        if flag is not None:
+            shared += [spelling(flag), str(settings.threads)]
+    flag = accepted("output-dir")
+    if flag is not None:
+        shared += [spelling(flag), str(out_dir)]
+    argv = [sys.executable, script_rel, *shared, *configured]
+    present = set(flags_mod.iter_option_tokens(argv[2:]))
+    missing: list[str] = []
+    if parser.resolved:
+        bare = [a for a in configured if not a.startswith("-")]
+        for flag in parser.flags:
+            if not flag.required:
+                continue
+            if flag.positional:
+                if not bare:
+                    missing.append(f"<{flag.dest}> (positional)")
+            elif not any(o in present for o in flag.options):
+                missing.append((flag.long_options or flag.options)[0])
+    return argv, tuple(missing), tuple(notes)
+
+
+def make_spec(
+    job: str,
+    script: Path,
+    *,
+    parser: ParserInfo,
+    settings: Settings,
+    config: JobConfig | None,
+    declared: bool = False,
+) -> JobSpec:
+    """The spec of one job: command, env, timeout, markers, output locations."""
+    rel = relpath(script, settings.rootdir)
+    configured = config.args if config else ()
+    out_dir = settings.output_dir / job
+    argv, missing, notes = build_argv(rel, parser, settings, configured, out_dir)
+    return JobSpec(
+        id=job,
+        script=script,
+        argv=argv,
+        env=dict(config.env) if config else {},
+        timeout=config.timeout if config else None,
+        markers=config.markers if config else (),
+        output_dir=out_dir,
+        log_path=out_dir / "train.log",
+        relpath=rel,
+        parser=parser,
+        configured_args=tuple(configured),
+        missing_required=missing,
+        notes=notes,
+        declared=declared,
+    )
+
+
+def build_specs(
+    scripts: list[Script],
+    table: Mapping[str, JobConfig],
+    settings: Settings,
+    analyze: Any,
+    *,
+    pyproject: str = "pyproject.toml",
+    restrict: Iterable[Path] | None = None,
+) -> dict[Path, list[JobSpec]]:
+    """Job specs per script file (discovered jobs first, then declared variants, by id).
+
+    ``analyze(path) -> ParserInfo`` supplies the flags.  Raises ``pytest.UsageError`` for a
+    table that names neither a discovered id nor a script, and for duplicate ids.
+    ``restrict`` (explicit command-line roots) limits declared variants to files under them.
+    """
+    by_id = {s.id: s for s in scripts}
+    specs: dict[Path, list[JobSpec]] = {}
+    parsers: dict[Path, ParserInfo] = {}
+
+    def parser_of(path: Path) -> ParserInfo:
+        if path not in parsers:
+            parsers[path] = analyze(path)
+        return parsers[path]
+
+    for script in scripts:
+        cfg = table.get(script.id)
+        if cfg is not None and cfg.script is not None and cfg.script != script.path:
+            other = Script(cfg.script, relpath(cfg.script, settings.rootdir), script.id)
+            check_unique([script, other])
+        specs.setdefault(script.path, []).append(
+            make_spec(script.id, script.path, parser=parser_of(script.path), settings=settings,
+                      config=cfg)
+        )
+    roots = [Path(os.path.abspath(r)) for r in restrict] if restrict is not None else None
+    for job in sorted(table):
+        cfg = table[job]
+        if job in by_id:
+            continue
+        if cfg.script is None:
+            if roots is not None:
+                continue  # explicit paths: the job may live elsewhere
+            ids = ", ".join(sorted(by_id)) or "none found"
+            raise pytest.UsageError(
+                MSG_TABLE_UNKNOWN_ID.format(file=pyproject, table=f"{TABLE}.{job}", ids=ids)
+            )
+        if roots is not None and not any(
+            cfg.script == r or r in cfg.script.parents for r in roots
+        ):
+            continue
+        specs.setdefault(cfg.script, []).append(
+            make_spec(job, cfg.script, parser=parser_of(cfg.script), settings=settings,
+                      config=cfg, declared=True)
+        )
+    return {path: specs[path] for path in sorted(specs, key=lambda p: relpath(p, settings.rootdir))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Collection nodes
+# ---------------------------------------------------------------------------------------------
+class JobNotStarted(Exception):
+    """The job could not be started (e.g. a required flag nobody supplies)."""
+
+
+class JobFailed(Exception):
+    """The job ran and failed; carries the spec and the runner's result."""
+
+    def __init__(self, spec: JobSpec, result: Any) -> None:
+        super().__init__(f"{spec.id}: {result.describe()}")
+        self.spec = spec
+        self.result = result
+
+
+class TrainingFile(pytest.File):
+    """A training script file; its items are the jobs that run it."""
+
+    def __init__(self, *, specs: list[JobSpec], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.specs = specs
+
+    def collect(self) -> Iterator[TrainingItem]:
+        """One item per job of this script."""
+        for spec in self.specs:
+            yield TrainingItem.from_parent(self, name=spec.id, spec=spec)
+
+
+class TrainingItem(pytest.Item):
+    """One training job: runs the script and reads its metrics."""
+
+    def __init__(self, *, spec: JobSpec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.run_result: Any = None
+        self.metrics: results.JobMetrics | None = None
+        for marker in spec.markers:
+            self.add_marker(marker)
+        if spec.timeout is not None:
+            self.add_marker(pytest.mark.timeout(spec.timeout))
+
+    def _timeout(self) -> float | None:
+        from training_plugin import parallel
+
+        timeout = self.stash.get(parallel.TIMEOUT_KEY, None)
+        if timeout is None and not self.config.pluginmanager.hasplugin("timeout"):
+            timeout = self.spec.timeout
+        return timeout if timeout else None
+
+    def environment(self) -> dict[str, str]:
+        """os.environ < parallel.job_environment < TRAINING_* < the job table's env."""
+        from training_plugin import parallel
+
+        env = dict(os.environ)
+        env.update(parallel.job_environment(self.config, self.spec.id))
+        env["TRAINING_OUTPUT_DIR"] = str(self.spec.output_dir)
+        env["TRAINING_JOB_ID"] = self.spec.id
+        env.update(self.spec.env)
+        return env
+
+    def runtest(self) -> None:
+        """Run the job; raise ``JobNotStarted`` / ``JobFailed`` on failure."""
+        from training_plugin import runner
+
+        spec = self.spec
+        if spec.missing_required:
+            raise JobNotStarted(spec.missing_message())
+        result = runner.run_job(
+            list(spec.argv),
+            cwd=self.config.rootpath,
+            env=self.environment(),
+            log_path=spec.log_path,
+            timeout=self._timeout(),
+        )
+        self.run_result = result
+        self._attach_log(result.log_path)
+        if result.interrupted:
+            raise KeyboardInterrupt
+        if not result.ok:
+            raise JobFailed(spec, result)
+        self.metrics = results.read_metrics(spec.output_dir)
+        self.user_properties.extend(results.junit_properties(self.metrics))
+        if self.metrics is not None and self.metrics.error:
+            self.warn(pytest.PytestWarning(f"training job {spec.id!r}: {self.metrics.error}"))
+
+    def _attach_log(self, log_path: Path, limit: int = 1_000_000) -> None:
+        try:
+            data = Path(log_path).read_bytes()
+        except OSError:
+            return
+        if len(data) > limit:
+            data = b"[... first %d bytes omitted ...]\n" % (len(data) - limit) + data[-limit:]
+        self.add_report_section("call", "train.log", data.decode("utf-8", errors="replace"))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        """The story of a failed job: how it ended, how long, the command, the log tail."""
+        if isinstance(excinfo.value, JobNotStarted):
+            return str(excinfo.value)
+        if isinstance(excinfo.value, JobFailed):
+            from training_plugin import runner
+
+            spec, result = excinfo.value.spec, excinfo.value.result
+            tail = runner.log_tail(result.log_path, LOG_TAIL_LINES)
+            lines = [
+                f"training job {spec.id!r} failed: {result.describe()} "
+                f"after {result.duration_s:.1f} s",
+                f"command: {spec.command}",
+                f"log: {result.log_path}",
+            ]
+            if tail:
+                lines.append(f"last {LOG_TAIL_LINES} lines of the log:")
+                lines += ["    " + line for line in tail.splitlines()]
+            else:
+                lines.append("(the log is empty)")
+            return "\n".join(lines)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        """Names the job for humans."""
+        return self.path, None, f"training job {self.spec.id} ({self.spec.relpath})"
+
+    def record(self) -> dict[str, Any]:
+        """JSON-able facts for the session summary (travels on the report under xdist)."""
+        spec = self.spec
+        data: dict[str, Any] = {
+            "id": spec.id,
+            "command": list(spec.argv),
+            "log": str(spec.log_path),
+            "output_dir": str(spec.output_dir),
+        }
+        if self.run_result is not None:
+            data["result"] = self.run_result.describe() if not self.run_result.ok else "ok"
+        if self.metrics is not None:
+            data.update(self.metrics.to_json())
+        return data

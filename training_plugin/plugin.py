@@ -1,0 +1,303 @@
+"""pytest options and hooks of training_plugin (thin: the work lives in the other modules).
+
+Loaded with ``pytest -p training_plugin``.  Without command-line paths the session collects the
+training jobs only (from the ``training_paths`` ini roots); with paths it collects what they
+name, plus the training scripts under them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training_plugin import discovery, jobs, results
+from training_plugin.flags import Analyzer, FlagCache
+
+_STATE_KEY = pytest.StashKey["_State"]()
+_TABLE_KEY = pytest.StashKey["dict[str, jobs.JobConfig] | pytest.UsageError"]()
+_SUMMARY_KEY = pytest.StashKey[results.SummaryCollector]()
+
+CACHE_KEY = "training_plugin/flags"
+DEFAULT_GLOB = "train_*.py"
+DEFAULT_OUTPUT_DIR = "training-results"
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+HELP_EPOCHS = "epochs for every job that accepts --epochs (int >= 1)"
+HELP_FOLDS = "cross-validation folds for every job that accepts --folds (int >= 2)"
+HELP_SEED = "random seed for every job that accepts --seed"
+HELP_OUTPUT_DIR = (
+    "root of the jobs' output directories (<dir>/<job id>/); relative to rootdir; "
+    "default: ini training_output_dir or training-results"
+)
+HELP_TRAIN_ARG = "forward --NAME VALUE to every job that accepts --NAME (repeatable)"
+
+
+class _State:
+    """Per-session results of discovery (in ``config.stash``)."""
+
+    def __init__(self, settings: jobs.Settings, specs: dict[Path, list[jobs.JobSpec]],
+                 training_only: bool, roots: list[str]) -> None:
+        self.settings = settings
+        self.specs = specs
+        self.training_only = training_only
+        self.roots = roots
+
+    @property
+    def ids(self) -> list[str]:
+        """All job ids, sorted."""
+        return sorted(spec.id for specs in self.specs.values() for spec in specs)
+
+
+# ---------------------------------------------------------------------------------------------
+# option validators (argparse `type=`): a UsageError (exit 4) with the fix in the message
+# ---------------------------------------------------------------------------------------------
+def _int_at_least(option: str, minimum: int | None) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise pytest.UsageError(
+                f"{option} expects a whole number, got {text!r}; e.g. {option} "
+                f"{minimum if minimum is not None else 42}"
+            ) from None
+        if minimum is not None and value < minimum:
+            raise pytest.UsageError(
+                f"{option} must be at least {minimum}, got {value}; e.g. {option} {minimum}"
+            )
+        return value
+
+    parse.__name__ = option.lstrip("-")
+    return parse
+
+
+def _output_dir(text: str) -> str:
+    if not text.strip():
+        raise pytest.UsageError("--output-dir expects a directory, got ''; e.g. --output-dir out")
+    return text
+
+
+def _train_arg(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if name.startswith("--"):
+        name = name[2:]
+    if not sep or not _NAME_RE.match(name):
+        raise pytest.UsageError(
+            f"--train-arg expects NAME=VALUE, got {text!r}; "
+            "e.g. --train-arg learning-rate=0.01 (forwarded as --learning-rate 0.01)"
+        )
+    return name, value
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The "training" option group and its ini keys."""
+    group = parser.getgroup("training", "training jobs (training_plugin)")
+    group.addoption("--epochs", type=_int_at_least("--epochs", 1), default=None,
+                    metavar="N", help=HELP_EPOCHS)
+    group.addoption("--folds", type=_int_at_least("--folds", 2), default=None,
+                    metavar="K", help=HELP_FOLDS)
+    group.addoption("--seed", type=_int_at_least("--seed", None), default=None,
+                    metavar="S", help=HELP_SEED)
+    group.addoption("--output-dir", dest="training_output_dir", type=_output_dir, default=None,
+                    metavar="DIR", help=HELP_OUTPUT_DIR)
+    group.addoption("--train-arg", dest="train_args", type=_train_arg, action="append",
+                    default=[], metavar="NAME=VALUE", help=HELP_TRAIN_ARG)
+    add_ini_options(parser)
+
+
+def add_ini_options(parser: pytest.Parser) -> None:
+    """Register the ``training_*`` ini keys.
+
+    Also callable from a conftest's ``pytest_addoption`` so that plain ``pytest`` (without
+    ``-p training_plugin``) does not warn about the keys in pytest.ini.
+    """
+    parser.addini("training_paths", "roots searched for training scripts (default: rootdir)",
+                  type="linelist", default=[])
+    parser.addini("training_skip", "paths under rootdir never searched for training scripts",
+                  type="linelist", default=[])
+    parser.addini("training_glob", "file pattern of training scripts", default=DEFAULT_GLOB)
+    parser.addini("training_output_dir", HELP_OUTPUT_DIR, default=DEFAULT_OUTPUT_DIR)
+
+
+def _settings(config: pytest.Config) -> jobs.Settings:
+    from training_plugin import parallel
+
+    rootdir = Path(config.rootpath)
+    out = config.getoption("training_output_dir") or config.getini("training_output_dir")
+    out = str(out).strip() or DEFAULT_OUTPUT_DIR
+    output_dir = Path(os.path.normpath(rootdir / os.path.expanduser(out)))
+    return jobs.Settings(
+        rootdir=rootdir,
+        output_dir=output_dir,
+        epochs=config.getoption("epochs"),
+        folds=config.getoption("folds"),
+        seed=config.getoption("seed"),
+        train_args=tuple(config.getoption("train_args") or ()),
+        threads=parallel.threads_per_job(config),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the parallel plugin, the job-table markers and (controller) the summary."""
+    from training_plugin import parallel
+
+    if not config.pluginmanager.is_registered(parallel):
+        config.pluginmanager.register(parallel, "training_plugin.parallel")
+    try:
+        table: dict[str, jobs.JobConfig] | pytest.UsageError = jobs.load_job_table(
+            config.rootpath
+        )
+    except pytest.UsageError as exc:
+        table = exc  # raised at session start, so --help and --markers still work
+    config.stash[_TABLE_KEY] = table
+    if isinstance(table, dict):
+        for marker in jobs.table_markers(table):
+            config.addinivalue_line(
+                "markers", f"{marker}: training jobs marked in [tool.training_plugin.jobs]"
+            )
+    if not hasattr(config, "workerinput"):
+        collector = results.SummaryCollector(config, _settings(config).output_dir)
+        config.stash[_SUMMARY_KEY] = collector
+        config.pluginmanager.register(collector, "training_plugin.summary")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Unregister the summary collector."""
+    collector = config.stash.get(_SUMMARY_KEY, None)
+    if collector is not None:
+        del config.stash[_SUMMARY_KEY]
+        config.pluginmanager.unregister(collector)
+
+
+def _explicit_roots(config: pytest.Config) -> list[Path]:
+    base = Path(config.invocation_params.dir)
+    roots = []
+    for arg in config.args:
+        path = Path(os.path.normpath(base / arg.split("::", 1)[0]))
+        if path.exists():
+            roots.append(path)
+    return roots
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Discover scripts, analyze their flags, build job specs; raise usage errors early."""
+    config = session.config
+    table = config.stash[_TABLE_KEY]
+    if isinstance(table, pytest.UsageError):
+        raise table
+    settings = _settings(config)
+    if settings.output_dir.is_file():
+        raise pytest.UsageError(
+            f"output directory {settings.output_dir} is a file; pass another --output-dir"
+        )
+    rootdir = settings.rootdir
+    pattern = str(config.getini("training_glob")).strip()
+    if not pattern:
+        raise pytest.UsageError("training_glob is empty; e.g. training_glob = train_*.py")
+    skip = [s.strip().rstrip("/") for s in config.getini("training_skip") if s.strip()]
+    training_only = config.args_source != pytest.Config.ArgsSource.ARGS
+    if training_only:
+        ini_roots = [r.strip() for r in config.getini("training_paths") if r.strip()]
+        roots = [Path(os.path.normpath(rootdir / r)) for r in ini_roots] or [rootdir]
+        restrict = None
+    else:
+        roots = _explicit_roots(config)
+        restrict = roots
+    scripts = discovery.discover(
+        roots, rootdir=rootdir, pattern=pattern, skip=skip, check_roots=training_only
+    )
+    cache = getattr(config, "cache", None)
+    data = cache.get(CACHE_KEY, {}) if cache is not None else {}
+    flag_cache = FlagCache(Analyzer(rootdir), data if isinstance(data, dict) else {})
+    specs = jobs.build_specs(
+        scripts, table, settings, flag_cache.get,
+        pyproject=str(rootdir / "pyproject.toml"), restrict=restrict,
+    )
+    if cache is not None and flag_cache.changed and not hasattr(config, "workerinput"):
+        cache.set(CACHE_KEY, flag_cache.data)
+    config.stash[_STATE_KEY] = _State(
+        settings, specs, training_only, [discovery.relpath(r, rootdir) for r in roots]
+    )
+    if training_only:
+        # Collect exactly the training scripts (sorted), not the test suite.
+        config.args = [str(path) for path in specs]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
+    """Training scripts become ``TrainingFile``s (never python test modules)."""
+    result = yield
+    state = parent.config.stash.get(_STATE_KEY, None)
+    if state is None:
+        return result
+    specs = state.specs.get(Path(file_path))
+    if specs is None:
+        return result
+    kept = [node for node in result or [] if not isinstance(node, pytest.Module)]
+    kept.append(jobs.TrainingFile.from_parent(parent, path=Path(file_path), specs=specs))
+    return kept
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the job's record to its reports (it travels to the xdist controller)."""
+    report = yield
+    if isinstance(item, jobs.TrainingItem):
+        setattr(report, results.REPORT_ATTR, item.record())
+    return report
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    """One header line: how many jobs, from where, output to where."""
+    state = config.stash.get(_STATE_KEY, None)
+    if state is None:
+        return None
+    count = sum(len(s) for s in state.specs.values())
+    where = ", ".join(state.roots) or "."
+    return [f"training: {count} jobs from {where}; output: {state.settings.output_dir}"]
+
+
+def pytest_report_collectionfinish(
+    config: pytest.Config, items: list[pytest.Item]
+) -> list[str] | None:
+    """With ``--collect-only`` (not -q): each job's exact command and its detected flags."""
+    if not config.getoption("collectonly") or config.get_verbosity() < 0:
+        return None
+    lines: list[str] = []
+    for item in items:
+        if not isinstance(item, jobs.TrainingItem):
+            continue
+        spec = item.spec
+        lines.append(f"job {spec.id}: {spec.command}")
+        lines.append(f"    flags: {spec.parser.describe()}")
+        for note in spec.notes:
+            lines.append(f"    note: {note}")
+        if spec.missing_required:
+            lines.append(f"    WILL FAIL: {spec.missing_message()}")
+    return lines or None
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """When nothing was selected, say which job ids exist."""
+    state = config.stash.get(_STATE_KEY, None)
+    if state is None or exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED:
+        return
+    ids = state.ids
+    if not ids:
+        where = ", ".join(state.roots) or "."
+        terminalreporter.write_line(
+            f"training: no training scripts ({config.getini('training_glob')}) found under {where}"
+        )
+        return
+    selection = []
+    if config.getoption("keyword"):
+        selection.append(f"-k {config.getoption('keyword')!r}")
+    if config.getoption("markexpr"):
+        selection.append(f"-m {config.getoption('markexpr')!r}")
+    what = " ".join(selection) or "the selection"
+    terminalreporter.write_line(f"training: no job matched {what}; job ids: {', '.join(ids)}")

@@ -1,0 +1,209 @@
+"""Results: reading a job's metrics.json, JUnit properties, the session summary.
+
+``SummaryCollector`` is a stateful plugin registered on the controller only (junitxml.py
+style).  It builds everything from test reports, so it works unchanged under xdist: each
+training item's report carries a JSON-able ``training_job`` record (see ``TrainingItem.record``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+METRICS_FILE = "metrics.json"
+SUMMARY_FILE = "summary.json"
+#: Name of the attribute a training item's reports carry (a JSON-able dict).
+REPORT_ATTR = "training_job"
+
+
+@dataclass(frozen=True)
+class JobMetrics:
+    """What a job's metrics.json says (or why it could not be read)."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    primary_metric: str | None = None
+    synthetic: bool | None = None
+    error: str | None = None  #: a malformed metrics.json, described
+
+    @property
+    def primary_value(self) -> float | None:
+        """The value of the primary metric, when present."""
+        return self.metrics.get(self.primary_metric) if self.primary_metric else None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "metrics": dict(self.metrics),
+            "primary_metric": self.primary_metric,
+            "synthetic": self.synthetic,
+            "metrics_error": self.error,
+        }
+
+
+def read_metrics(output_dir: Path) -> JobMetrics | None:
+    """Read ``output_dir/metrics.json``; None when the job wrote none.
+
+    A malformed file is reported in ``JobMetrics.error``, never raised.
+    """
+    path = Path(output_dir) / METRICS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        return JobMetrics(error=f"cannot read {path}: {exc}")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return JobMetrics(error=f"{path} is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        return JobMetrics(error=f"{path}: expected a JSON object, got {type(data).__name__}")
+    problems: list[str] = []
+    raw = data.get("metrics")
+    metrics: dict[str, float] = {}
+    if not isinstance(raw, dict):
+        problems.append("'metrics' is missing or not an object")
+    else:
+        for name, value in raw.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"metric {name!r} is not a number ({value!r})")
+            elif not math.isfinite(value):
+                problems.append(f"metric {name!r} is not finite ({value!r})")
+            else:
+                metrics[str(name)] = float(value)
+    primary = data.get("primary_metric")
+    if primary is not None and not isinstance(primary, str):
+        problems.append("'primary_metric' is not a string")
+        primary = None
+    if primary is not None and primary not in metrics:
+        problems.append(f"primary metric {primary!r} is not among the metrics")
+    synthetic = None
+    info = data.get("data")
+    if isinstance(info, dict) and isinstance(info.get("synthetic"), bool):
+        synthetic = info["synthetic"]
+    error = f"{path}: " + "; ".join(problems) if problems else None
+    return JobMetrics(metrics=metrics, primary_metric=primary, synthetic=synthetic, error=error)
+
+
+def junit_properties(metrics: JobMetrics | None) -> list[tuple[str, object]]:
+    """``item.user_properties`` entries: flat metrics, primary metric, data.synthetic."""
+    if metrics is None:
+        return []
+    props: list[tuple[str, object]] = [(name, value) for name, value in metrics.metrics.items()]
+    if metrics.primary_metric is not None:
+        props.append(("primary_metric", metrics.primary_metric))
+    if metrics.synthetic is not None:
+        props.append(("data.synthetic", "true" if metrics.synthetic else "false"))
+    if metrics.error:
+        props.append(("metrics_error", metrics.error))
+    return props
+
+
+@dataclass
+class _Entry:
+    nodeid: str
+    record: dict[str, Any]
+    outcome: str = "passed"
+    duration_s: float = 0.0
+
+
+class SummaryCollector:
+    """Collects training reports; writes the terminal table and ``summary.json`` (controller)."""
+
+    def __init__(self, config: pytest.Config, output_dir: Path) -> None:
+        self.config = config
+        self.output_dir = output_dir
+        self.entries: dict[str, _Entry] = {}
+        self.summary_path: Path | None = None
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Keep the outcome, duration and record of every training item."""
+        record = getattr(report, REPORT_ATTR, None)
+        if not isinstance(record, dict):
+            return
+        entry = self.entries.get(report.nodeid)
+        if entry is None:
+            entry = self.entries[report.nodeid] = _Entry(report.nodeid, dict(record))
+        else:
+            entry.record.update(record)
+        if report.when == "call":
+            entry.duration_s = report.duration
+            entry.outcome = report.outcome
+        elif report.outcome != "passed" and entry.outcome == "passed":
+            entry.outcome = "error" if report.failed else report.outcome
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One summary.json entry per job, sorted by node id."""
+        out = []
+        for entry in sorted(self.entries.values(), key=lambda e: e.nodeid):
+            rec = entry.record
+            primary = rec.get("primary_metric")
+            metrics = rec.get("metrics") or {}
+            out.append(
+                {
+                    "id": rec.get("id"),
+                    "nodeid": entry.nodeid,
+                    "outcome": entry.outcome,
+                    "duration_s": round(entry.duration_s, 3),
+                    "command": shlex.join(rec.get("command") or []),
+                    "argv": rec.get("command") or [],
+                    "metrics": metrics,
+                    "primary_metric": (
+                        {"name": primary, "value": metrics.get(primary)} if primary else None
+                    ),
+                    "synthetic": rec.get("synthetic"),
+                    "metrics_error": rec.get("metrics_error"),
+                    "result": rec.get("result"),
+                    "log": rec.get("log"),
+                }
+            )
+        return out
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Write ``<output-dir>/summary.json`` when any job ran."""
+        if not self.entries or self.config.getoption("collectonly"):
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / SUMMARY_FILE
+        tmp = path.with_name(f".{SUMMARY_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"jobs": self.rows()}, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        self.summary_path = path
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """The table: job, outcome, duration, primary metric, SYNTHETIC."""
+        if not self.entries:
+            return
+        rows = self.rows()
+        tr = terminalreporter
+        tr.write_sep("=", "training summary")
+        table = [("job", "outcome", "duration", "primary metric", "")]
+        for row in rows:
+            primary = row["primary_metric"]
+            value = primary and primary["value"]
+            metric = f"{primary['name']}={value:.4f}" if primary and value is not None else "-"
+            flag = "SYNTHETIC data" if row["synthetic"] else ""
+            if row["metrics_error"]:
+                flag = (flag + " " if flag else "") + "metrics.json malformed"
+            table.append(
+                (str(row["id"]), row["outcome"], f"{row['duration_s']:.1f} s", metric, flag)
+            )
+        widths = [max(len(r[i]) for r in table) for i in range(4)]
+        for r in table:
+            line = "  ".join(
+                [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
+                 r[3].ljust(widths[3]), r[4]]
+            ).rstrip()
+            tr.write_line(line)
+        if self.summary_path is not None:
+            tr.write_line(f"summary: {self.summary_path}")
