@@ -380,7 +380,13 @@ class Analyzer:
         calls = [n for root in roots for n in ast.walk(root) if isinstance(n, ast.Call)]
         parser_names: set[str] = set()
         for node in ast.walk(module.tree) if depth == 0 else (n for r in roots for n in ast.walk(r)):
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                made = _dotted(node.value.func) or ""
+                if made.split(".")[-1] in (
+                    "ArgumentParser", "add_argument_group", "add_mutually_exclusive_group"
+                ):
+                    parser_names.update(_dotted(t) or "" for t in node.targets)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names]
                 mod = node.module if isinstance(node, ast.ImportFrom) else None
                 for top in [(mod or "").split(".")[0], *[n.split(".")[0] for n in names]]:

@@ -489,9 +489,9 @@ class TrainingItem(pytest.Item):
             return "\n".join(lines)
         return super().repr_failure(excinfo)
 
-    def reportinfo(self) -> tuple[Path, int | None, str]:
+    def reportinfo(self) -> tuple[Path, int, str]:
         """Names the job for humans."""
-        return self.path, None, f"training job {self.spec.id} ({self.spec.relpath})"
+        return self.path, 0, f"training job {self.spec.id} ({self.spec.relpath})"
 
     def record(self) -> dict[str, Any]:
         """JSON-able facts for the session summary (travels on the report under xdist)."""

@@ -203,7 +203,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     training_only = config.args_source != pytest.Config.ArgsSource.ARGS
     if training_only:
         ini_roots = [r.strip() for r in config.getini("training_paths") if r.strip()]
-        roots = [Path(os.path.normpath(rootdir / r)) for r in ini_roots] or [rootdir]
+        roots = [Path(r) for r in ini_roots] or [rootdir]
         restrict = None
     else:
         roots = _explicit_roots(config)
@@ -221,7 +221,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if cache is not None and flag_cache.changed and not hasattr(config, "workerinput"):
         cache.set(CACHE_KEY, flag_cache.data)
     config.stash[_STATE_KEY] = _State(
-        settings, specs, training_only, [discovery.relpath(r, rootdir) for r in roots]
+        settings, specs, training_only,
+        [discovery.relpath(Path(os.path.normpath(rootdir / r)), rootdir) for r in roots],
     )
     if training_only:
         # Collect exactly the training scripts (sorted), not the test suite.

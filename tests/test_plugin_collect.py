@@ -1,0 +1,211 @@
+"""Discovery, collection, option validation and the job table (pytester, nothing heavy runs)."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from training_plugin.discovery import discover, job_id
+
+pytest_plugins = ["pytester"]
+
+#: A fake training script that leaves a trace when it runs.
+FAKE = """\
+import argparse, os, pathlib
+p = argparse.ArgumentParser()
+p.add_argument("--epochs", type=int)
+p.parse_args()
+pathlib.Path(os.environ["TRAINING_OUTPUT_DIR"]).mkdir(parents=True, exist_ok=True)
+(pathlib.Path(os.environ["TRAINING_OUTPUT_DIR"]) / "ran").write_text("yes")
+"""
+
+
+def make(pytester: pytest.Pytester, files: dict[str, str], ini: str = "") -> None:
+    pytester.makeini("[pytest]\ntestpaths = tests\n" + textwrap.dedent(ini))
+    for rel, text in files.items():
+        path = pytester.path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("-p", "training_plugin", "-p", "no:cacheprovider", *args)
+
+
+# -- discovery (pure) ----------------------------------------------------------------------------
+def test_job_id_is_stem_without_train_prefix() -> None:
+    assert job_id(Path("a/train_als.py")) == "als"
+    assert job_id(Path("train_model.py")) == "model"
+
+
+def test_discovery_skips_ignored_dirs_skip_paths_and_outside_symlinks(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    for rel in [
+        "src/train_good.py",
+        "scripts/deep/er/train_deep.py",
+        ".git/train_vcs.py",
+        ".venv/lib/train_venv.py",
+        "myenv/train_customenv.py",
+        "build/train_build.py",
+        "dist/train_dist.py",
+        "node_modules/x/train_node.py",
+        "pkg.egg-info/train_egg.py",
+        "__pycache__/train_cache.py",
+        ".tox/train_tox.py",
+        "legacy/train_old.py",
+        "src/helper.py",
+    ]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("")
+    (root / "myenv/pyvenv.cfg").write_text("home = /usr\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "train_outside.py").write_text("")
+    os.symlink(outside, root / "link_out")
+    os.symlink(root / "src", root / "link_in")
+    scripts = discover([root], rootdir=root, skip=["legacy"])
+    assert [s.relpath for s in scripts] == ["scripts/deep/er/train_deep.py", "src/train_good.py"]
+    assert [s.id for s in scripts] == ["deep", "good"]
+
+
+def test_duplicate_ids_stop_the_run_naming_both_files(pytester: pytest.Pytester) -> None:
+    make(pytester, {"a/train_als.py": FAKE, "b/train_als.py": FAKE, "c/train_ok.py": FAKE})
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*job id 'als': a/train_als.py and b/train_als.py*",
+                                 "*training_skip*"])
+    assert not (pytester.path / "training-results").exists()  # nothing ran
+
+
+def test_training_skip_resolves_a_duplicate(pytester: pytest.Pytester) -> None:
+    make(pytester, {"a/train_als.py": FAKE, "b/train_als.py": FAKE}, "training_skip = b\n")
+    result = run(pytester, "--collect-only", "-q")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["a/train_als.py::als"])
+    assert "b/train_als.py" not in result.stdout.str()
+
+
+def test_only_training_jobs_unless_paths_are_given(pytester: pytest.Pytester) -> None:
+    make(
+        pytester,
+        {
+            "tests/test_suite.py": "def test_suite():\n    pass\n",
+            "jobs/train_one.py": FAKE,
+            "jobs/test_near_jobs.py": "def test_near():\n    pass\n",
+            "other/train_two.py": FAKE,
+        },
+    )
+    jobs_only = run(pytester, "--collect-only", "-q")
+    jobs_only.stdout.fnmatch_lines(["jobs/train_one.py::one", "other/train_two.py::two"])
+    assert "test_suite" not in jobs_only.stdout.str()
+    assert "test_near" not in jobs_only.stdout.str()
+    explicit = run(pytester, "--collect-only", "-q", "jobs", "tests")
+    explicit.stdout.fnmatch_lines(
+        ["jobs/test_near_jobs.py::test_near", "jobs/train_one.py::one",
+         "tests/test_suite.py::test_suite"]
+    )
+    assert "train_two" not in explicit.stdout.str()
+
+
+def test_training_paths_limits_the_roots_and_a_missing_root_is_an_error(
+    pytester: pytest.Pytester,
+) -> None:
+    make(pytester, {"a/train_one.py": FAKE, "b/train_two.py": FAKE}, "training_paths = b\n")
+    result = run(pytester, "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["b/train_two.py::two"])
+    assert "train_one" not in result.stdout.str()
+    make(pytester, {}, "training_paths = nowhere\n")
+    missing = run(pytester, "--collect-only")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    missing.stderr.fnmatch_lines(["*training_paths entry 'nowhere' does not exist*"])
+
+
+def test_training_glob_changes_the_pattern(pytester: pytest.Pytester) -> None:
+    make(pytester, {"fit_model.py": FAKE, "train_x.py": FAKE}, "training_glob = fit_*.py\n")
+    result = run(pytester, "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["fit_model.py::fit_model"])
+    assert "train_x" not in result.stdout.str()
+
+
+# -- option values -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "*--epochs must be at least 1, got 0*"),
+        (["--epochs", "abc"], "*--epochs expects a whole number, got 'abc'*"),
+        (["--folds", "1"], "*--folds must be at least 2, got 1*"),
+        (["--seed", "x"], "*--seed expects a whole number*"),
+        (["--train-arg", "x"], "*--train-arg expects NAME=VALUE, got 'x'; e.g.*"),
+        (["--train-arg", "=3"], "*--train-arg expects NAME=VALUE*"),
+    ],
+)
+def test_bad_option_values_exit_4_before_anything_runs(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    make(pytester, {"train_one.py": FAKE})
+    result = run(pytester, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert not (pytester.path / "training-results").exists()
+
+
+# -- the job table -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('[tool.training_plugin.jobs.one]\ntimeuot = 3\n',
+         "pyproject.toml: unknown key 'timeuot' in [tool.training_plugin.jobs.one]; allowed keys"),
+        ('[tool.training_plugin.jobs.one]\nargs = "--x"\n',
+         "[tool.training_plugin.jobs.one] args must be a list of strings"),
+        ('[tool.training_plugin.jobs.one]\ntimeout = -1\n',
+         "[tool.training_plugin.jobs.one] timeout must be a number of seconds > 0"),
+        ('[tool.training_plugin.jobs.one]\nenv = {A = 1}\n',
+         "[tool.training_plugin.jobs.one] env must be a table of strings"),
+        ('[tool.training_plugin.jobs.v]\nscript = "nope/train_v.py"\n',
+         "script = 'nope/train_v.py': no such file"),
+        ('[tool.training_plugin.jobs.ghost]\nargs = []\n',
+         "[tool.training_plugin.jobs.ghost] names no discovered training script (job ids: one); "
+         "add `script = "),
+        ('[tool.training_plugin]\nthresholds = 1\n', "unknown key 'thresholds'"),
+    ],
+)
+def test_job_table_mistakes_are_usage_errors_naming_key_and_file(
+    pytester: pytest.Pytester, table: str, message: str
+) -> None:
+    make(pytester, {"train_one.py": FAKE, "pyproject.toml": table})
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    assert not (pytester.path / "training-results").exists()
+
+
+def test_declared_variant_job_and_markers(pytester: pytest.Pytester) -> None:
+    make(
+        pytester,
+        {
+            "jobs/train_one.py": FAKE,
+            "jobs/train_two.py": FAKE,
+            "pyproject.toml": """
+                [tool.training_plugin.jobs.one_long]
+                script = "jobs/train_one.py"
+                args = ["--epochs", "50"]
+                markers = ["slowjob"]
+
+                [tool.training_plugin.jobs.two]
+                markers = ["slowjob", "gpu"]
+            """,
+        },
+    )
+    listed = run(pytester, "--collect-only", "-q", "--strict-markers")
+    listed.stdout.fnmatch_lines(
+        ["jobs/train_one.py::one", "jobs/train_one.py::one_long", "jobs/train_two.py::two"]
+    )
+    selected = run(pytester, "-m", "slowjob and not gpu", "--strict-markers", "-q")
+    selected.assert_outcomes(passed=1, deselected=2)
+    assert (pytester.path / "training-results/one_long/ran").exists()
+    assert not (pytester.path / "training-results/one/ran").exists()
+    markers = run(pytester, "--markers")
+    markers.stdout.fnmatch_lines(["@pytest.mark.gpu:*", "@pytest.mark.slowjob:*"])

@@ -1,0 +1,237 @@
+"""Static argparse analysis (training_plugin.flags): pure unit tests on tiny files."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from training_plugin.flags import NO_PARSER, RESOLVED, UNRESOLVED, Analyzer, FlagCache, ParserInfo
+
+
+def write(root: Path, rel: str, source: str) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def analyze(root: Path, rel: str, source: str) -> ParserInfo:
+    return Analyzer(root).analyze(write(root, rel, source))
+
+
+def options(info: ParserInfo) -> set[str]:
+    return {o for f in info.flags for o in f.options}
+
+
+def test_helpers_groups_and_parent_parsers(tmp_path: Path) -> None:
+    info = analyze(tmp_path, "train_a.py", """
+        import argparse
+
+        def add_model_args(parser):
+            group = parser.add_argument_group("model")
+            group.add_argument("--hidden", type=int, default=64)
+
+        def base_parser():
+            base = argparse.ArgumentParser(add_help=False)
+            base.add_argument("--seed", type=int, default=42)
+            return base
+
+        def main():
+            parser = argparse.ArgumentParser(parents=[base_parser()])
+            add_model_args(parser)
+            exclusive = parser.add_mutually_exclusive_group()
+            exclusive.add_argument("--cpu", action="store_true")
+            exclusive.add_argument("--gpu", action="store_true")
+            return parser.parse_args()
+
+        if __name__ == "__main__":
+            main()
+    """)
+    assert info.status == RESOLVED
+    assert options(info) == {"--hidden", "--seed", "--cpu", "--gpu"}
+    assert info.find("seed").default == 42
+    assert info.find("cpu").takes_value is False
+
+
+def test_imported_helper_from_src_layout_package_is_followed(tmp_path: Path) -> None:
+    write(tmp_path, "src/pkg/__init__.py", "")
+    write(tmp_path, "src/pkg/training/__init__.py", "from .common import add_common_args\n")
+    write(tmp_path, "src/pkg/training/common.py", """
+        from .extra import add_output
+
+        def add_common_args(parser, *, epochs=None):
+            if epochs is not None:
+                parser.add_argument("-e", "--epochs", type=int, default=epochs)
+            parser.add_argument("--n_jobs", type=int)
+            add_output(parser)
+
+        def unrelated_parser():
+            import argparse
+            p = argparse.ArgumentParser()
+            p.add_argument("--not-for-scripts")
+    """)
+    write(tmp_path, "src/pkg/training/extra.py", """
+        def add_output(parser):
+            parser.add_argument("--output-dir")
+    """)
+    info = analyze(tmp_path, "scripts/train_b.py", """
+        import argparse
+        from pkg.training import add_common_args
+        import pkg.training.common as common
+
+        parser = argparse.ArgumentParser()
+        add_common_args(parser, epochs=5)
+        common.add_common_args(parser)
+        args = parser.parse_args()
+    """)
+    assert info.status == RESOLVED
+    assert options(info) == {"-e", "--epochs", "--n_jobs", "--output-dir"}
+    # the result depends on the followed modules (cache key)
+    assert {Path(p).name for p in info.deps} == {"common.py", "extra.py"}
+
+
+def test_relative_import_in_package(tmp_path: Path) -> None:
+    write(tmp_path, "jobs/__init__.py", "")
+    write(tmp_path, "jobs/shared.py", "def add(p):\n    p.add_argument('--folds', type=int)\n")
+    info = analyze(tmp_path, "jobs/train_c.py", """
+        import argparse
+        from . import shared
+        from .shared import add as add_shared
+        p = argparse.ArgumentParser()
+        shared.add(p)
+        add_shared(p)
+        p.parse_args()
+    """)
+    assert options(info) == {"--folds"}
+
+
+def test_strings_comments_and_docstrings_are_not_flags(tmp_path: Path) -> None:
+    info = analyze(tmp_path, "train_d.py", '''
+        """Usage: parser.add_argument("--doc-flag")"""
+        import argparse
+        # parser.add_argument("--comment-flag")
+        HELP = 'parser.add_argument("--string-flag")'
+        def f():
+            """parser.add_argument("--docstring-flag")"""
+        p = argparse.ArgumentParser(description="--epochs is not a flag here")
+        p.add_argument("--real")
+        p.parse_args()
+    ''')
+    assert options(info) == {"--real"}
+
+
+def test_short_long_required_and_value_kinds(tmp_path: Path) -> None:
+    info = analyze(tmp_path, "train_e.py", """
+        import argparse
+        p = argparse.ArgumentParser()
+        p.add_argument("-e", "--epochs", type=int, default=3, help=compute_help())
+        p.add_argument("--config", required=True)
+        p.add_argument("-v", "--verbose", action="count")
+        p.add_argument("--amp", action=argparse.BooleanOptionalAction)
+        p.add_argument("data", nargs="?")
+        p.parse_args()
+    """)
+    epochs = info.find("epochs")
+    assert epochs.options == ("-e", "--epochs") and epochs.default == 3 and epochs.takes_value
+    assert info.find("config").required is True
+    assert info.find("verbose").takes_value is False
+    assert "--no-amp" in info.find("amp").options
+    positional = [f for f in info.flags if f.positional]
+    assert positional and positional[0].required is False
+
+
+def test_find_accepts_underscore_and_dash_spellings(tmp_path: Path) -> None:
+    info = analyze(tmp_path, "train_f.py", """
+        import argparse
+        p = argparse.ArgumentParser()
+        p.add_argument("--output_dir")
+        p.add_argument("--learning-rate")
+        p.parse_args()
+    """)
+    assert info.find("output-dir").options == ("--output_dir",)
+    assert info.find("learning_rate").options == ("--learning-rate",)
+    assert info.find("epochs") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("name = '--x'\np.add_argument(name)", "computed option strings"),
+        ("p.add_argument(*['--x'])", "computed option strings"),
+        ("kw = {}\np.add_argument('--x', **kw)", "**kwargs"),
+        ("p.add_argument('--x')\na, rest = p.parse_known_args()", "parse_known_args"),
+        ("import somelib\nsomelib.add_flags(p)", "not in the repository"),
+        ("sub = p.add_subparsers()", "sub-commands"),
+    ],
+)
+def test_unresolved_parsers_are_reported_not_guessed(tmp_path: Path, body: str, reason: str) -> None:
+    info = analyze(tmp_path, "train_g.py", "import argparse\np = argparse.ArgumentParser()\n" + body)
+    assert info.status == UNRESOLVED
+    assert reason in info.describe()
+    assert "parser not resolved statically" in info.describe()
+
+
+def test_syntax_error_is_unresolved(tmp_path: Path) -> None:
+    info = analyze(tmp_path, "train_h.py", "import argparse\ndef broken(:\n")
+    assert info.status == UNRESOLVED and "syntax error, line 2" in info.describe()
+
+
+def test_no_parser_means_no_flags(tmp_path: Path) -> None:
+    info = analyze(tmp_path, "train_i.py", "print('training without arguments')\n")
+    assert info.status == NO_PARSER and info.flags == ()
+    assert "accepts no flags" in info.describe()
+    argv_only = analyze(tmp_path, "train_j.py", "import sys\nepochs = int(sys.argv[1])\n")
+    assert argv_only.status == UNRESOLVED and "sys.argv" in argv_only.describe()
+
+
+def test_large_file_with_add_argument_at_the_end(tmp_path: Path) -> None:
+    filler = "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(20000))
+    info = analyze(
+        tmp_path,
+        "train_k.py",
+        "import argparse\n" + filler + "p = argparse.ArgumentParser()\np.add_argument('--last')\n",
+    )
+    assert options(info) == {"--last"}
+
+
+def test_helper_cycles_terminate(tmp_path: Path) -> None:
+    write(tmp_path, "a.py", "from b import g\ndef f(p):\n    p.add_argument('--a')\n    g(p)\n")
+    write(tmp_path, "b.py", "from a import f\ndef g(p):\n    p.add_argument('--b')\n    f(p)\n")
+    info = analyze(tmp_path, "train_l.py", """
+        import argparse
+        from a import f
+        p = argparse.ArgumentParser()
+        f(p)
+    """)
+    assert options(info) == {"--a", "--b"}
+
+
+def test_scripts_are_never_executed(tmp_path: Path) -> None:
+    marker = tmp_path / "executed"
+    info = analyze(tmp_path, "train_m.py", f"""
+        import argparse, pathlib
+        pathlib.Path({str(marker)!r}).write_text("ran")
+        p = argparse.ArgumentParser()
+        p.add_argument("--x")
+    """)
+    assert options(info) == {"--x"}
+    assert not marker.exists()
+
+
+def test_cache_is_keyed_by_script_and_followed_module_contents(tmp_path: Path) -> None:
+    helper = write(tmp_path, "helpers.py", "def add(p):\n    p.add_argument('--one')\n")
+    script = write(tmp_path, "train_n.py", """
+        import argparse
+        from helpers import add
+        p = argparse.ArgumentParser()
+        add(p)
+    """)
+    first = FlagCache(Analyzer(tmp_path))
+    assert options(first.get(script)) == {"--one"} and first.changed
+    warm = FlagCache(Analyzer(tmp_path), first.data)
+    assert options(warm.get(script)) == {"--one"} and not warm.changed
+    helper.write_text("def add(p):\n    p.add_argument('--two')\n")
+    after_edit = FlagCache(Analyzer(tmp_path), first.data)
+    assert options(after_edit.get(script)) == {"--two"} and after_edit.changed
