@@ -20,9 +20,10 @@ Protocol, one JSON object per line.  Requests on stdin:
 Replies on stdout:
   {"event": "started", "id": N, "pid": P}
   {"event": "error", "id": N, "message": "..."}        (the job could not be started)
-  {"event": "exit", "id": N, "returncode": R, "leftovers": K, "killed": bool}
+  {"event": "exit", "id": N, "returncode": R, "leftovers": K, "killed": bool, "runtime_s": S}
 ``returncode`` is subprocess-style (negative = signal); ``leftovers`` counts the processes of the
-tree still alive after the main process ended (they were killed).
+tree still alive after the main process ended (they were killed); ``runtime_s`` is the main
+process's lifetime (without the clean-up that followed).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class Reaper:
         self.me = os.getpid()
         self.jobs: dict[int, int] = {}  # main pid -> request id
         self.statuses: dict[int, int] = {}  # main pid -> returncode, once reaped
+        self.started: dict[int, float] = {}  # main pid -> monotonic start
+        self.ended: dict[int, float] = {}  # main pid -> monotonic end of the main process
 
     # -- replies -------------------------------------------------------------------------------
     def reply(self, **message: object) -> None:
@@ -121,6 +124,7 @@ class Reaper:
                 return
             if pid in self.jobs:
                 self.statuses[pid] = os.waitstatus_to_exitcode(status)
+                self.ended[pid] = time.monotonic()
 
     def kill_tree(self, grace_s: float, pgids: list[int]) -> int:
         """SIGTERM every descendant (and the jobs' process groups), SIGKILL what is left after
@@ -168,6 +172,7 @@ class Reaper:
             self.reply(event="error", id=rid, message=b"".join(chunks).decode(errors="replace"))
             return
         self.jobs[pid] = rid
+        self.started[pid] = time.monotonic()
         self.reply(event="started", id=rid, pid=pid)
 
     def finish(self, pid: int, grace_s: float, killed: bool) -> None:
@@ -181,8 +186,10 @@ class Reaper:
                 self.statuses.setdefault(pid, -signal.SIGKILL)
         rid = self.jobs.pop(pid)
         code = self.statuses.pop(pid)
+        runtime = self.ended.pop(pid, time.monotonic()) - self.started.pop(pid)
         leftovers = found if not killed else 0
-        self.reply(event="exit", id=rid, returncode=code, leftovers=leftovers, killed=killed)
+        self.reply(event="exit", id=rid, returncode=code, leftovers=leftovers, killed=killed,
+                   runtime_s=round(runtime, 4))
 
     def handle(self, request: dict) -> None:
         """Dispatch one request from the client."""

@@ -178,6 +178,7 @@ class _ReaperHolder:
     lives at module level rather than in a pytest config; forked children get their own."""
 
     client: _ReaperClient | None = None
+    lock = threading.RLock()
 
     @classmethod
     def get(cls) -> _ReaperClient:
@@ -190,9 +191,10 @@ class _ReaperHolder:
 
     @classmethod
     def drop(cls) -> None:
-        client, cls.client = cls.client, None
-        if client is not None and client.owner == os.getpid():
-            client.close()
+        with cls.lock:
+            client, cls.client = cls.client, None
+            if client is not None and client.owner == os.getpid():
+                client.close()
 
 
 def shutdown() -> None:
@@ -221,7 +223,20 @@ def run_job(
     The job runs in its own session and process group.  Its whole process tree is killed on
     timeout (-> ``timed_out=True``), on KeyboardInterrupt or SIGTERM of this process (re-raised
     after cleanup) and when the job ends (processes it left behind; counted in ``leftovers``).
+    A process runs one job at a time: concurrent callers (threads) wait for each other.
     """
+    with _ReaperHolder.lock:
+        return _run_job(argv, cwd=cwd, env=env, log_path=log_path, timeout=timeout)
+
+
+def _run_job(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    log_path: Path,
+    timeout: float | None,
+) -> RunResult:
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -272,8 +287,11 @@ def run_job(
     if leftovers:
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(MSG_LEFTOVERS.format(n=leftovers))
+    extra: dict = {}
+    if not timed_out and "runtime_s" in message:  # the job's own time, not the clean-up's
+        extra["duration_s"] = float(message["runtime_s"])
     return result(returncode=int(message["returncode"]), timed_out=timed_out,
-                  leftovers=leftovers)
+                  leftovers=leftovers, **extra)
 
 
 def _kill_group(pgid: int | None) -> None:
