@@ -1,0 +1,173 @@
+"""Every tabular training script runs for real in smoke mode and honours the job contract.
+
+Scripts are started the way the plugin starts them: ``python <script> ...`` with the venv's
+interpreter, no shell, and a working directory that is NOT the repository (paths must come from
+arguments or ``__file__``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINING = ROOT / "src" / "aimedres" / "training"
+PIPELINES = ROOT / "mlops" / "pipelines"
+SMOKE = ["--epochs", "1", "--folds", "2", "--n-jobs", "1"]
+
+# job id -> (script, smoke args, rows, features)
+JOBS: dict[str, tuple[Path, list[str], int, int]] = {
+    "alzheimers": (TRAINING / "train_alzheimers.py", SMOKE, 333, 130),
+    "parkinsons": (TRAINING / "train_parkinsons.py", SMOKE, 252, 751),
+    "diabetes": (TRAINING / "train_diabetes.py", SMOKE, 532, 7),
+    "cardiovascular": (TRAINING / "train_cardiovascular.py", SMOKE, 126, 28),
+    "model": (PIPELINES / "train_model.py", SMOKE, 699, 9),
+    # no iterative learner, so no --epochs
+    "baseline_models": (PIPELINES / "train_baseline_models.py", ["--folds", "2", "--n-jobs", "1"],
+                        333 + 252 + 532 + 126 + 699, 130 + 751 + 7 + 28 + 9),
+}
+CONTRACT_KEYS = {"job", "task", "primary_metric", "metrics", "models", "best_model", "data",
+                 "folds", "epochs", "seed", "duration_s"}
+CLASSIFICATION = {"roc_auc", "accuracy", "balanced_accuracy", "f1_macro"}
+
+
+def run_script(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINING_")}
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=240)
+
+
+def check_contract(out: Path, job: str, rows: int, features: int, *, epochs: int | None, folds: int) -> dict:
+    doc = json.loads((out / "metrics.json").read_text())
+    assert CONTRACT_KEYS <= set(doc), set(doc) ^ CONTRACT_KEYS
+    assert doc["job"] == job
+    assert doc["task"] == "binary" and doc["primary_metric"] == "roc_auc"
+    assert set(doc["metrics"]) == CLASSIFICATION
+    assert doc["best_model"] in doc["models"] and len(doc["models"]) >= 3
+    for metrics in [doc["metrics"], *doc["models"].values()]:
+        assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in metrics.values()), metrics
+    data = doc["data"]
+    assert data["synthetic"] is False and data["source"]
+    assert (data["rows"], data["features"]) == (rows, features)
+    assert len(data["sha256"]) == 64
+    assert (doc["folds"], doc["epochs"], doc["seed"]) == (folds, epochs, 42)
+    assert doc["duration_s"] > 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data"]["sha256"] == data["sha256"] and manifest["seed"] == 42
+    assert manifest["versions"]["torch"] and manifest["versions"]["sklearn"]
+    assert (out / "model.joblib").stat().st_size > 0
+    return doc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("job", list(JOBS))
+def test_script_runs_in_smoke_mode_and_writes_the_contract(job, tmp_path):
+    script, args, rows, features = JOBS[job]
+    out = tmp_path / "out"
+    proc = run_script(script, [*args, "--output-dir", str(out)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = check_contract(out, job, rows, features, epochs=None if job == "baseline_models" else 1, folds=2)
+    assert f"best model: {doc['best_model']}" in proc.stdout
+    if job == "baseline_models":
+        board = json.loads((out / "leaderboard.json").read_text())
+        assert {(r["dataset"], r["model"]) for r in board} == {
+            (d, m) for d in ("alzheimers", "parkinsons", "diabetes", "cardiovascular", "biopsy")
+            for m in ("majority", "logistic_regression", "random_forest")}
+        assert all(r["roc_auc"] == 0.5 for r in board if r["model"] == "majority")
+        assert (out / "leaderboard.csv").read_text().startswith("dataset,model,roc_auc,")
+
+
+@pytest.mark.parametrize("job", list(JOBS))
+def test_help_explains_every_shared_flag(job, tmp_path):
+    script = JOBS[job][0]
+    proc = run_script(script, ["--help"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for flag in ["--folds", "--seed", "--output-dir", "--n-jobs"]:
+        assert flag in proc.stdout
+    assert ("--epochs" in proc.stdout) == (job != "baseline_models")
+
+
+@pytest.mark.parametrize("bad", [["--epochs", "0"], ["--folds", "1"], ["--no-such-flag"]])
+def test_bad_usage_exits_2(bad, tmp_path):
+    proc = run_script(JOBS["diabetes"][0], [*bad, "--output-dir", str(tmp_path / "out")], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "error" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_generic_pipeline_trains_on_a_user_csv(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 120
+    age = rng.integers(30, 80, size=n)
+    marker = rng.normal(size=n)
+    site = rng.choice(["north", "south"], size=n)
+    risk = 0.05 * (age - 55) + 1.5 * marker + rng.normal(scale=0.5, size=n)
+    lines = ["patient_id,age,marker,site,outcome"]
+    for i in range(n):
+        lines.append(f"P{i:04d},{age[i]},{'' if i == 5 else round(marker[i], 4)},{site[i]},"
+                     f"{'event' if risk[i] > 0 else 'none'}")
+    csv = tmp_path / "cohort.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    proc = run_script(PIPELINES / "train_model.py",
+                      ["--data", str(csv), "--target", "outcome", "--positive-label", "event", *SMOKE,
+                       "--output-dir", str(out)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = check_contract(out, "model", n, 3, epochs=1, folds=2)  # patient_id dropped as an identifier
+    assert doc["data"]["source"] == str(csv.resolve())
+    assert "patient_id" in proc.stderr
+    assert doc["models"]["logistic_regression"]["roc_auc"] > 0.8
+
+
+@pytest.mark.slow
+def test_generic_pipeline_regression_task(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(80, 2))
+    y = 2 * x[:, 0] - x[:, 1] + rng.normal(scale=0.3, size=80)
+    csv = tmp_path / "reg.csv"
+    csv.write_text("a,b,slope\n" + "".join(f"{a:.5f},{b:.5f},{t:.5f}\n" for (a, b), t in zip(x, y)))
+    out = tmp_path / "out"
+    proc = run_script(PIPELINES / "train_model.py",
+                      ["--data", str(csv), "--target", "slope", *SMOKE, "--output-dir", str(out)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["task"] == "regression" and doc["primary_metric"] == "rmse"
+    assert set(doc["metrics"]) == {"rmse", "mae", "r2"} and doc["best_model"] in doc["models"]
+    assert doc["models"]["ridge"]["r2"] > 0.8
+
+
+@pytest.mark.parametrize("case", ["missing", "no_target_column", "empty"])
+def test_generic_pipeline_bad_data_file_exits_2_without_outputs(case, tmp_path):
+    csv = tmp_path / "data.csv"
+    if case == "no_target_column":
+        csv.write_text("age,marker\n50,0.1\n60,0.2\n")
+    elif case == "empty":
+        csv.write_text("")
+    out = tmp_path / "out"
+    proc = run_script(PIPELINES / "train_model.py",
+                      ["--data", str(csv), "--target", "outcome", *SMOKE, "--output-dir", str(out)], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "error:" in proc.stderr and "data.csv" in proc.stderr and "outcome" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (out / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_disease_job_rejects_a_csv_without_its_columns(tmp_path):
+    csv = tmp_path / "pima.csv"
+    csv.write_text("glu,bmi,type\n100,30,Yes\n90,25,No\n")
+    out = tmp_path / "out"
+    proc = run_script(JOBS["diabetes"][0], ["--data", str(csv), *SMOKE, "--output-dir", str(out)], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "pima.csv" in proc.stderr and "npreg" in proc.stderr and "age" in proc.stderr
+    assert not (out / "metrics.json").exists()
