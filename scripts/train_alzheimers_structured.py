@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=DEFAULT_CONFIG,
         metavar="YAML",
-        help=f"the run's YAML config (default: {DEFAULT_CONFIG.relative_to(CONFIG_DIR.parents[2])})",
+        help=f"the run's YAML config (default: {DEFAULT_CONFIG.relative_to(CONFIG_DIR.parents[3])})",
     )
     common.add_common_args(parser, epochs=100, folds=5)
     # The config holds the defaults of these three; the flags override it only when given.

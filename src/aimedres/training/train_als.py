@@ -63,16 +63,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--n-samples",
         type=int,
-        default=DEFAULT_N_SAMPLES,
+        default=None,
         metavar="N",
         help=f"patients in the synthetic cohort (>= 20, default {DEFAULT_N_SAMPLES}); "
         "not allowed with --data",
     )
     args = parser.parse_args(argv)
+    if args.data is not None and args.n_samples is not None:
+        parser.error("--n-samples sizes the synthetic cohort; it cannot be combined with --data")
+    if args.n_samples is None:
+        args.n_samples = DEFAULT_N_SAMPLES
     if args.n_samples < 20:
         parser.error(f"--n-samples must be >= 20, got {args.n_samples}")
-    if args.data is not None and args.n_samples != DEFAULT_N_SAMPLES:
-        parser.error("--n-samples sizes the synthetic cohort; it cannot be combined with --data")
     return args
 
 

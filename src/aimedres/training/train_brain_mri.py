@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--n-samples",
         type=_positive_int,
-        default=DEFAULT_N_SAMPLES,
+        default=None,
         metavar="N",
         help=f"synthetic slices to generate (default {DEFAULT_N_SAMPLES}); not allowed with --data-dir",
     )
@@ -100,8 +100,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.image_size < 16:
         parser.error(f"--image-size must be >= 16, got {args.image_size}")
-    if args.data_dir is not None and args.n_samples != DEFAULT_N_SAMPLES:
+    if args.data_dir is not None and args.n_samples is not None:
         parser.error("--n-samples sizes the synthetic set; it cannot be combined with --data-dir")
+    if args.n_samples is None:
+        args.n_samples = DEFAULT_N_SAMPLES
     if args.data_dir is None and args.n_samples < 5 * len(synthetic.MRI_CLASSES):
         parser.error(f"--n-samples must be >= {5 * len(synthetic.MRI_CLASSES)}, got {args.n_samples}")
     return args
