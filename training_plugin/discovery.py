@@ -60,6 +60,11 @@ def job_id(path: Path) -> str:
     return stem[len("train_") :] if stem.startswith("train_") and len(stem) > 6 else stem
 
 
+def _id_of(path: str) -> str:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return stem[len("train_") :] if stem.startswith("train_") and len(stem) > 6 else stem
+
+
 def is_ignored_dir(path: Path, name: str | None = None) -> bool:
     """True for directories that are never searched: VCS, virtualenvs, build, caches."""
     name = path.name if name is None else name
@@ -72,12 +77,14 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def relpath(path: Path, rootdir: Path) -> str:
+def relpath(path: Path | str, rootdir: Path | str) -> str:
     """``path`` relative to ``rootdir`` in posix spelling (absolute posix when outside it)."""
-    try:
-        return path.relative_to(rootdir).as_posix()
-    except ValueError:
-        return path.as_posix()
+    text, root = os.fspath(path), os.fspath(rootdir).rstrip(os.sep)
+    if text.startswith(root + os.sep):
+        text = text[len(root) + 1 :]
+    elif text == root:
+        text = "."
+    return text.replace(os.sep, "/")
 
 
 def _walk(
@@ -145,9 +152,7 @@ def discover(
             continue
         seen = {os.path.realpath(root_s)}
         found.update(_walk(root_s, pattern=pattern, skip=skip_set, real_root=real_root, seen=seen))
-    scripts = [
-        Script(path=Path(p), relpath=relpath(Path(p), rootdir), id=job_id(Path(p))) for p in found
-    ]
+    scripts = [Script(path=Path(p), relpath=relpath(p, rootdir), id=_id_of(p)) for p in found]
     scripts.sort(key=lambda s: s.relpath)
     check_unique(scripts)
     return scripts

@@ -25,12 +25,12 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 #: How many helper calls deep the analysis follows imported functions.
 MAX_DEPTH = 8
 #: Bump when the analysis changes, so cached results of older versions are ignored.
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2
 
 RESOLVED = "resolved"
 NO_PARSER = "none"
@@ -67,9 +67,8 @@ _PARSER_METHODS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Flag:
-    """One argument a parser accepts."""
+class Flag(NamedTuple):
+    """One argument a parser accepts (a NamedTuple: thousands are loaded from the cache)."""
 
     options: tuple[str, ...]  #: option strings, e.g. ("-e", "--epochs"); () for a positional
     dest: str
@@ -94,26 +93,15 @@ class Flag:
             text += " (required)"
         return text
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-able form (for the cache)."""
-        return {
-            "options": list(self.options),
-            "dest": self.dest,
-            "required": self.required,
-            "takes_value": self.takes_value,
-            "default": self.default,
-        }
+    def to_json(self) -> list[Any]:
+        """Compact JSON-able form (for the cache): [options, dest, required, value, default]."""
+        return [list(self.options), self.dest, self.required, self.takes_value, self.default]
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Flag:
+    def from_json(cls, data: list[Any]) -> Flag:
         """Inverse of :meth:`to_json`."""
-        return cls(
-            options=tuple(data["options"]),
-            dest=data["dest"],
-            required=bool(data["required"]),
-            takes_value=bool(data["takes_value"]),
-            default=data.get("default"),
-        )
+        options, dest, required, takes_value, default = data
+        return cls(tuple(options), dest, required, takes_value, default)
 
 
 def normalize(name: str) -> str:
@@ -135,16 +123,27 @@ class ParserInfo:
         """True when the accepted flags are known (including "accepts no flags")."""
         return self.status != UNRESOLVED
 
+    @property
+    def _index(self) -> dict[str, Flag]:
+        index: dict[str, Flag] | None = self.__dict__.get("_index_cache")
+        if index is None:
+            index = {}
+            for flag in self.flags:
+                if flag.options:
+                    for option in flag.options:
+                        if option.startswith("--"):
+                            index.setdefault(normalize(option), flag)
+            for flag in self.flags:
+                if flag.options:
+                    index.setdefault("=" + normalize(flag.dest), flag)
+            self.__dict__["_index_cache"] = index  # frozen: cache beside the fields
+        return index
+
     def find(self, name: str) -> Flag | None:
         """The flag accepting ``--name`` (any ``_``/``-`` spelling, or its dest), or None."""
         wanted = normalize(name)
-        for flag in self.flags:
-            if any(normalize(o) == wanted for o in flag.long_options):
-                return flag
-        for flag in self.flags:
-            if flag.options and normalize(flag.dest) == wanted:
-                return flag
-        return None
+        index = self._index
+        return index.get(wanted) or index.get("=" + wanted)
 
     def describe(self) -> str:
         """One line for ``--collect-only``."""
@@ -563,7 +562,8 @@ class FlagCache:
         """Cached analysis of ``script`` (recomputed when it or a followed module changed)."""
         key = str(script)
         try:
-            sha = sha256_bytes(script.read_bytes())
+            with open(key, "rb") as fh:
+                sha = sha256_bytes(fh.read())
         except OSError:
             return self.analyzer.analyze(script)
         entry = self.data.get(key)

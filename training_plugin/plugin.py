@@ -7,6 +7,7 @@ name, plus the training scripts under them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -21,7 +22,7 @@ _STATE_KEY = pytest.StashKey["_State"]()
 _TABLE_KEY = pytest.StashKey["dict[str, jobs.JobConfig] | pytest.UsageError"]()
 _SUMMARY_KEY = pytest.StashKey[results.SummaryCollector]()
 
-CACHE_KEY = "training_plugin/flags"
+CACHE_DIR = "training_plugin"
 DEFAULT_GLOB = "train_*.py"
 DEFAULT_OUTPUT_DIR = "training-results"
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -45,6 +46,17 @@ class _State:
         self.specs = specs
         self.training_only = training_only
         self.roots = roots
+        self.by_path: dict[str, list[jobs.JobSpec]] = {str(p): s for p, s in specs.items()}
+        #: Every folder on the way from / to a script: the only folders pytest walks.
+        self.wanted_dirs: set[str] = set()
+        for path in self.by_path:
+            parent = os.path.dirname(path)
+            while parent not in self.wanted_dirs:
+                self.wanted_dirs.add(parent)
+                up = os.path.dirname(parent)
+                if up == parent:
+                    break
+                parent = up
 
     @property
     def ids(self) -> list[str]:
@@ -173,6 +185,37 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.pluginmanager.unregister(collector)
 
 
+def _flag_cache_file(config: pytest.Config) -> Path | None:
+    """``.pytest_cache/d/training_plugin/flags.json`` (None with ``-p no:cacheprovider``)."""
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return None
+    try:
+        return Path(cache.mkdir(CACHE_DIR)) / "flags.json"
+    except OSError:
+        return None
+
+
+def _read_json(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Compact JSON, written atomically (a temp file, then os.replace)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
 def _explicit_roots(config: pytest.Config) -> list[Path]:
     base = Path(config.invocation_params.dir)
     roots = []
@@ -211,22 +254,51 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     scripts = discovery.discover(
         roots, rootdir=rootdir, pattern=pattern, skip=skip, check_roots=training_only
     )
-    cache = getattr(config, "cache", None)
-    data = cache.get(CACHE_KEY, {}) if cache is not None else {}
-    flag_cache = FlagCache(Analyzer(rootdir), data if isinstance(data, dict) else {})
+    cache_file = _flag_cache_file(config)
+    flag_cache = FlagCache(Analyzer(rootdir), _read_json(cache_file))
     specs = jobs.build_specs(
         scripts, table, settings, flag_cache.get,
         pyproject=str(rootdir / "pyproject.toml"), restrict=restrict,
     )
-    if cache is not None and flag_cache.changed and not hasattr(config, "workerinput"):
-        cache.set(CACHE_KEY, flag_cache.data)
+    if cache_file is not None and flag_cache.changed and not hasattr(config, "workerinput"):
+        _write_json(cache_file, flag_cache.data)
     config.stash[_STATE_KEY] = _State(
         settings, specs, training_only,
         [discovery.relpath(Path(os.path.normpath(rootdir / r)), rootdir) for r in roots],
     )
     if training_only:
-        # Collect exactly the training scripts (sorted), not the test suite.
-        config.args = [str(path) for path in specs]
+        # Collect the training scripts only, not the test suite: pytest walks the roots
+        # (pytest_ignore_collect prunes everything that holds no script).  Not one argument
+        # per script: pytest re-lists a folder for every argument inside it (quadratic).
+        config.args = _collection_args(
+            [Path(os.path.normpath(rootdir / r)) for r in roots], list(specs)
+        )
+
+
+def _collection_args(roots: list[Path], scripts: list[Path]) -> list[str]:
+    """Outermost roots holding a script, plus scripts outside every root (declared jobs)."""
+    args: list[Path] = []
+    for root in sorted(set(roots), key=lambda p: len(p.parts)):
+        if any(a == root or a in root.parents for a in args):
+            continue
+        if any(root == s or root in s.parents for s in scripts):
+            args.append(root)
+    for script in scripts:
+        if not any(a == script or a in script.parents for a in args):
+            args.append(script)
+    return [str(a) for a in sorted(args)]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Training-only sessions walk nothing but the folders and files of training scripts."""
+    state = config.stash.get(_STATE_KEY, None)
+    if state is None or not state.training_only:
+        return None
+    path = str(collection_path)
+    if path in state.by_path or path in state.wanted_dirs:
+        return None
+    return True
 
 
 @pytest.hookimpl(wrapper=True)
@@ -236,7 +308,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
     state = parent.config.stash.get(_STATE_KEY, None)
     if state is None:
         return result
-    specs = state.specs.get(Path(file_path))
+    specs = state.by_path.get(str(file_path))
     if specs is None:
         return result
     kept = [node for node in result or [] if not isinstance(node, pytest.Module)]
