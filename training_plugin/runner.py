@@ -255,8 +255,9 @@ def _run_job(
     rid = client.next_id()
     try:
         try:
-            client.send(op="spawn", id=rid, argv=[str(a) for a in argv], cwd=str(cwd),
-                        env={str(k): str(v) for k, v in env.items()}, log=str(log_path))
+            client.send(op="spawn", id=rid, argv=[str(a) for a in argv],
+                        cwd=os.path.abspath(cwd), env={str(k): str(v) for k, v in env.items()},
+                        log=os.path.abspath(log_path))
             message = client.wait_for(rid, None)
             assert message is not None
             if message["event"] == "error":
