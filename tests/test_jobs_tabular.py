@@ -171,3 +171,20 @@ def test_disease_job_rejects_a_csv_without_its_columns(tmp_path):
     assert proc.returncode == 2
     assert "pima.csv" in proc.stderr and "npreg" in proc.stderr and "age" in proc.stderr
     assert not (out / "metrics.json").exists()
+
+
+def test_parkinsons_per_recording_csv_is_split_by_subject(tmp_path):
+    """A CSV with several recordings per subject (an ``id`` column) gets subject-grouped folds:
+    the recordings of one person never straddle train and test."""
+    import pandas as pd
+
+    from aimedres.training import common, train_parkinsons
+
+    frame = common.load_rdataset("modeldata", "pd_speech").head(60)
+    recordings = pd.concat([frame.assign(id=range(60))] * 3, ignore_index=True)
+    csv = tmp_path / "pd_recordings.csv"
+    recordings.to_csv(csv, index=False)
+    ds = train_parkinsons.load_data(csv)
+    assert ds.groups is not None and "id" not in ds.X.columns and ds.X.shape[1] == 751
+    for train_idx, test_idx in common.fold_indices(ds, folds=3, seed=42):
+        assert set(ds.groups.iloc[train_idx]).isdisjoint(ds.groups.iloc[test_idx])

@@ -437,7 +437,7 @@ def add_common_args(
     if n_jobs:
         group.add_argument(
             "--n-jobs", type=_int_at_least(1, "n-jobs"), default=default_n_jobs(), metavar="J",
-            help="threads for parallel learners (forests, BLAS, torch); default: the cores this job is "
+            help="threads for parallel learners (random forests, BLAS); the small MLP runs on one thread; default: the cores this job is "
                  "given ($OMP_NUM_THREADS if set, else the CPU affinity, here %(default)s)",
         )
     return parser
@@ -525,7 +525,8 @@ def standard_models(
     Classification: ``logistic_regression`` (scaled; L2 by default via lbfgs, ``l1_ratio`` 1 gives L1
     via liblinear, in between elastic net via saga), ``gradient_boosting`` (HistGradientBoosting, ``max_iter = epochs``),
     ``mlp`` (:class:`~aimedres.training.torch_tabular.TorchMLPClassifier`, ``epochs`` with early
-    stopping on a split of the training fold). Regression: ``ridge``, ``gradient_boosting``
+    stopping on a split of the training fold) and, when asked for in ``include``, ``ensemble``
+    (soft vote of the logistic regression and the boosting model). Regression: ``ridge``, ``gradient_boosting``
     (regressor), ``mlp`` (regressor); ``include`` names map accordingly
     (``logistic_regression`` -> ``ridge``). Every random_state is ``seed``. ``power_transform``
     puts a Yeo-Johnson transform before the linear model; ``boosting`` / ``mlp`` override the
@@ -556,6 +557,18 @@ def standard_models(
             cls = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
             models["gradient_boosting"] = make_model_pipeline(
                 ds.X, cls(max_iter=epochs, random_state=seed, **gb), scale=False)
+        elif family == "ensemble" and not regression:
+            # Soft vote (mean probability) of the linear model and the boosting model, one shared
+            # preprocessing (trees are indifferent to the monotone scaling / power transform).
+            from sklearn.ensemble import VotingClassifier
+
+            solver = {0.0: "lbfgs", 1.0: "liblinear"}.get(float(l1_ratio), "saga")
+            vote = VotingClassifier([
+                ("linear", LogisticRegression(C=C, l1_ratio=l1_ratio, solver=solver, max_iter=5000,
+                                              random_state=seed)),
+                ("boosting", HistGradientBoostingClassifier(max_iter=epochs, random_state=seed, **gb)),
+            ], voting="soft")
+            models["ensemble"] = make_model_pipeline(ds.X, vote, power=power_transform)
         elif family == "mlp":
             cls = TorchMLPRegressor if regression else TorchMLPClassifier
             # One torch thread: on these small tables extra threads cost more than they give
