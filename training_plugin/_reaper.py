@@ -47,6 +47,8 @@ PR_SET_CHILD_SUBREAPER = 36
 KILL_GRACE_S = 2.5
 #: Grace for processes left behind by a job that ended on its own.
 LEFTOVER_GRACE_S = 1.0
+#: After this long of SIGKILLs, processes stuck in uninterruptible sleep are given up on.
+GIVE_UP_S = 30.0
 _POLL_S = 0.02
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -188,7 +190,11 @@ class Reaper:
             pids = descendants(self.me)
             if not pids:
                 return len(seen)
-            sig = signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL
+            now = time.monotonic()
+            if now > deadline + GIVE_UP_S:  # stuck in the kernel (D state): report, go on
+                sys.stderr.write(f"training_plugin reaper: processes {pids} survive SIGKILL\n")
+                return len(seen)
+            sig = signal.SIGTERM if now < deadline else signal.SIGKILL
             for pgid in pgids:
                 try:
                     os.killpg(pgid, sig)
@@ -221,12 +227,8 @@ class Reaper:
     def finish(self, pid: int, grace_s: float, killed: bool) -> None:
         """Kill what is left of job ``pid``'s tree and send its "exit" reply."""
         found = self.kill_tree(grace_s, [pid])
-        while pid not in self.statuses:  # the main process itself (a kill request)
-            try:
-                _, status = os.waitpid(pid, 0)
-                self.statuses[pid] = os.waitstatus_to_exitcode(status)
-            except ChildProcessError:
-                self.statuses.setdefault(pid, -signal.SIGKILL)
+        self.reap()
+        self.statuses.setdefault(pid, -signal.SIGKILL)  # only when it could not be reaped
         rid = self.jobs.pop(pid)
         code = self.statuses.pop(pid)
         runtime = self.ended.pop(pid, time.monotonic()) - self.started.pop(pid)
