@@ -209,3 +209,15 @@ def test_declared_variant_job_and_markers(pytester: pytest.Pytester) -> None:
     assert not (pytester.path / "training-results/one/ran").exists()
     markers = run(pytester, "--markers")
     markers.stdout.fnmatch_lines(["@pytest.mark.gpu:*", "@pytest.mark.slowjob:*"])
+
+
+def test_a_script_named_on_the_command_line_runs_as_a_job_never_imported(
+    pytester: pytest.Pytester,
+) -> None:
+    make(pytester, {"jobs/train_one.py": FAKE, "jobs/train_two.py": FAKE})
+    by_file = run(pytester, "-q", "jobs/train_one.py")
+    by_file.assert_outcomes(passed=1)  # one job item, no python test module
+    assert (pytester.path / "training-results/one/ran").exists()
+    assert not (pytester.path / "training-results/two").exists()
+    by_node = run(pytester, "--collect-only", "-q", "jobs/train_two.py::two")
+    by_node.stdout.fnmatch_lines(["jobs/train_two.py::two", "1 test collected*"])

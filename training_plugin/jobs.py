@@ -223,13 +223,17 @@ def build_argv(
     """
     configured = list(configured)
     given = set(flags_mod.iter_option_tokens(configured))
+    given |= {flags_mod.normalize(t) for t in given if t.startswith("--")}
     shared: list[str] = []
     notes: list[str] = []
 
     def accepted(name: str) -> flags_mod.Flag | None:
         flag = parser.find(name) if parser.resolved else None
-        if flag is None or any(o in given for o in flag.options):
-            return None
+        if flag is None or any(
+            o in given or (o.startswith("--") and flags_mod.normalize(o) in given)
+            for o in flag.options
+        ):
+            return None  # the configured args set it: they win
         return flag
 
     def spelling(flag: flags_mod.Flag) -> str:
