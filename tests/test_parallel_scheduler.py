@@ -175,3 +175,23 @@ def test_other_dist_modes_keep_xdists_scheduler(pytester):
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_simulate_makespan(workers):
     assert simulate_makespan([5, 3, 3], workers) == {1: 11, 2: 6, 3: 5}[workers]
+
+
+def test_workers_sort_by_the_controllers_snapshot(pytester):
+    """The cache changing while workers start (another session finishing) must not make the
+    workers' collections differ (xdist would abort): workers sort by the controller's copy."""
+    jobs_with_sleeps(pytester, {"a": 0, "b": 0, "c": 0})
+    pytester.makeconftest(HARNESS + '''
+
+def pytest_collection_modifyitems(config, items):
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and workerinput["workerid"] == "gw1":  # rewrite the cache under gw1's feet
+        config.cache.set("training_plugin/durations",
+                         {"train_a.py::a": 9.0, "train_b.py::b": 1.0, "train_c.py::c": 5.0})
+''')
+    cache = pytester.path / ".pytest_cache" / "v" / "training_plugin"
+    cache.mkdir(parents=True)
+    (cache / "durations").write_text(json.dumps(
+        {"train_a.py::a": 1.0, "train_b.py::b": 9.0, "train_c.py::c": 5.0}))
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2")
+    result.assert_outcomes(passed=3)

@@ -56,10 +56,24 @@ def _is_controller(config: pytest.Config) -> bool:
 
 # -- order and scheduling ----------------------------------------------------------------------
 
+#: workerinput key carrying the controller's snapshot of the remembered durations.
+WORKERINPUT_DURATIONS = "training_plugin_durations"
+
+
+def session_durations(config: pytest.Config) -> dict[str, float]:
+    """The remembered durations this session orders by: the controller's snapshot on xdist
+    workers (so every worker sorts identically even if the cache changes meanwhile), else the
+    cache."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and WORKERINPUT_DURATIONS in workerinput:
+        return dict(workerinput[WORKERINPUT_DURATIONS])
+    return load_durations(config)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Training items longest first by remembered duration (identical on every xdist worker)."""
-    order_items(items, load_durations(config), is_training_item)
+    order_items(items, session_durations(config), is_training_item)
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
@@ -90,6 +104,12 @@ class SessionState:
         self.config = config
         self.measured: dict[str, float] = {}
         self.progress: Progress | None = None
+        self.durations = load_durations(config)  # read once, before any worker starts
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist: hand every worker the same snapshot of the remembered durations."""
+        node.workerinput[WORKERINPUT_DURATIONS] = self.durations
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         """With a TTY and verbosity >= 0: start the live progress line."""

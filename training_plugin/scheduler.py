@@ -92,7 +92,7 @@ class LongestFirstScheduling(LoadScheduling):  # type: ignore[misc,valid-type]
 
     def __init__(self, config: pytest.Config, log: Any = None) -> None:
         super().__init__(config, log)
-        self._estimate = estimator(load_durations(config))
+        self._estimate = estimator(load_durations(config))  # the cache is written only at the end
         self._started: dict[Any, float] = {}  # node -> when its first pending item started
 
     # -- the one decision that differs: which item a node gets, and when ----------------------
