@@ -117,17 +117,11 @@ def test_mri_split_is_stratified_and_disjoint():
 ALS_SMOKE = ["--epochs", "1", "--folds", "2", "--n-samples", "300"]
 
 
-@pytest.fixture(scope="module")
-def als_smoke(tmp_path_factory):
-    out = tmp_path_factory.mktemp("als")
+@pytest.mark.slow
+def test_als_smoke_contract_and_determinism(tmp_path):
+    out, again = tmp_path / "a", tmp_path / "b"
     proc = run_script(ALS, *ALS_SMOKE, "--output-dir", str(out))
     assert proc.returncode == 0, proc.stderr
-    return out, proc
-
-
-@pytest.mark.slow
-def test_als_smoke_contract(als_smoke):
-    out, proc = als_smoke
     doc = read_metrics(out)
     check_contract(doc, job="als", task="regression", primary="rmse")
     assert doc["folds"] == 2 and doc["epochs"] == 1 and doc["seed"] == 42
@@ -140,16 +134,11 @@ def test_als_smoke_contract(als_smoke):
     assert (out / "model.joblib").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 42 and manifest["data"]["sha256"] == data["sha256"]
-
-
-@pytest.mark.slow
-def test_als_same_seed_same_metrics(als_smoke, tmp_path):
-    out, _ = als_smoke
-    proc = run_script(ALS, *ALS_SMOKE, "--output-dir", str(tmp_path))
+    # same seed -> the same metrics, to the last digit
+    proc = run_script(ALS, *ALS_SMOKE, "--output-dir", str(again))
     assert proc.returncode == 0, proc.stderr
-    first, again = read_metrics(out), read_metrics(tmp_path)
-    assert again["models"] == first["models"]
-    assert again["data"]["sha256"] == first["data"]["sha256"]
+    assert read_metrics(again)["models"] == doc["models"]
+    assert read_metrics(again)["data"]["sha256"] == data["sha256"]
 
 
 def test_als_missing_data_file_exits_2(tmp_path):
@@ -160,13 +149,26 @@ def test_als_missing_data_file_exits_2(tmp_path):
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
-def test_als_data_missing_column_exits_2(tmp_path):
+def test_als_data_missing_column_is_a_data_error(tmp_path):
+    from aimedres.training import common, train_als
+
     csv = tmp_path / "als.csv"
     synthetic.als_cohort(50, 1).drop(columns=["fvc_percent"]).to_csv(csv, index=False)
-    proc = run_script(ALS, "--data", str(csv), "--output-dir", str(tmp_path / "out"))
-    assert proc.returncode == 2
-    assert "als.csv" in proc.stderr and "fvc_percent" in proc.stderr
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    with pytest.raises(common.DataError, match="fvc_percent") as info:
+        train_als.main(["--data", str(csv), "--output-dir", str(tmp_path / "out")])
+    assert "als.csv" in str(info.value) and "expected columns" in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_als_data_non_numeric_column_is_a_data_error(tmp_path):
+    from aimedres.training import common, train_als
+
+    csv = tmp_path / "als.csv"
+    frame = synthetic.als_cohort(50, 1)
+    frame["bmi"] = "heavy"
+    frame.to_csv(csv, index=False)
+    with pytest.raises(common.DataError, match="'bmi' must be numeric"):
+        train_als.main(["--data", str(csv), "--output-dir", str(tmp_path / "out")])
 
 
 @pytest.mark.slow
@@ -190,21 +192,15 @@ def test_als_real_csv_is_not_synthetic(tmp_path):
 MRI_SMOKE = ["--epochs", "1", "--n-samples", "200"]
 
 
-@pytest.fixture(scope="module")
-def mri_smoke(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mri")
-    proc = run_script(MRI, *MRI_SMOKE, "--output-dir", str(out))
-    assert proc.returncode == 0, proc.stderr
-    return out, proc
-
-
 @pytest.mark.slow
-def test_mri_smoke_contract(mri_smoke):
+def test_mri_smoke_contract_and_determinism(tmp_path):
     import torch
 
     from aimedres.training.mri import SmallCNN
 
-    out, proc = mri_smoke
+    out, again = tmp_path / "a", tmp_path / "b"
+    proc = run_script(MRI, *MRI_SMOKE, "--output-dir", str(out))
+    assert proc.returncode == 0, proc.stderr
     doc = read_metrics(out)
     check_contract(doc, job="brain_mri", task="multiclass", primary="accuracy")
     assert doc["folds"] is None and doc["epochs"] == 1
@@ -217,14 +213,10 @@ def test_mri_smoke_contract(mri_smoke):
     model = SmallCNN(ckpt["n_classes"], widths=tuple(ckpt["config"]["widths"]))
     model.load_state_dict(ckpt["state_dict"])
     assert (out / "manifest.json").is_file()
-
-
-@pytest.mark.slow
-def test_mri_same_seed_same_metrics(mri_smoke, tmp_path):
-    out, _ = mri_smoke
-    proc = run_script(MRI, *MRI_SMOKE, "--output-dir", str(tmp_path))
+    # same seed -> the same metrics, to the last digit
+    proc = run_script(MRI, *MRI_SMOKE, "--output-dir", str(again))
     assert proc.returncode == 0, proc.stderr
-    assert read_metrics(tmp_path)["metrics"] == read_metrics(out)["metrics"]
+    assert read_metrics(again)["metrics"] == doc["metrics"]
 
 
 def test_mri_rejects_folds(tmp_path):
@@ -259,20 +251,38 @@ def test_mri_data_dir_real_images(tmp_path):
     assert "SYNTHETIC" not in proc.stdout + proc.stderr
 
 
+def test_mri_missing_data_dir_exits_2(tmp_path):
+    root, out = tmp_path / "scans", tmp_path / "out"
+    proc = run_script(MRI, "--data-dir", str(root), "--output-dir", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert "no such directory" in proc.stderr and str(root) in proc.stderr
+    assert not (out / "metrics.json").exists()
+
+
 @pytest.mark.parametrize("layout, message", [
-    ("missing", "no such directory"),
     ("no_classes", "class folder"),
+    ("one_class", "found 1 class folder"),
     ("unreadable", "cannot read image"),
+    ("too_few", "fewer than 3 images"),
 ])
-def test_mri_bad_data_dir_exits_2(tmp_path, layout, message):
+def test_mri_bad_data_dir_is_a_data_error(tmp_path, layout, message):
+    from aimedres.training import common, train_brain_mri
+
     root = tmp_path / "scans"
     if layout == "no_classes":
         root.mkdir()
+    elif layout == "one_class":
+        _write_png_tree(root, n_per_class=3)
+        for f in (root / "lesion").iterdir():
+            f.unlink()
+        (root / "lesion").rmdir()
     elif layout == "unreadable":
         _write_png_tree(root, n_per_class=3)
         (root / "lesion" / "broken.png").write_bytes(b"not a png")
+    elif layout == "too_few":
+        _write_png_tree(root, n_per_class=2)
     out = tmp_path / "out"
-    proc = run_script(MRI, "--data-dir", str(root), "--output-dir", str(out))
-    assert proc.returncode == 2, proc.stderr
-    assert message in proc.stderr and str(root) in proc.stderr
+    with pytest.raises(common.DataError, match=message) as info:
+        train_brain_mri.main(["--data-dir", str(root), "--output-dir", str(out), "--n-jobs", "1"])
+    assert str(root) in str(info.value)
     assert not (out / "metrics.json").exists()
