@@ -101,6 +101,7 @@ TREE_JOB = textwrap.dedent(
     while not os.path.exists(flag):
         time.sleep(0.01)
     print("ready", flush=True)
+    {after}
     time.sleep(SLEEP)
     print("main done", flush=True)
     '''
@@ -108,8 +109,9 @@ TREE_JOB = textwrap.dedent(
 QUICK_JOB = "print('quick job ran')\n"
 
 
-def tree_job(sleep: float, extra: str = "") -> str:
-    return extra + TREE_JOB.format(sleep=sleep)
+def tree_job(sleep: float, extra: str = "", after: str = "pass") -> str:
+    """The tree job; ``extra`` runs first, ``after`` (one line) once the tree is up."""
+    return extra + TREE_JOB.format(sleep=sleep, after=after)
 
 
 def marked_pids(marker: str) -> list[int]:
@@ -279,17 +281,17 @@ KILL_MY_WORKER = textwrap.dedent(
     def ppid(pid):
         with open(f"/proc/{pid}/stat") as fh:
             return int(fh.read().rsplit(")", 1)[1].split()[1])
-    worker = ppid(os.getppid())  # job -> reaper -> xdist worker
-    print("killing worker", worker, flush=True)
-    os.kill(worker, signal.SIGKILL)
-    time.sleep(300)
+    def kill_worker():
+        worker = ppid(os.getppid())  # job -> reaper -> xdist worker
+        print("killing worker", worker, flush=True)
+        os.kill(worker, signal.SIGKILL)
     '''
 )
 
 
 def test_job_that_kills_its_worker_is_that_jobs_failure(project, marker):
     project.makepyfile(
-        train_a_killer=tree_job(0, KILL_MY_WORKER.replace("time.sleep(300)", "")),
+        train_a_killer=tree_job(300, KILL_MY_WORKER, after="kill_worker()"),
         train_b_one=QUICK_JOB, train_c_two=QUICK_JOB, train_d_three=QUICK_JOB,
     )
     rc, out = Session(project, marker, "-n", "2").finish()

@@ -72,7 +72,7 @@ def test_interrupting_pytest_leaves_nothing(project, marker, how):
 
 def test_job_that_kills_its_worker(project, marker):
     project.makepyfile(
-        train_a_killer=ps.tree_job(0, ps.KILL_MY_WORKER.replace("time.sleep(300)", "")),
+        train_a_killer=ps.tree_job(300, ps.KILL_MY_WORKER, after="kill_worker()"),
         train_b_one=ps.QUICK_JOB, train_c_two=ps.QUICK_JOB,
     )
     rc, out = session(project, marker, "-n", "2").finish()
