@@ -133,7 +133,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default=",".join(bundled_datasets()), metavar="LIST",
                         help="comma-separated subset of the bundled data sets (default: all: %(default)s)")
-    common.add_common_args(parser, epochs=None, folds=5)
+    # single-flag helpers, not add_common_args(epochs=None): the orchestrator reads flags statically
+    common.add_folds_arg(parser, 5)
+    common.add_seed_output_args(parser)
+    common.add_n_jobs_arg(parser)
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = [n for n in names if n not in bundled_datasets()]

@@ -54,6 +54,10 @@ __all__ = [
     "CLASSIFICATION_METRICS",
     "REGRESSION_METRICS",
     "add_common_args",
+    "add_epochs_arg",
+    "add_folds_arg",
+    "add_seed_output_args",
+    "add_n_jobs_arg",
     "default_n_jobs",
     "output_dir",
     "repo_root",
@@ -398,6 +402,59 @@ def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
     return parse
 
 
+SHARED_GROUP_TITLE = "shared training options"
+
+
+def _shared_group(parser: argparse.ArgumentParser) -> Any:
+    """The parser's "shared training options" group (created once)."""
+    for group in parser._action_groups:  # argparse offers no public lookup
+        if group.title == SHARED_GROUP_TITLE:
+            return group
+    return parser.add_argument_group(SHARED_GROUP_TITLE)
+
+
+def add_epochs_arg(parser: argparse.ArgumentParser, default: int) -> None:
+    """Add ``--epochs N`` (>= 1): network epochs / boosting rounds of the iterative learners."""
+    _shared_group(parser).add_argument(
+        "--epochs", type=_int_at_least(1, "epochs"), default=default, metavar="N",
+        help=f"training iterations of the iterative learners: epochs of the neural network and "
+             f"boosting rounds of gradient boosting (>= 1, default {default})",
+    )
+
+
+def add_folds_arg(parser: argparse.ArgumentParser, default: int = 5) -> None:
+    """Add ``--folds K`` (>= 2): stratified cross-validation folds."""
+    _shared_group(parser).add_argument(
+        "--folds", type=_int_at_least(2, "folds"), default=default, metavar="K",
+        help=f"number of stratified cross-validation folds; every model is scored on the same "
+             f"folds, preprocessing fitted inside each fold (>= 2, default {default})",
+    )
+
+
+def add_seed_output_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--seed S`` (default 42) and ``--output-dir DIR``."""
+    group = _shared_group(parser)
+    group.add_argument(
+        "--seed", type=int, default=42, metavar="S",
+        help="random seed for fold assignment, models and networks; same seed, same metrics (default 42)",
+    )
+    group.add_argument(
+        "--output-dir", type=Path, default=None, metavar="DIR",
+        help="directory for metrics.json, the model and manifest.json (default: $TRAINING_OUTPUT_DIR, "
+             "else training-results/<job> under the repository root)",
+    )
+
+
+def add_n_jobs_arg(parser: argparse.ArgumentParser) -> None:
+    """Add ``--n-jobs J`` (>= 1, default :func:`default_n_jobs`)."""
+    _shared_group(parser).add_argument(
+        "--n-jobs", type=_int_at_least(1, "n-jobs"), default=default_n_jobs(), metavar="J",
+        help="threads for parallel learners (random forests, BLAS); the small MLP runs on one thread; "
+             "default: the cores this job is given ($OMP_NUM_THREADS if set, else the CPU affinity, "
+             "here %(default)s)",
+    )
+
+
 def add_common_args(
     parser: argparse.ArgumentParser,
     *,
@@ -411,35 +468,20 @@ def add_common_args(
         epochs: default of ``--epochs`` (network epochs / boosting rounds); None: no such flag.
         folds: default of ``--folds`` (stratified CV folds); None: no such flag.
         n_jobs: whether to add ``--n-jobs`` (default: :func:`default_n_jobs`).
+
+    Note for jobs WITHOUT one of these flags: the orchestrator learns a script's flags statically
+    and cannot see that ``epochs=None`` skips ``--epochs``, so it would forward ``--epochs`` to a
+    script that rejects it. Such scripts call the single-flag helpers instead
+    (:func:`add_epochs_arg`, :func:`add_folds_arg`, :func:`add_seed_output_args`,
+    :func:`add_n_jobs_arg`), which state exactly what the parser accepts.
     """
-    group = parser.add_argument_group("shared training options")
     if epochs is not None:
-        group.add_argument(
-            "--epochs", type=_int_at_least(1, "epochs"), default=epochs, metavar="N",
-            help=f"training iterations of the iterative learners: epochs of the neural network and "
-                 f"boosting rounds of gradient boosting (>= 1, default {epochs})",
-        )
+        add_epochs_arg(parser, epochs)
     if folds is not None:
-        group.add_argument(
-            "--folds", type=_int_at_least(2, "folds"), default=folds, metavar="K",
-            help=f"number of stratified cross-validation folds; every model is scored on the same "
-                 f"folds, preprocessing fitted inside each fold (>= 2, default {folds})",
-        )
-    group.add_argument(
-        "--seed", type=int, default=42, metavar="S",
-        help="random seed for fold assignment, models and networks; same seed, same metrics (default 42)",
-    )
-    group.add_argument(
-        "--output-dir", type=Path, default=None, metavar="DIR",
-        help="directory for metrics.json, the model and manifest.json (default: $TRAINING_OUTPUT_DIR, "
-             "else training-results/<job> under the repository root)",
-    )
+        add_folds_arg(parser, folds)
+    add_seed_output_args(parser)
     if n_jobs:
-        group.add_argument(
-            "--n-jobs", type=_int_at_least(1, "n-jobs"), default=default_n_jobs(), metavar="J",
-            help="threads for parallel learners (random forests, BLAS); the small MLP runs on one thread; default: the cores this job is "
-                 "given ($OMP_NUM_THREADS if set, else the CPU affinity, here %(default)s)",
-        )
+        add_n_jobs_arg(parser)
     return parser
 
 
