@@ -286,3 +286,27 @@ def test_mri_bad_data_dir_is_a_data_error(tmp_path, layout, message):
         train_brain_mri.main(["--data-dir", str(root), "--output-dir", str(out), "--n-jobs", "1"])
     assert str(root) in str(info.value)
     assert not (out / "metrics.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# What the plugin's static flag analysis sees (it decides which shared flags each job gets)
+# ---------------------------------------------------------------------------------------------
+def test_plugin_sees_the_flags_of_these_jobs():
+    from training_plugin.flags import Analyzer
+
+    analyzer = Analyzer(ROOT)
+    als, mri = analyzer.analyze(ALS), analyzer.analyze(MRI)
+    assert als.resolved and mri.resolved
+    for flag in ("--epochs", "--folds", "--seed", "--output-dir", "--n-jobs", "--data", "--n-samples"):
+        assert als.find(flag) is not None, flag
+    for flag in ("--epochs", "--seed", "--output-dir", "--n-jobs", "--data-dir", "--batch-size", "--lr"):
+        assert mri.find(flag) is not None, flag
+
+
+@pytest.mark.xfail(reason="training_plugin/flags.py counts add_argument calls under `if folds is not None:` "
+                          "in common.add_common_args, so `--folds K` reaches train_brain_mri.py "
+                          "(see /tmp/team/requests-T2-to-P1.md)", strict=False)
+def test_plugin_does_not_give_brain_mri_folds():
+    from training_plugin.flags import Analyzer
+
+    assert Analyzer(ROOT).analyze(MRI).find("--folds") is None
