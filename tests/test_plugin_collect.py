@@ -221,3 +221,10 @@ def test_a_script_named_on_the_command_line_runs_as_a_job_never_imported(
     assert not (pytester.path / "training-results/two").exists()
     by_node = run(pytester, "--collect-only", "-q", "jobs/train_two.py::two")
     by_node.stdout.fnmatch_lines(["jobs/train_two.py::two", "1 test collected*"])
+
+
+def test_no_training_scripts_exit_5_and_say_so(pytester: pytest.Pytester) -> None:
+    make(pytester, {"tests/test_suite.py": "def test_suite():\n    pass\n"})
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines(["training: no training scripts (train_*.py) found under ."])

@@ -169,7 +169,7 @@ class ParserInfo:
         """Inverse of :meth:`to_json`."""
         return cls(
             status=data["status"],
-            flags=tuple(Flag.from_json(f) for f in data["flags"]),
+            flags=tuple([Flag(tuple(o), d, r, v, df) for o, d, r, v, df in data["flags"]]),
             reasons=tuple(data["reasons"]),
             deps=dict(data["deps"]),
         )
