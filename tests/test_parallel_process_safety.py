@@ -306,3 +306,24 @@ def test_job_killed_by_sigkill_is_named(project, marker):
     rc, out = Session(project, marker).finish()
     assert rc == 1
     assert "killed by SIGKILL (out of memory?)" in out
+
+
+def test_sigterm_between_jobs_ends_the_session_cleanly(project, marker):
+    """-n0: SIGTERM while no job runs (here: an ordinary test sleeps) still interrupts the
+    session like Ctrl-C: exit code 2, JUnit XML written, nothing left running."""
+    project.makepyfile(train_a_quick=QUICK_JOB, test_zz_slow=(
+        "import pathlib, time\n"
+        "def test_slow():\n"
+        "    pathlib.Path('slow.started').touch()\n"
+        "    time.sleep(300)\n"))
+    session = Session(project, marker, "--junitxml", "junit.xml")
+    deadline = time.monotonic() + 30
+    while not (project.path / "slow.started").exists():
+        assert time.monotonic() < deadline and session.proc.poll() is None
+        time.sleep(0.05)
+    session.proc.send_signal(signal.SIGTERM)
+    rc, out = session.finish()
+    assert rc == 2, out
+    assert "pytest received SIGTERM" in out
+    assert (project.path / "junit.xml").exists()
+    assert wait_gone(marker, 3) == []

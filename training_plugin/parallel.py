@@ -23,6 +23,7 @@ from training_plugin.budget import (  # noqa: F401 - the interface P1 codes agai
     shared_gpu_warning,
     threads_per_job,
     visible_gpus,
+    worker_count,
 )
 from training_plugin.progress import Progress
 from training_plugin.scheduler import (
@@ -104,6 +105,7 @@ class SessionState:
         self.config = config
         self.measured: dict[str, float] = {}
         self.progress: Progress | None = None
+        self.old_sigterm: Any = None
         self.durations = load_durations(config)  # read once, before any worker starts
 
     @pytest.hookimpl(optionalhook=True)
@@ -112,8 +114,11 @@ class SessionState:
         node.workerinput[WORKERINPUT_DURATIONS] = self.durations
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        """With a TTY and verbosity >= 0: start the live progress line."""
+        """Without xdist, SIGTERM interrupts the session like Ctrl-C (reports and JUnit XML
+        are still written); with a TTY and verbosity >= 0, start the live progress line."""
         config = self.config
+        if worker_count(config) == 0:
+            self.old_sigterm = runner.interrupt_on_sigterm()
         if config.get_verbosity() < 0 or config.getoption("collectonly", False):
             return
         reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -145,6 +150,9 @@ class SessionState:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Stop the progress line; remember this run's durations for the next one."""
+        if self.old_sigterm is not None:
+            runner.restore_sigterm(self.old_sigterm)
+            self.old_sigterm = None
         if self.progress is not None:
             self.progress.stop()
             if self.progress.fd is not None:

@@ -210,6 +210,21 @@ def _raise_terminated(signum: int, _frame: object) -> None:
     raise TerminatedBySignal(f"pytest received {signal.Signals(signum).name}")
 
 
+def interrupt_on_sigterm() -> object:
+    """Make SIGTERM raise TerminatedBySignal (a KeyboardInterrupt) in the main thread; return
+    the previous handler for ``restore_sigterm`` (None when not on the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    return previous if previous is not None else signal.SIG_DFL
+
+
+def restore_sigterm(previous: object) -> None:
+    """Undo ``interrupt_on_sigterm``."""
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+
+
 def run_job(
     argv: list[str],
     *,
@@ -248,8 +263,7 @@ def _run_job(
         fields.update(kw)
         return RunResult(**fields)
 
-    in_main = threading.current_thread() is threading.main_thread()
-    old_term = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    old_term = interrupt_on_sigterm()
     pid: int | None = None
     client = _ReaperHolder.get()
     rid = client.next_id()
@@ -282,8 +296,7 @@ def _run_job(
         _ReaperHolder.drop()
         return result(error=MSG_REAPER_DIED)
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
+        restore_sigterm(old_term)
     leftovers = int(message.get("leftovers", 0))
     if leftovers:
         with open(log_path, "a", encoding="utf-8") as log:
