@@ -64,6 +64,28 @@ def check_contract(out: Path, job: str, rows: int, features: int, *, epochs: int
     return doc
 
 
+def check_saved_model(out: Path, job: str) -> None:
+    """The saved bundle reloads and predicts probabilities for rows of the job's own data."""
+    import importlib
+
+    import joblib
+    import numpy as np
+
+    bundle = joblib.load(out / "model.joblib")
+    assert {"model", "classes", "positive_label", "features", "target"} <= set(bundle)
+    module = importlib.import_module(f"aimedres.training.train_{job}") if job != "model" else None
+    if module is None:
+        from aimedres.training import common
+
+        frame = common.load_rdataset("MASS", "biopsy")
+        X = frame[bundle["features"]].head(5)
+    else:
+        X = module.load_data(None).X.head(5)
+    proba = bundle["model"].predict_proba(X)
+    assert proba.shape == (5, len(bundle["classes"])) and np.allclose(proba.sum(axis=1), 1.0)
+    assert bundle["classes"][-1] == bundle["positive_label"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("job", list(JOBS))
 def test_script_runs_in_smoke_mode_and_writes_the_contract(job, tmp_path):
@@ -73,6 +95,8 @@ def test_script_runs_in_smoke_mode_and_writes_the_contract(job, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = check_contract(out, job, rows, features, epochs=None if job == "baseline_models" else 1, folds=2)
     assert f"best model: {doc['best_model']}" in proc.stdout
+    if job != "baseline_models":
+        check_saved_model(out, job)
     if job == "baseline_models":
         board = json.loads((out / "leaderboard.json").read_text())
         assert {(r["dataset"], r["model"]) for r in board} == {
