@@ -235,3 +235,55 @@ def test_cache_is_keyed_by_script_and_followed_module_contents(tmp_path: Path) -
     helper.write_text("def add(p):\n    p.add_argument('--two')\n")
     after_edit = FlagCache(Analyzer(tmp_path), first.data)
     assert options(after_edit.get(script)) == {"--two"} and after_edit.changed
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        ("add(p, folds=None)", {"--epochs", "--n-jobs"}),
+        ("add(p, folds=3, n_jobs=False)", {"--epochs", "--folds"}),
+        ("add(p, 3, None, False)", {"--epochs"}),
+        ("add(p)", {"--epochs", "--folds", "--n-jobs"}),  # the helper's defaults
+        ("add(p, folds=FOLDS)", {"--epochs", "--n-jobs"}),  # a module-level constant (None)
+        ("add(p, folds=compute())", {"--epochs", "--folds", "--n-jobs"}),  # unknown: kept
+    ],
+)
+def test_helper_guards_are_decided_from_call_site_literals(
+    tmp_path: Path, call: str, expected: set[str]
+) -> None:
+    write(tmp_path, "helpers.py", """
+        def add(parser, epochs=10, folds=5, n_jobs=True):
+            if epochs is not None:
+                _epochs(parser, epochs)
+            if folds is not None and folds > 1:
+                parser.add_argument("--folds", type=int, default=folds)
+            if n_jobs:
+                parser.add_argument("--n-jobs", type=int)
+
+        def _epochs(parser, default):
+            if default is None:
+                return
+            parser.add_argument("--epochs", type=int, default=default)
+    """)
+    info = analyze(tmp_path, "train_o.py", f"""
+        import argparse
+        from helpers import add
+        FOLDS = None
+        p = argparse.ArgumentParser()
+        {call}
+    """)
+    assert options(info) == expected
+
+
+def test_early_return_in_a_helper_is_decided_from_the_call(tmp_path: Path) -> None:
+    write(tmp_path, "helpers.py", """
+        def add_folds(parser, folds):
+            if folds is None:
+                return parser
+            parser.add_argument("--folds", type=int, default=folds)
+            return parser
+    """)
+    source = "import argparse\nfrom helpers import add_folds\np = argparse.ArgumentParser()\n"
+    without = analyze(tmp_path, "train_p.py", source + "add_folds(p, None)\n")
+    assert without.status == RESOLVED and options(without) == set()
+    assert options(analyze(tmp_path, "train_q.py", source + "add_folds(p, 5)\n")) == {"--folds"}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any, NamedTuple
 #: How many helper calls deep the analysis follows imported functions.
 MAX_DEPTH = 8
 #: Bump when the analysis changes, so cached results of older versions are ignored.
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 3
 
 RESOLVED = "resolved"
 NO_PARSER = "none"
@@ -199,6 +200,139 @@ def _dotted(node: ast.AST) -> str | None:
         parts.append(node.id)
         return ".".join(reversed(parts))
     return None
+
+
+_UNKNOWN = object()
+
+
+def _value_of(node: ast.AST, env: dict[str, Any], module: _Module) -> Any:
+    """A call-site argument's value: a literal, a bound name, a module-level literal constant."""
+    ok, value = _literal(node)
+    if ok:
+        return value
+    if isinstance(node, ast.Name):
+        if node.id in env:
+            return env[node.id]
+        assigned = module.assigned.get(node.id)
+        if assigned is not None:
+            ok, value = _literal(assigned)
+            if ok:
+                return value
+    return _UNKNOWN
+
+
+def _bind(
+    call: ast.Call, funcdef: ast.FunctionDef | ast.AsyncFunctionDef, env: dict[str, Any],
+    module: _Module,
+) -> dict[str, Any]:
+    """Known parameter values of ``funcdef`` for this call (unknown ones are left out)."""
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(
+        k.arg is None for k in call.keywords
+    ):
+        return {}
+    args = funcdef.args
+    positional = [*args.posonlyargs, *args.args]
+    bound: dict[str, Any] = {}
+    for param, default in zip(positional[len(positional) - len(args.defaults):], args.defaults):
+        ok, value = _literal(default)
+        bound[param.arg] = value if ok else _UNKNOWN
+    for param, default in zip(args.kwonlyargs, args.kw_defaults):
+        if default is not None:
+            ok, value = _literal(default)
+            bound[param.arg] = value if ok else _UNKNOWN
+    for param, arg in zip(positional, call.args):
+        bound[param.arg] = _value_of(arg, env, module)
+    for kw in call.keywords:
+        bound[str(kw.arg)] = _value_of(kw.value, env, module)
+    return {name: value for name, value in bound.items() if value is not _UNKNOWN}
+
+
+def _decide(test: ast.AST, env: dict[str, Any]) -> bool | None:
+    """The truth of an ``if`` test from bound names, or None when it cannot be known."""
+    if isinstance(test, ast.Constant):
+        return bool(test.value)
+    if isinstance(test, ast.Name):
+        return bool(env[test.id]) if test.id in env else None
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        inner = _decide(test.operand, env)
+        return None if inner is None else not inner
+    if isinstance(test, ast.BoolOp):
+        values = [_decide(v, env) for v in test.values]
+        if isinstance(test.op, ast.And):
+            if False in values:
+                return False
+            return True if all(v is True for v in values) else None
+        if True in values:
+            return True
+        return False if all(v is False for v in values) else None
+    if (
+        isinstance(test, ast.Compare)
+        and len(test.ops) == 1
+        and isinstance(test.left, ast.Name)
+        and test.left.id in env
+    ):
+        ok, right = _literal(test.comparators[0])
+        if not ok:
+            return None
+        left, op = env[test.left.id], test.ops[0]
+        try:
+            if isinstance(op, ast.Is):
+                return left is right if right is None or isinstance(right, bool) else None
+            if isinstance(op, ast.IsNot):
+                return left is not right if right is None or isinstance(right, bool) else None
+            if isinstance(op, ast.Eq):
+                return bool(left == right)
+            if isinstance(op, ast.NotEq):
+                return bool(left != right)
+        except Exception:  # noqa: BLE001 - an odd literal comparison is simply undecided
+            return None
+    return None
+
+
+def _terminates(stmts: list[ast.stmt], env: dict[str, Any]) -> bool:
+    """True when ``stmts`` certainly end in ``return``/``raise`` (given ``env``)."""
+    for stmt in stmts:
+        if isinstance(stmt, (ast.Return, ast.Raise)):
+            return True
+        if isinstance(stmt, ast.If):
+            decided = _decide(stmt.test, env)
+            if decided is True and _terminates(stmt.body, env):
+                return True
+            if decided is False and _terminates(stmt.orelse, env):
+                return True
+    return False
+
+
+def _reachable(stmts: list[ast.stmt], env: dict[str, Any]) -> list[ast.stmt]:
+    """``stmts`` up to the first one that certainly returns (an early ``return``)."""
+    for i, stmt in enumerate(stmts):
+        if _terminates([stmt], env):
+            return stmts[: i + 1]
+    return stmts
+
+
+def _walk_pruned(node: ast.AST, env: dict[str, Any]) -> Iterator[ast.AST]:
+    """``ast.walk`` (breadth first) that skips ``if`` branches decided false by ``env`` and
+    statements after an early ``return`` decided by ``env``."""
+    todo = deque([node])
+    while todo:
+        current = todo.popleft()
+        yield current
+        if not env:
+            todo.extend(ast.iter_child_nodes(current))
+            continue
+        if isinstance(current, ast.If):
+            decided = _decide(current.test, env)
+            if decided is not None:
+                todo.append(current.test)
+                todo.extend(_reachable(current.body if decided else current.orelse, env))
+                continue
+        for name, value in ast.iter_fields(current):
+            if isinstance(value, list):
+                items = _reachable(value, env) if name in ("body", "orelse") else value
+                todo.extend(v for v in items if isinstance(v, ast.AST))
+            elif isinstance(value, ast.AST):
+                todo.append(value)
 
 
 class _Module:
@@ -374,11 +508,24 @@ class Analyzer:
         self._scan(module, [tree], state, depth=0)
         return state.result(self.rootdir)
 
-    def _scan(self, module: _Module, roots: list[ast.AST], state: _State, depth: int) -> None:
-        """Collect add_argument calls under ``roots`` and follow repository helper calls."""
-        calls = [n for root in roots for n in ast.walk(root) if isinstance(n, ast.Call)]
+    def _scan(
+        self,
+        module: _Module,
+        roots: list[ast.AST],
+        state: _State,
+        depth: int,
+        env: dict[str, Any] | None = None,
+    ) -> None:
+        """Collect add_argument calls under ``roots`` and follow repository helper calls.
+
+        ``env`` binds a followed helper's parameters to the literal values of the call site
+        (or the helper's literal defaults); ``if`` branches decidable from them are pruned.
+        """
+        env = env or {}
+        nodes = [n for root in roots for n in _walk_pruned(root, env)]
+        calls = [n for n in nodes if isinstance(n, ast.Call)]
         parser_names: set[str] = set()
-        for node in ast.walk(module.tree) if depth == 0 else (n for r in roots for n in ast.walk(r)):
+        for node in ast.walk(module.tree) if depth == 0 else nodes:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
                 made = _dotted(node.value.func) or ""
                 if made.split(".")[-1] in (
@@ -446,7 +593,9 @@ class Analyzer:
                     )
                 continue
             target_module, fname = target
-            key = (str(target_module.path), fname)
+            funcdef = target_module.functions[fname]
+            callee_env = _bind(call, funcdef, env, module)
+            key = (str(target_module.path), fname, repr(sorted(callee_env.items())))
             if key in state.visited:
                 continue
             if depth + 1 > MAX_DEPTH:
@@ -455,7 +604,7 @@ class Analyzer:
             state.visited.add(key)
             if target_module.path != state.script:
                 state.deps[str(target_module.path)] = target_module.sha
-            self._scan(target_module, [target_module.functions[fname]], state, depth + 1)
+            self._scan(target_module, [funcdef], state, depth + 1, callee_env)
 
     def _add_argument(self, call: ast.Call, module: _Module, state: _State) -> None:
         where = f"line {call.lineno}" + (
