@@ -208,7 +208,7 @@ def test_mri_smoke_contract_and_determinism(tmp_path):
     assert doc["data"]["split"] == {"train": 120, "val": 40, "test": 40}
     assert "held-out test" in doc["evaluation"]
     assert "SYNTHETIC DATA" in proc.stdout + proc.stderr
-    ckpt = torch.load(out / "model.pt", weights_only=False)
+    ckpt = torch.load(out / "model.pt", weights_only=True)  # plain containers only: safe to load
     assert ckpt["classes"] == synthetic.MRI_CLASSES and ckpt["config"]["epochs"] == 1
     model = SmallCNN(ckpt["n_classes"], widths=tuple(ckpt["config"]["widths"]))
     model.load_state_dict(ckpt["state_dict"])
