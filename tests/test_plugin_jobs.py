@@ -92,8 +92,13 @@ def test_this_repositorys_jobs_are_listed_with_resolved_parsers() -> None:
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    jobs = [line for line in proc.stdout.splitlines() if line.startswith("job ")]
+    lines = proc.stdout.splitlines()
+    jobs = [(line, lines[i + 1]) for i, line in enumerate(lines) if line.startswith("job ")]
     assert jobs, proc.stdout
     assert "parser not resolved" not in proc.stdout
-    for line in jobs:
-        assert "--epochs 2" in line and "--output-dir" in line, line
+    for command, detected in jobs:
+        assert detected.startswith("    flags: "), detected
+        assert "--output-dir" in command, command
+        # --epochs reaches exactly the jobs whose parser has it
+        assert ("--epochs 2" in command) == ("--epochs" in detected.split()
+                                             or "--epochs," in detected), (command, detected)
