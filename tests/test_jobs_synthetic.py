@@ -303,9 +303,6 @@ def test_plugin_sees_the_flags_of_these_jobs():
         assert mri.find(flag) is not None, flag
 
 
-@pytest.mark.xfail(reason="training_plugin/flags.py counts add_argument calls under `if folds is not None:` "
-                          "in common.add_common_args, so `--folds K` reaches train_brain_mri.py "
-                          "(see /tmp/team/requests-T2-to-P1.md)", strict=False)
 def test_plugin_does_not_give_brain_mri_folds():
     from training_plugin.flags import Analyzer
 

@@ -69,7 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "MRI-like slices; --data-dir for real images (one sub-folder per class). One stratified "
         "train/validation/test split; metrics on the held-out test split only.",
     )
-    common.add_common_args(parser, epochs=DEFAULT_EPOCHS, folds=None)
+    # The single-flag helpers, not add_common_args(folds=None): the orchestrator learns a script's
+    # flags statically and must see that this one has no --folds.
+    common.add_epochs_arg(parser, DEFAULT_EPOCHS)
+    common.add_seed_output_args(parser)
+    common.add_n_jobs_arg(parser)
     parser.add_argument(
         "--data-dir",
         type=Path,
