@@ -294,3 +294,11 @@ def test_xdist_runs_jobs_in_parallel_with_summary_and_properties(
         for case in ET.parse(pytester.path / "report.xml").iter("testcase")
     }
     assert props["two"]["roc_auc"] == "0.25" and props["two"]["data.synthetic"] == "true"
+
+
+def test_train_arg_that_no_job_accepts_is_warned_about(pytester: pytest.Pytester) -> None:
+    make(pytester, {"train_one.py": fake('p.add_argument("--lr", type=float)')})
+    result = run(pytester, "--train-arg", "learnin-rate=0.1", "--train-arg", "lr=0.5")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*--train-arg learnin-rate=0.1 reaches no training job*"])
+    assert received(pytester, "one")["argv"] == ["--lr", "0.5"]

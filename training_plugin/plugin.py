@@ -185,6 +185,27 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.pluginmanager.unregister(collector)
 
 
+MSG_UNUSED_TRAIN_ARG = (
+    "--train-arg {name}={value} reaches no training job: no job's parser accepts --{name} "
+    "(check the spelling; --collect-only lists each job's flags)"
+)
+
+
+def _warn_unused_train_args(
+    config: pytest.Config, settings: jobs.Settings, specs: dict[Path, list[jobs.JobSpec]]
+) -> None:
+    """A --train-arg that no job accepts is a mistake worth a warning, not a silent no-op."""
+    parsers = [spec.parser for group in specs.values() for spec in group]
+    if not parsers or any(not p.resolved for p in parsers):
+        return
+    for name, value in settings.train_args:
+        if all(p.find(name) is None for p in parsers):
+            config.issue_config_time_warning(
+                pytest.PytestConfigWarning(MSG_UNUSED_TRAIN_ARG.format(name=name, value=value)),
+                stacklevel=2,
+            )
+
+
 def _flag_cache_file(config: pytest.Config) -> Path | None:
     """``.pytest_cache/d/training_plugin/flags.json`` (None with ``-p no:cacheprovider``)."""
     cache = getattr(config, "cache", None)
@@ -262,6 +283,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     )
     if cache_file is not None and flag_cache.changed and not hasattr(config, "workerinput"):
         _write_json(cache_file, flag_cache.data)
+    if not hasattr(config, "workerinput"):
+        _warn_unused_train_args(config, settings, specs)
     config.stash[_STATE_KEY] = _State(
         settings, specs, training_only,
         [discovery.relpath(Path(os.path.normpath(rootdir / r)), rootdir) for r in roots],
