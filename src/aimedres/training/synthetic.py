@@ -29,7 +29,8 @@ el_escorial                  category  definite .22, probable .40,              
                                        probable_lab_supported .15, possible .23
 family_history               0/1       p = 0.08                                    familial ALS 5-10 %; NO effect on the
                                                                                    target (a null feature on purpose)
-alsfrs_r_slope  (target)     pts/mo    signal(x) + Normal(0, ALS_NOISE_SD)         mean decline about -0.9, SD 0.6-0.8
+alsfrs_r_slope  (target)     pts/mo    signal(x) + Normal(0, ALS_NOISE_SD)         mean about -0.9 (here -0.9, SD 0.52;
+                                                                                   cohorts: SD 0.5-0.8)
 ===========================  ========  ==========================================  ======================================
 
 The target is the ALSFRS-R slope in points per month (negative = decline), built from a known
@@ -44,8 +45,9 @@ function of the features plus Gaussian noise of known SD (:data:`ALS_NOISE_SD`):
 The direction of every term follows the prognostic literature (faster pre-diagnostic decline,
 bulbar onset, older age, lower FVC, lower BMI and definite El Escorial category mean faster
 progression; riluzole and edaravone slightly slower).  Because the noise is known, so is the
-best any model can do (:func:`als_noise_floor`): RMSE = ``ALS_NOISE_SD`` and
-R2 = var(signal) / (var(signal) + ALS_NOISE_SD**2).
+best any model can do (:func:`als_noise_floor`): RMSE = ``ALS_NOISE_SD`` = 0.30 and
+R2 = var(signal) / (var(signal) + ALS_NOISE_SD**2) = 0.668 (population values).  The "shape taken
+from" column gives approximate figures from the ALS literature, not fitted estimates.
 
 Brain MRI slices (:func:`mri_slices`)
 =====================================
