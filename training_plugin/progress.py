@@ -84,7 +84,7 @@ class Progress:
             self.jobs.pop(nodeid, None)
 
     def status_text(self) -> str:
-        """"running 2: als 1m12s (epoch 3/10 loss 0.41) | mri 40s (loading slices)"."""
+        """The status line, e.g. ``running 2: als 1m12s (epoch 3/10 loss 0.41) | mri 40s``."""
         with self.lock:
             jobs = list(self.jobs.values())
         if not jobs:
