@@ -16,7 +16,6 @@ the training fold). The best model by mean ROC AUC is refitted on all rows and s
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any

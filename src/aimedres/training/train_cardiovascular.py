@@ -21,7 +21,6 @@ and the mean moves with the fold assignment: the best model scores ~0.69-0.74 ac
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any

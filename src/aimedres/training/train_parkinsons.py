@@ -21,7 +21,6 @@ ROC AUC is refitted on all rows and saved.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
