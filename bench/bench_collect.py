@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -66,6 +67,25 @@ if __name__ == "__main__":
 '''
 
 
+#: The least any plugin can do: one trivial item per script, nothing else (pytest's own cost
+#: of 1,000 File + Item nodes, for attribution).
+FLOOR_PLUGIN = """\
+import pytest
+
+class F(pytest.File):
+    def collect(self):
+        yield I.from_parent(self, name=self.path.stem[6:])
+
+class I(pytest.Item):
+    def runtest(self):
+        pass
+
+def pytest_collect_file(file_path, parent):
+    if file_path.name.startswith("train_") and file_path.suffix == ".py":
+        return F.from_parent(parent, path=file_path)
+"""
+
+
 def make_tree(root: Path, count: int) -> None:
     """``count`` scripts in ``FOLDERS`` folders, the shared package, a pytest.ini."""
     (root / "pytest.ini").write_text("[pytest]\n")
@@ -84,16 +104,25 @@ def make_tree(root: Path, count: int) -> None:
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def run_once(cmd: list[str], cwd: Path, expect_rc: int) -> float:
-    """Wall time of one run (exits with the output when the exit code is unexpected)."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(
+    cmd: list[str], cwd: Path, expect_rc: int, env: dict[str, str] | None = None
+) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run (exits with the output when the exit code is
+    unexpected)."""
+    cpu0 = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or ENV
     )
     elapsed = time.perf_counter() - start
     if proc.returncode != expect_rc:
         sys.exit(f"{shlex.join(cmd)} exited {proc.returncode}:\n{proc.stdout.decode()[-3000:]}")
-    return elapsed
+    return elapsed, _children_cpu() - cpu0
 
 
 def main() -> None:
@@ -112,28 +141,45 @@ def main() -> None:
             0,
         ),
     }
+    variants["floor"] = ([py, "-m", "pytest", "-p", "bench_floor_plugin", "--collect-only",
+                          "-q"], 0)
     times: dict[str, list[float]] = {name: [] for name in variants}
-    with tempfile.TemporaryDirectory(prefix="bench_collect_") as tmp:
+    cpus: dict[str, list[float]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory(prefix="bench_collect_") as tmp_root:
+        tmp = str(Path(tmp_root) / "tree")
+        Path(tmp).mkdir()
         root = Path(tmp)
         make_tree(root, opts.scripts)
+        plugin_dir = Path(tmp + "_floor")
+        plugin_dir.mkdir()
+        (plugin_dir / "bench_floor_plugin.py").write_text(FLOOR_PLUGIN)
+        floor_env = {**ENV, "PYTHONPATH": str(plugin_dir)}
         listing = subprocess.run(
             variants["plugin"][0], cwd=root, capture_output=True, text=True, env=ENV
         )
         jobs = sum(1 for line in listing.stdout.splitlines() if "::" in line)
         for round_no in range(opts.repeat + 1):
             for name, (cmd, rc) in variants.items():
-                elapsed = run_once(cmd, root, rc)
+                elapsed, cpu = run_once(cmd, root, rc, floor_env if name == "floor" else None)
                 if round_no:
                     times[name].append(elapsed)
+                    cpus[name].append(cpu)
     best = {name: min(values) for name, values in times.items()}
+    best_cpu = {name: min(values) for name, values in cpus.items()}
     ratio = best["plugin"] / best["walk"]
     print(f"bench_collect: {opts.scripts} argparse scripts ({jobs} jobs listed), best of "
           f"{opts.repeat} interleaved rounds, {os.cpu_count()} cpus")
     print(f"  pytest --collect-only -q (no plugin, nothing to collect)  {best['walk']:7.3f} s")
     print(f"  pytest -p training_plugin --collect-only -q (warm cache)  {best['plugin']:7.3f} s")
     print(f"  same, cold (-p no:cacheprovider: every script analyzed)   {best['cold']:7.3f} s")
+    print(f"  floor: a 15-line plugin making one bare item per script   {best['floor']:7.3f} s"
+          f"  ({best['floor'] / best['walk']:.3f}x the walk: pytest's own cost of the items)")
     print(f"  ratio warm plugin / plain walk   {ratio:.3f}x  (target <= {TARGET}x: "
           f"{'met' if ratio <= TARGET else 'MISSED'})")
+    print(f"  CPU time (user+sys; steadier on a busy machine): walk {best_cpu['walk']:.3f} s, "
+          f"floor {best_cpu['floor']:.3f} s, plugin {best_cpu['plugin']:.3f} s; ratios "
+          f"plugin/walk {best_cpu['plugin'] / best_cpu['walk']:.3f}x, floor/walk "
+          f"{best_cpu['floor'] / best_cpu['walk']:.3f}x")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -59,26 +60,37 @@ def make_tree(root: Path, count: int) -> list[Path]:
     return scripts
 
 
-def run_once(cmd: list[str], cwd: Path, check_rc: int = 0) -> float:
-    """Wall time of one run (exits with the output when the command fails)."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(cmd: list[str], cwd: Path, check_rc: int = 0) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run, CPU = user+sys of the command and all its children
+    (exits with the output when the command fails)."""
+    cpu0 = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     elapsed = time.perf_counter() - start
     if proc.returncode != check_rc:
         sys.exit(f"{shlex.join(cmd)} exited {proc.returncode}:\n{proc.stdout.decode()[-3000:]}")
-    return elapsed
+    return elapsed, _children_cpu() - cpu0
 
 
-def best_times(variants: dict[str, tuple[list[str], Path]], repeat: int) -> dict[str, float]:
-    """Best wall time per variant; variants are interleaved in every round (a shared, busy
-    machine then slows all of them alike) after one warm-up round."""
-    times: dict[str, list[float]] = {name: [] for name in variants}
+def best_times(
+    variants: dict[str, tuple[list[str], Path]], repeat: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Best wall and best CPU time per variant; variants are interleaved in every round (a
+    shared, busy machine then slows all of them alike) after one warm-up round."""
+    wall: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     for round_no in range(repeat + 1):
         for name, (cmd, cwd) in variants.items():
-            elapsed = run_once(cmd, cwd)
+            w, c = run_once(cmd, cwd)
             if round_no:
-                times[name].append(elapsed)
-    return {name: min(values) for name, values in times.items()}
+                wall[name].append(w)
+                cpu[name].append(c)
+    return ({n: min(v) for n, v in wall.items()}, {n: min(v) for n, v in cpu.items()})
 
 
 def main() -> None:
@@ -97,7 +109,7 @@ def main() -> None:
         loop = "for f in " + " ".join(shlex.quote(str(s)) for s in scripts)
         loop += f'; do {shlex.quote(py)} "$f" >/dev/null || exit 1; done'
         base = [py, "-m", "pytest", "-p", "training_plugin", "-q"]
-        t = best_times(
+        t, cpu = best_times(
             {
                 "loop": (["bash", "-c", loop], root),
                 "plugin": (base, root),
@@ -118,6 +130,11 @@ def main() -> None:
     print(f"  ratio without fixed start-up       {(t['plugin'] - t['collect']) / t['loop']:7.3f}x")
     print(f"  per-job overhead                   "
           f"{(t['plugin'] - t['collect'] - t['loop']) / n * 1000:7.1f} ms")
+    print(f"  CPU time (user+sys, all processes; steadier on a busy machine): loop "
+          f"{cpu['loop']:.3f} s, plugin {cpu['plugin']:.3f} s, collect-only "
+          f"{cpu['collect']:.3f} s")
+    print(f"    ratio plugin / loop {cpu['plugin'] / cpu['loop']:.3f}x, without start-up "
+          f"{(cpu['plugin'] - cpu['collect']) / cpu['loop']:.3f}x")
     print("  runner swapped for a bare subprocess.run (the plugin's own cost, no reaper):")
     print(f"    pytest -p training_plugin        {t['bare']:7.3f} s   ratio "
           f"{t['bare'] / t['loop']:.3f}x, without start-up "

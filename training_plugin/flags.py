@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -31,7 +32,7 @@ from typing import Any, NamedTuple
 #: How many helper calls deep the analysis follows imported functions.
 MAX_DEPTH = 8
 #: Bump when the analysis changes, so cached results of older versions are ignored.
-ANALYSIS_VERSION = 3
+ANALYSIS_VERSION = 4
 
 RESOLVED = "resolved"
 NO_PARSER = "none"
@@ -110,41 +111,78 @@ def normalize(name: str) -> str:
     return name.lstrip("-").replace("_", "-")
 
 
-@dataclass(frozen=True)
-class ParserInfo:
-    """What the analysis learned about one script."""
+def index_flags(flags: Iterable[Flag]) -> dict[str, Flag]:
+    """Lookup table for :func:`find_flag`: normalized long options, then ``=dest``."""
+    index: dict[str, Flag] = {}
+    flags = list(flags)
+    for flag in flags:
+        for option in flag.options:
+            if option.startswith("--"):
+                index.setdefault(normalize(option), flag)
+    for flag in flags:
+        if flag.options:
+            index.setdefault("=" + normalize(flag.dest), flag)
+    return index
 
-    status: str
-    flags: tuple[Flag, ...] = ()
-    reasons: tuple[str, ...] = ()  #: why unresolved
-    deps: dict[str, str] = field(default_factory=dict)  #: followed module path -> sha256
+
+def find_flag(index: dict[str, Flag], name: str) -> Flag | None:
+    """The flag accepting ``--name`` (any ``_``/``-`` spelling, or its dest), or None."""
+    wanted = normalize(name)
+    return index.get(wanted) or index.get("=" + wanted)
+
+
+class ParserInfo:
+    """What the analysis learned about one script (read-only).
+
+    Loaded from the cache, the flags stay one JSON string until asked for: a session listing
+    thousands of scripts then holds a few objects per script, not dozens (pytest's garbage
+    collections walk every live object).
+    """
+
+    __slots__ = ("status", "reasons", "deps", "_flags", "_raw")
+
+    def __init__(
+        self,
+        status: str,
+        flags: Iterable[Flag] = (),
+        reasons: Iterable[str] = (),
+        deps: dict[str, str] | None = None,
+        *,
+        raw_flags: str | None = None,
+    ) -> None:
+        self.status = status
+        self.reasons: tuple[str, ...] = tuple(reasons)  #: why unresolved
+        self.deps: dict[str, str] = dict(deps or {})  #: followed module path -> sha256
+        self._flags: tuple[Flag, ...] | None = None if raw_flags is not None else tuple(flags)
+        self._raw = raw_flags
+
+    @property
+    def flags(self) -> tuple[Flag, ...]:
+        """The accepted arguments, in the order they were found."""
+        if self._flags is not None:
+            return self._flags
+        return tuple([Flag(tuple(o), d, r, v, df) for o, d, r, v, df in json.loads(self._raw)])
+
+    def __repr__(self) -> str:
+        return f"ParserInfo({self.status!r}, {self.flags!r}, {self.reasons!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ParserInfo):
+            return NotImplemented
+        return (self.status, self.flags, self.reasons, self.deps) == (
+            other.status, other.flags, other.reasons, other.deps
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def resolved(self) -> bool:
         """True when the accepted flags are known (including "accepts no flags")."""
         return self.status != UNRESOLVED
 
-    @property
-    def _index(self) -> dict[str, Flag]:
-        index: dict[str, Flag] | None = self.__dict__.get("_index_cache")
-        if index is None:
-            index = {}
-            for flag in self.flags:
-                if flag.options:
-                    for option in flag.options:
-                        if option.startswith("--"):
-                            index.setdefault(normalize(option), flag)
-            for flag in self.flags:
-                if flag.options:
-                    index.setdefault("=" + normalize(flag.dest), flag)
-            self.__dict__["_index_cache"] = index  # frozen: cache beside the fields
-        return index
-
     def find(self, name: str) -> Flag | None:
         """The flag accepting ``--name`` (any ``_``/``-`` spelling, or its dest), or None."""
-        wanted = normalize(name)
-        index = self._index
-        return index.get(wanted) or index.get("=" + wanted)
+        return find_flag(index_flags(self.flags), name)
 
     def describe(self) -> str:
         """One line for ``--collect-only``."""
@@ -152,28 +190,26 @@ class ParserInfo:
             return "accepts no flags (no command-line parser)"
         if self.status == UNRESOLVED:
             return "parser not resolved statically (" + "; ".join(self.reasons) + ")"
-        if not self.flags:
+        flags = self.flags
+        if not flags:
             return "(parser with no arguments)"
-        return ", ".join(f.display() for f in self.flags)
+        return ", ".join(f.display() for f in flags)
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-able form (for the cache)."""
-        return {
-            "status": self.status,
-            "flags": [f.to_json() for f in self.flags],
-            "reasons": list(self.reasons),
-            "deps": dict(self.deps),
-        }
+    def to_json(self) -> list[Any]:
+        """Compact JSON-able form (for the cache): [status, flags as a JSON string, reasons,
+        deps]."""
+        raw = self._raw
+        if raw is None:
+            raw = json.dumps([f.to_json() for f in self.flags], separators=(",", ":"))
+        return [self.status, raw, list(self.reasons), dict(self.deps)]
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ParserInfo:
-        """Inverse of :meth:`to_json`."""
-        return cls(
-            status=data["status"],
-            flags=tuple([Flag(tuple(o), d, r, v, df) for o, d, r, v, df in data["flags"]]),
-            reasons=tuple(data["reasons"]),
-            deps=dict(data["deps"]),
-        )
+    def from_json(cls, data: list[Any]) -> ParserInfo:
+        """Inverse of :meth:`to_json` (the flags are decoded lazily)."""
+        status, raw, reasons, deps = data
+        if not isinstance(raw, str):
+            raise ValueError("flags must be a JSON string")
+        return cls(status, (), reasons, deps, raw_flags=raw)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -715,20 +751,16 @@ class FlagCache:
                 sha = sha256_bytes(fh.read())
         except OSError:
             return self.analyzer.analyze(script)
-        entry = self.data.get(key)
-        if (
-            isinstance(entry, dict)
-            and entry.get("v") == ANALYSIS_VERSION
-            and entry.get("sha") == sha
-        ):
+        entry = self.data.get(key)  # [version, sha256, ParserInfo.to_json()]
+        if isinstance(entry, list) and len(entry) == 3 and entry[0] == ANALYSIS_VERSION:
             try:
-                info = ParserInfo.from_json(entry["info"])
-            except (KeyError, TypeError, ValueError):
+                info = ParserInfo.from_json(entry[2]) if entry[1] == sha else None
+            except (TypeError, ValueError):
                 info = None
             if info is not None and all(self._sha_of(p) == s for p, s in info.deps.items()):
                 return info
         info = self.analyzer.analyze(script)
-        self.data[key] = {"v": ANALYSIS_VERSION, "sha": sha, "info": info.to_json()}
+        self.data[key] = [ANALYSIS_VERSION, sha, info.to_json()]
         self.changed = True
         return info
 

@@ -227,8 +227,14 @@ def build_argv(
     shared: list[str] = []
     notes: list[str] = []
 
+    parser_flags = parser.flags if parser.resolved else ()
+    index = flags_mod.index_flags(parser_flags)
+
+    def find(name: str) -> flags_mod.Flag | None:
+        return flags_mod.find_flag(index, name)
+
     def accepted(name: str) -> flags_mod.Flag | None:
-        flag = parser.find(name) if parser.resolved else None
+        flag = find(name) if parser.resolved else None
         if flag is None or any(
             o in given or (o.startswith("--") and flags_mod.normalize(o) in given)
             for o in flag.options
@@ -252,12 +258,12 @@ def build_argv(
         flag = accepted(name)
         if flag is not None:
             shared += [spelling(flag), value]
-        elif parser.resolved and parser.find(name) is None:
+        elif parser.resolved and find(name) is None:
             notes.append(f"--{name} not passed: the script has no such flag")
     for name, value in settings.train_args:
         flag = accepted(name)
         if flag is None:
-            if parser.resolved and parser.find(name) is None:
+            if parser.resolved and find(name) is None:
                 notes.append(f"--train-arg {name} not passed: the script has no --{name}")
             continue
         if flag.takes_value:
@@ -276,7 +282,7 @@ def build_argv(
     missing: list[str] = []
     if parser.resolved:
         bare = [a for a in configured if not a.startswith("-")]
-        for flag in parser.flags:
+        for flag in parser_flags:
             if not flag.required:
                 continue
             if flag.positional:
