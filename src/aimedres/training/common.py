@@ -486,8 +486,16 @@ def add_common_args(
 
 
 def repo_root() -> Path:
-    """The repository root, derived from this file's location (``src/aimedres/training/common.py``)."""
-    return Path(__file__).resolve().parents[3]
+    """The repository root, derived from this file's location (``src/aimedres/training/common.py``).
+
+    When the package is installed outside a checkout (no ``pyproject.toml`` + ``src/aimedres`` above
+    this file), the current directory is used: there is no repository to anchor to.
+    """
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "src" / "aimedres").is_dir():
+            return parent
+    return Path.cwd()
 
 
 def output_dir(args: argparse.Namespace, job_id: str) -> Path:
