@@ -302,3 +302,21 @@ def test_train_arg_that_no_job_accepts_is_warned_about(pytester: pytest.Pytester
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*--train-arg learnin-rate=0.1 reaches no training job*"])
     assert received(pytester, "one")["argv"] == ["--lr", "0.5"]
+
+
+def test_flag_analysis_is_cached_and_follows_helper_edits(pytester: pytest.Pytester) -> None:
+    make(
+        pytester,
+        {
+            "helpers.py": "def add(p):\n    p.add_argument('--epochs')\n",
+            "train_one.py": fake("from helpers import add\nadd(p)"),
+        },
+    )
+    first = run(pytester, "--collect-only", "--epochs", "4")
+    first.stdout.fnmatch_lines(["job one: * train_one.py --epochs 4"])
+    cache = pytester.path / ".pytest_cache/d/training_plugin/flags.json"
+    assert str(pytester.path / "train_one.py") in json.loads(cache.read_text())
+    (pytester.path / "helpers.py").write_text("def add(p):\n    p.add_argument('--epochs-x')\n")
+    second = run(pytester, "--collect-only", "--epochs", "4")
+    second.stdout.fnmatch_lines(["job one: * train_one.py", "    flags: --epochs-x"])
+    assert "--epochs 4" not in second.stdout.str()

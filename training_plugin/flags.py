@@ -735,6 +735,27 @@ class FlagCache:
         self.changed = False
         self._dep_sha: dict[str, str | None] = {}
 
+    @staticmethod
+    def read(path: Path | None) -> dict[str, Any]:
+        """The cache data stored at ``path`` ({} when absent, unreadable or not a dict)."""
+        if path is None:
+            return {}
+        try:
+            data = json.loads(Path(path).read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def write(self, path: Path) -> None:
+        """Store the data as compact JSON, atomically (a temp file, then ``os.replace``)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(self.data, separators=(",", ":")), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
     def _sha_of(self, path: str) -> str | None:
         if path not in self._dep_sha:
             try:

@@ -7,7 +7,6 @@ name, plus the training scripts under them.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -217,26 +216,6 @@ def _flag_cache_file(config: pytest.Config) -> Path | None:
         return None
 
 
-def _read_json(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Compact JSON, written atomically (a temp file, then os.replace)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-
-
 def _explicit_roots(config: pytest.Config) -> list[Path]:
     base = Path(config.invocation_params.dir)
     roots = []
@@ -276,13 +255,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         roots, rootdir=rootdir, pattern=pattern, skip=skip, check_roots=training_only
     )
     cache_file = _flag_cache_file(config)
-    flag_cache = FlagCache(Analyzer(rootdir), _read_json(cache_file))
+    flag_cache = FlagCache(Analyzer(rootdir), FlagCache.read(cache_file))
     specs = jobs.build_specs(
         scripts, table, settings, flag_cache.get,
         pyproject=str(rootdir / "pyproject.toml"), restrict=restrict,
     )
     if cache_file is not None and flag_cache.changed and not hasattr(config, "workerinput"):
-        _write_json(cache_file, flag_cache.data)
+        flag_cache.write(cache_file)
     if not hasattr(config, "workerinput"):
         _warn_unused_train_args(config, settings, specs)
     config.stash[_STATE_KEY] = _State(
