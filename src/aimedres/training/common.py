@@ -224,6 +224,14 @@ def load_rdataset(package: str, name: str) -> pd.DataFrame:
     return frame
 
 
+def _columns_text(columns: Sequence[Any], limit: int = 25) -> str:
+    """A column list for a message, shortened after ``limit`` names."""
+    names = [str(c) for c in columns]
+    if len(names) <= limit:
+        return str(names)
+    return f"{names[:limit]} ... ({len(names)} columns in all)"
+
+
 def dataset_from_frame(
     frame: pd.DataFrame,
     *,
@@ -263,8 +271,8 @@ def dataset_from_frame(
     missing = [c for c in expected if c not in frame.columns]
     if missing:
         raise DataError(
-            f"{where}: missing column(s) {missing}; expected columns: {expected}"
-            f" (found: {list(frame.columns)[:20]}{' ...' if frame.shape[1] > 20 else ''})"
+            f"{where}: missing column(s) {_columns_text(missing)}; expected columns: "
+            f"{_columns_text(expected)} (found: {_columns_text(list(frame.columns))})"
         )
     if group_column is not None and group_column not in frame.columns:
         raise DataError(f"{where}: missing group column {group_column!r}")
