@@ -376,3 +376,20 @@ def test_torch_mlp_regressor_learns_a_linear_signal():
     y = 3 * X[:, 0] - X[:, 1] + 0.1 * rng.normal(size=200) + 10
     model = TorchMLPRegressor(epochs=200, random_state=0).fit(X, y)
     assert common.regression_metrics(y, model.predict(X))["r2"] > 0.9
+
+
+def test_git_commit_is_none_outside_a_repository(tmp_path):
+    assert common._git_commit(tmp_path) == {"commit": None, "dirty": None}
+    here = common._git_commit(common.repo_root())
+    assert here["commit"] is None or len(here["commit"]) == 40
+
+
+def test_torch_module_is_saved_as_state_dict(tmp_path):
+    import torch
+
+    net = torch.nn.Linear(3, 2)
+    path = common._save_model(net, tmp_path)
+    assert path.name == "model.pt"
+    saved = torch.load(path, weights_only=True)
+    assert saved["class"] == "Linear"
+    assert torch.equal(saved["state_dict"]["weight"], net.weight.detach())
