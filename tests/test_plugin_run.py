@@ -319,3 +319,16 @@ def test_flag_analysis_is_cached_and_follows_helper_edits(pytester: pytest.Pytes
     second = run(pytester, "--collect-only", "--epochs", "4")
     second.stdout.fnmatch_lines(["job one: * train_one.py", "    flags: --epochs-x"])
     assert "--epochs 4" not in second.stdout.str()
+
+
+def test_table_timeout_without_pytest_timeout_still_applies(pytester: pytest.Pytester) -> None:
+    make(
+        pytester,
+        {
+            "train_slow.py": fake(pre="import time; time.sleep(30)"),
+            "pyproject.toml": "[tool.training_plugin.jobs.slow]\ntimeout = 0.5\n",
+        },
+    )
+    result = run(pytester, "-p", "no:timeout", "--strict-markers")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*training job 'slow' failed: timed out after 0.5 s*"])

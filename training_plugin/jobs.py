@@ -420,7 +420,8 @@ class TrainingItem(pytest.Item):
         self.metrics: results.JobMetrics | None = None
         for marker in spec.markers:
             self.add_marker(marker)
-        if spec.timeout is not None:
+        if spec.timeout is not None and self.config.pluginmanager.hasplugin("timeout"):
+            # pytest-timeout's precedence then holds: marker > --timeout > ini
             self.add_marker(pytest.mark.timeout(spec.timeout))
 
     def _timeout(self) -> float | None:
