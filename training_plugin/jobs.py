@@ -459,8 +459,6 @@ class TrainingItem(pytest.Item):
         )
         self.run_result = result
         self._attach_log(result.log_path)
-        if result.interrupted:
-            raise KeyboardInterrupt
         if not result.ok:
             raise JobFailed(spec, result)
         self.metrics = results.read_metrics(spec.output_dir)
@@ -486,9 +484,9 @@ class TrainingItem(pytest.Item):
 
             spec, result = excinfo.value.spec, excinfo.value.result
             tail = runner.log_tail(result.log_path, LOG_TAIL_LINES)
+            took = "" if result.timed_out else f" after {result.duration_s:.1f} s"
             lines = [
-                f"training job {spec.id!r} failed: {result.describe()} "
-                f"after {result.duration_s:.1f} s",
+                f"training job {spec.id!r} failed: {result.describe()}{took}",
                 f"command: {spec.command}",
                 f"log: {result.log_path}",
             ]
