@@ -87,10 +87,8 @@ def train(ds: common.Dataset, *, epochs: int, folds: int, seed: int, n_jobs: int
     Returns:
         (cv_result from :func:`common.cross_validate`, fitted best pipeline).
     """
-    models = build_models(ds, epochs=epochs, seed=seed, n_jobs=n_jobs)
-    cv = common.cross_validate(models, ds, folds=folds, seed=seed, n_jobs=n_jobs)
-    final = common.fit_final(models[cv["best_model"]], ds, n_jobs=n_jobs)
-    return cv, final
+    return common.cross_validate_and_refit(build_models(ds, epochs=epochs, seed=seed, n_jobs=n_jobs),
+                                           ds, folds=folds, seed=seed, n_jobs=n_jobs)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -130,10 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     common.log(f"{JOB}: {info['rows']} rows x {info['features']} features from {ds.source} "
                f"(task {ds.task}, target {ds.target!r})")
     cv, final = train(ds, epochs=args.epochs, folds=args.folds, seed=args.seed, n_jobs=args.n_jobs)
-    bundle = {"model": final, "classes": ds.classes, "positive_label": ds.positive_label,
-              "features": list(ds.X.columns), "target": ds.target, "task": ds.task, "job": JOB}
-    common.write_outputs(common.output_dir(args, JOB), job=JOB, ds=ds, cv_result=cv, model=bundle,
-                         args=args, started=started)
+    common.write_cv_job(JOB, args, ds, cv, final, started=started)
     return 0
 
 

@@ -895,6 +895,26 @@ def fit_final(estimator: Any, ds: Dataset, *, n_jobs: int = 1) -> Any:
     return model
 
 
+def cross_validate_and_refit(models: Mapping[str, Any], ds: Dataset, *, folds: int, seed: int,
+                             n_jobs: int) -> tuple[dict[str, Any], Any]:
+    """Cross-validate every model on the same folds, then refit the best one on all rows.
+
+    Returns:
+        (cv_result from :func:`cross_validate`, fitted best pipeline).
+    """
+    cv = cross_validate(models, ds, folds=folds, seed=seed, n_jobs=n_jobs)
+    return cv, fit_final(models[cv["best_model"]], ds, n_jobs=n_jobs)
+
+
+def write_cv_job(job: str, args: argparse.Namespace, ds: Dataset, cv_result: Mapping[str, Any],
+                 final: Any, *, started: float) -> dict[str, Path]:
+    """Write a cross-validated tabular job's outputs; the model is bundled with what it needs to be used."""
+    bundle = {"model": final, "classes": ds.classes, "positive_label": ds.positive_label,
+              "features": list(ds.X.columns), "target": ds.target, "task": ds.task, "job": job}
+    return write_outputs(output_dir(args, job), job=job, ds=ds, cv_result=cv_result, model=bundle,
+                         args=args, started=started)
+
+
 # --------------------------------------------------------------------------------------------
 # Outputs
 # --------------------------------------------------------------------------------------------
