@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 
-MARKER_VAR = "TP_TEST_MARKER"
+from proctable import MARKER_VAR, marked_pids
 
 HARNESS = textwrap.dedent(
     '''
@@ -112,24 +112,6 @@ def tree_job(sleep: float, extra: str = "", after: str = "pass") -> str:
     """The tree job; ``extra`` runs first, ``after`` (one line) once the tree is up."""
     return extra + TREE_JOB.format(sleep=sleep, after=after)
 
-
-def marked_pids(marker: str) -> list[int]:
-    """Live processes whose environment carries MARKER_VAR=marker."""
-    needle = f"{MARKER_VAR}={marker}".encode()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                env = fh.read().split(b"\0")
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if needle in env and state not in (b"Z", b"X"):
-            found.append(int(name))
-    return found
 
 
 def describe(pids: list[int]) -> list[str]:

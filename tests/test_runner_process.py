@@ -21,7 +21,7 @@ import pytest
 from training_plugin import runner
 from training_plugin.runner import RunResult, log_tail, run_job
 
-MARKER_VAR = "TP_TEST_MARKER"
+from proctable import MARKER_VAR, marked_pids
 
 #: A job that starts three kinds of grandchildren: a plain child, a `setsid` one (own session)
 #: and one that ignores SIGTERM; prints "ready" once all three run, then sleeps argv[1] seconds.
@@ -42,24 +42,6 @@ TREE_JOB = textwrap.dedent(
     """
 )
 
-
-def marked_pids(marker: str) -> list[int]:
-    """Processes whose environment contains MARKER_VAR=marker (zombies excluded)."""
-    needle = f"{MARKER_VAR}={marker}".encode()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                env = fh.read().split(b"\0")
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if needle in env and state not in (b"Z", b"X"):
-            found.append(int(name))
-    return found
 
 
 def wait_gone(marker: str, within_s: float = 8.0) -> list[int]:
