@@ -7,12 +7,9 @@ import json
 
 import pytest
 
-from training_plugin import scheduler
-from training_plugin.scheduler import (
-    LongestFirstScheduling,
-    longest_first,
-    simulate_makespan,
-)
+from training_plugin import scheduler, xdist_scheduler
+from training_plugin.scheduler import longest_first, simulate_makespan
+from training_plugin.xdist_scheduler import LongestFirstScheduling
 
 try:
     from test_parallel_process_safety import HARNESS
@@ -75,7 +72,7 @@ def run_model(sched_cls, true: dict[str, float], remembered: dict[str, float], w
               monkeypatch) -> tuple[float, dict[str, list[str]]]:
     """Drive a scheduler through a whole session; return (makespan, items per node)."""
     clock = [0.0]
-    monkeypatch.setattr(scheduler.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(xdist_scheduler.time, "monotonic", lambda: clock[0])
     collection = longest_first([f"t.py::{k}" for k in true], remembered)
     sched = sched_cls(FakeConfig(workers, remembered))
     nodes = [FakeNode(f"gw{i}") for i in range(workers)]

@@ -123,6 +123,46 @@ def test_training_paths_limits_the_roots_and_a_missing_root_is_an_error(
     missing.stderr.fnmatch_lines(["*training_paths entry 'nowhere' does not exist*"])
 
 
+def test_pytest_ignore_rules_and_norecursedirs_drop_scripts(pytester: pytest.Pytester) -> None:
+    make(
+        pytester,
+        {
+            "jobs/train_keep.py": FAKE,
+            "jobs/train_flag.py": FAKE,
+            "old/train_glob.py": FAKE,
+            "notes/train_conf.py": FAKE,
+            ".scratch/train_hidden.py": FAKE,
+            "attic/train_attic.py": FAKE,
+            "notes/conftest.py": "collect_ignore = ['train_conf.py']\n",  # a folder's conftest
+        },
+        "norecursedirs = .* attic\n",
+    )
+    result = run(pytester, "--collect-only", "-q",
+                 "--ignore=jobs/train_flag.py", "--ignore-glob=old/*")
+    assert result.ret == pytest.ExitCode.OK
+    listed = [line for line in result.stdout.lines if "::" in line]
+    assert listed == ["jobs/train_keep.py::keep"]
+    # the header counts what runs, not what was dropped
+    header = run(pytester, "--collect-only", "--ignore=jobs/train_flag.py", "--ignore-glob=old/*")
+    header.stdout.fnmatch_lines(["training: 1 jobs from .; output: *"])
+
+
+def test_k_matches_folder_and_file_names_and_tree_names_the_script(
+    pytester: pytest.Pytester,
+) -> None:
+    make(pytester, {"pipelines/deep/train_one.py": FAKE, "models/train_two.py": FAKE})
+    by_folder = run(pytester, "--collect-only", "-q", "-k", "pipelines")
+    assert [line for line in by_folder.stdout.lines if "::" in line] == [
+        "pipelines/deep/train_one.py::one"
+    ]
+    by_file = run(pytester, "--collect-only", "-q", "-k", "train_two.py")
+    assert [line for line in by_file.stdout.lines if "::" in line] == ["models/train_two.py::two"]
+    tree = run(pytester, "--collect-only")
+    tree.stdout.fnmatch_lines(["*<TrainingItem two (models/train_two.py)>*"])
+    assert "testpaths: tests" not in tree.stdout.str()  # the training line says where from
+    tree.stdout.fnmatch_lines(["training: 2 jobs from .; output: *"])
+
+
 def test_training_glob_changes_the_pattern(pytester: pytest.Pytester) -> None:
     make(pytester, {"fit_model.py": FAKE, "train_x.py": FAKE}, "training_glob = fit_*.py\n")
     result = run(pytester, "--collect-only", "-q")

@@ -6,9 +6,9 @@ training_plugin`` registers this package module as the plugin.
 
 from training_plugin.plugin import (
     pytest_addoption,
+    pytest_collect_directory,
     pytest_collect_file,
     pytest_configure,
-    pytest_ignore_collect,
     pytest_report_collectionfinish,
     pytest_report_header,
     pytest_runtest_makereport,
@@ -19,9 +19,9 @@ from training_plugin.plugin import (
 
 __all__ = [
     "pytest_addoption",
+    "pytest_collect_directory",
     "pytest_collect_file",
     "pytest_configure",
-    "pytest_ignore_collect",
     "pytest_report_collectionfinish",
     "pytest_report_header",
     "pytest_runtest_makereport",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,10 +87,37 @@ def relpath(path: Path | str, rootdir: Path | str) -> str:
     return text.replace(os.sep, "/")
 
 
+def _norecurse_matcher(patterns: Iterable[str]) -> Callable[[str, str], bool]:
+    """``(path, name) -> bool`` for pytest's ``norecursedirs`` patterns (a pattern without a
+    path separator matches the folder name, one with a separator the whole path)."""
+    names = [p for p in patterns if p and os.sep not in p and "/" not in p]
+    paths = [p for p in patterns if p and (os.sep in p or "/" in p)]
+
+    def match(path: str, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in names) or any(
+            fnmatch.fnmatch(path, "*" + os.sep + p.replace("/", os.sep)) for p in paths
+        )
+
+    return match
+
+
+def _never(path: str, name: str) -> bool:
+    return False
+
+
 def _walk(
-    directory: str, *, pattern: str, skip: frozenset[str], real_root: str, seen: set[str]
+    directory: str,
+    *,
+    pattern: str,
+    skip: frozenset[str],
+    real_root: str,
+    seen: set[str],
+    norecurse: Callable[[str, str], bool] = _never,
+    real_dir: str | None = None,
 ) -> Iterator[str]:
-    """Yield matching files under ``directory`` (not sorted)."""
+    """Yield matching files under ``directory`` (not sorted); ``real_dir`` is its realpath."""
+    if real_dir is None:
+        real_dir = os.path.realpath(directory)
     try:
         entries = list(os.scandir(directory))
     except OSError:
@@ -109,13 +136,15 @@ def _walk(
         except OSError:
             continue
         if is_dir:
-            if is_ignored_dir(Path(path), entry.name):
+            if is_ignored_dir(Path(path), entry.name) or norecurse(path, entry.name):
                 continue
-            real = os.path.realpath(path)
+            if not is_link:
+                real = os.path.join(real_dir, entry.name)
             if real in seen:
                 continue  # a symlink loop, or a second way into the same folder
             seen.add(real)
-            yield from _walk(path, pattern=pattern, skip=skip, real_root=real_root, seen=seen)
+            yield from _walk(path, pattern=pattern, skip=skip, real_root=real_root, seen=seen,
+                             norecurse=norecurse, real_dir=real)
         elif fnmatch.fnmatchcase(entry.name, pattern):
             yield path
 
@@ -127,16 +156,19 @@ def discover(
     pattern: str = "train_*.py",
     skip: Iterable[str] = (),
     check_roots: bool = True,
+    norecursedirs: Iterable[str] = (),
 ) -> list[Script]:
     """Find training scripts under ``roots`` (files or directories).
 
-    ``skip`` holds paths relative to ``rootdir`` that are never searched.  Raises
+    ``skip`` holds paths relative to ``rootdir`` that are never searched; folders matching a
+    ``norecursedirs`` pattern (pytest's ini key, e.g. ``.*``, ``build``) are not entered.  Raises
     ``pytest.UsageError`` when two scripts share a job id (naming both and the fix) or, with
     ``check_roots``, when a root does not exist.
     """
     rootdir = Path(os.path.abspath(rootdir))
     real_root = os.path.realpath(rootdir)
     skip_set = frozenset(os.path.normpath(os.path.join(rootdir, s)) for s in skip if s.strip())
+    norecurse = _norecurse_matcher(norecursedirs) if norecursedirs else _never
     found: set[str] = set()
     for root in roots:
         root_s = os.path.normpath(os.path.join(rootdir, root))
@@ -150,8 +182,10 @@ def discover(
             if check_roots:
                 raise pytest.UsageError(MSG_MISSING_ROOT.format(entry=str(root), rootdir=rootdir))
             continue
-        seen = {os.path.realpath(root_s)}
-        found.update(_walk(root_s, pattern=pattern, skip=skip_set, real_root=real_root, seen=seen))
+        real_dir = os.path.realpath(root_s)
+        seen = {real_dir}
+        found.update(_walk(root_s, pattern=pattern, skip=skip_set, real_root=real_root, seen=seen,
+                           norecurse=norecurse, real_dir=real_dir))
     scripts = [Script(path=Path(p), relpath=relpath(p, rootdir), id=_id_of(p)) for p in found]
     scripts.sort(key=lambda s: s.relpath)
     check_unique(scripts)

@@ -111,24 +111,19 @@ def normalize(name: str) -> str:
     return name.lstrip("-").replace("_", "-")
 
 
-def index_flags(flags: Iterable[Flag]) -> dict[str, Flag]:
-    """Lookup table for :func:`find_flag`: normalized long options, then ``=dest``."""
-    index: dict[str, Flag] = {}
-    flags = list(flags)
+def find_flag(flags: Iterable[Flag], name: str) -> Flag | None:
+    """The flag accepting ``--name`` (any ``_``/``-`` spelling), else the one whose dest is
+    ``name``, else None."""
+    wanted = normalize(name)
+    flags = tuple(flags)
     for flag in flags:
         for option in flag.options:
-            if option.startswith("--"):
-                index.setdefault(normalize(option), flag)
+            if option[:2] == "--" and option[2:].replace("_", "-") == wanted:
+                return flag
     for flag in flags:
-        if flag.options:
-            index.setdefault("=" + normalize(flag.dest), flag)
-    return index
-
-
-def find_flag(index: dict[str, Flag], name: str) -> Flag | None:
-    """The flag accepting ``--name`` (any ``_``/``-`` spelling, or its dest), or None."""
-    wanted = normalize(name)
-    return index.get(wanted) or index.get("=" + wanted)
+        if flag.options and flag.dest.replace("_", "-") == wanted:
+            return flag
+    return None
 
 
 class ParserInfo:
@@ -182,7 +177,7 @@ class ParserInfo:
 
     def find(self, name: str) -> Flag | None:
         """The flag accepting ``--name`` (any ``_``/``-`` spelling, or its dest), or None."""
-        return find_flag(index_flags(self.flags), name)
+        return find_flag(self.flags, name)
 
     def describe(self) -> str:
         """One line for ``--collect-only``."""

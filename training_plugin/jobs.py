@@ -1,5 +1,5 @@
 """Job specs: the job table in pyproject.toml, shared settings, command building, and the
-pytest collection nodes (``TrainingFile`` / ``TrainingItem``) that run them.
+pytest collection nodes (``TrainingRoot`` / ``TrainingFile`` / ``TrainingItem``) that run them.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import sys
-import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,8 +70,16 @@ def load_job_table(rootdir: Path) -> dict[str, JobConfig]:
         return {}
     name = str(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise pytest.UsageError(f"{name}: not valid TOML: {exc}") from None
+    if "training_plugin" not in text:
+        return {}  # no [tool.training_plugin] table (and no TOML parser to load)
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise pytest.UsageError(f"{name}: not valid TOML: {exc}") from None
     section = data.get("tool", {}).get("training_plugin")
     if section is None:
@@ -228,10 +235,12 @@ def build_argv(
     notes: list[str] = []
 
     parser_flags = parser.flags if parser.resolved else ()
-    index = flags_mod.index_flags(parser_flags)
+    looked_up: dict[str, flags_mod.Flag | None] = {}
 
     def find(name: str) -> flags_mod.Flag | None:
-        return flags_mod.find_flag(index, name)
+        if name not in looked_up:
+            looked_up[name] = flags_mod.find_flag(parser_flags, name)
+        return looked_up[name]
 
     def accepted(name: str) -> flags_mod.Flag | None:
         flag = find(name) if parser.resolved else None
@@ -410,12 +419,37 @@ class TrainingFile(pytest.File):
             yield TrainingItem.from_parent(self, name=spec.id, spec=spec)
 
 
+class TrainingRoot(pytest.Directory):
+    """Every job of a training-only session, collected in one step.
+
+    Discovery has already found the scripts, so pytest does not walk the tree again and makes
+    no node per folder or file: the items hang directly under the rootdir, keeping the node
+    ids a walk would give (``src/x/train_als.py::als``) and, for ``-k``, the folder and file
+    names on the way.
+    """
+
+    def __init__(self, *, specs: Mapping[Path, list[JobSpec]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.specs = specs
+
+    def collect(self) -> Iterator[TrainingItem]:
+        """One item per job, in the specs' order (by script path, then job id)."""
+        for specs in self.specs.values():
+            for spec in specs:
+                yield TrainingItem.from_parent(
+                    self, name=spec.id, spec=spec, path=spec.script,
+                    nodeid=f"{spec.relpath}::{spec.id}",
+                )
+
+
 class TrainingItem(pytest.Item):
     """One training job: runs the script and reads its metrics."""
 
     def __init__(self, *, spec: JobSpec, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.spec = spec
+        # `-k` matches the folder and file names of the script, as for a walked test file
+        self.extra_keyword_matches.update(p for p in spec.relpath.split("/") if p)
         self.run_result: Any = None
         self.metrics: results.JobMetrics | None = None
         for marker in spec.markers:
@@ -423,6 +457,9 @@ class TrainingItem(pytest.Item):
         if spec.timeout is not None and self.config.pluginmanager.hasplugin("timeout"):
             # pytest-timeout's precedence then holds: marker > --timeout > ini
             self.add_marker(pytest.mark.timeout(spec.timeout))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} ({self.spec.relpath})>"
 
     def _timeout(self) -> float | None:
         from training_plugin import parallel

@@ -9,11 +9,11 @@ P1's plugin registers this module in ``pytest_configure`` with
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import pytest
 
-from training_plugin import runner
 from training_plugin.budget import (  # noqa: F401 - the interface P1 codes against
     BUDGET_VAR,
     GPUS_ENV,
@@ -27,7 +27,6 @@ from training_plugin.budget import (  # noqa: F401 - the interface P1 codes agai
 )
 from training_plugin.progress import Progress
 from training_plugin.scheduler import (
-    LongestFirstScheduling,
     load_durations,
     order_items,
     save_durations,
@@ -83,6 +82,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     collection's longest-first order; other --dist modes keep xdist's scheduler."""
     if config.getvalue("dist") != "load":
         return None
+    from training_plugin.xdist_scheduler import LongestFirstScheduling
+
     return LongestFirstScheduling(config, log)
 
 
@@ -117,9 +118,13 @@ class SessionState:
         """Without xdist, SIGTERM interrupts the session like Ctrl-C (reports and JUnit XML
         are still written); with a TTY and verbosity >= 0, start the live progress line."""
         config = self.config
+        if config.getoption("collectonly", False):
+            return  # nothing runs
         if worker_count(config) == 0:
+            from training_plugin import runner
+
             self.old_sigterm = runner.interrupt_on_sigterm()
-        if config.get_verbosity() < 0 or config.getoption("collectonly", False):
+        if config.get_verbosity() < 0:
             return
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None or not reporter.isatty():
@@ -151,6 +156,8 @@ class SessionState:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Stop the progress line; remember this run's durations for the next one."""
         if self.old_sigterm is not None:
+            from training_plugin import runner
+
             runner.restore_sigterm(self.old_sigterm)
             self.old_sigterm = None
         if self.progress is not None:
@@ -179,7 +186,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.pluginmanager.get_plugin(_STATE_NAME)
     if state is not None:
         config.pluginmanager.unregister(state, _STATE_NAME)
-    runner.shutdown()
+    runner = sys.modules.get("training_plugin.runner")  # loaded only if a job ran
+    if runner is not None:
+        runner.shutdown()
 
 
 # -- pytest-timeout ----------------------------------------------------------------------------

@@ -46,16 +46,6 @@ class _State:
         self.training_only = training_only
         self.roots = roots
         self.by_path: dict[str, list[jobs.JobSpec]] = {str(p): s for p, s in specs.items()}
-        #: Every folder on the way from / to a script: the only folders pytest walks.
-        self.wanted_dirs: set[str] = set()
-        for path in self.by_path:
-            parent = os.path.dirname(path)
-            while parent not in self.wanted_dirs:
-                self.wanted_dirs.add(parent)
-                up = os.path.dirname(parent)
-                if up == parent:
-                    break
-                parent = up
 
     @property
     def ids(self) -> list[str]:
@@ -216,6 +206,40 @@ def _flag_cache_file(config: pytest.Config) -> Path | None:
         return None
 
 
+def _load_conftests(config: pytest.Config, folders: set[Path]) -> None:
+    """Load the conftest.py files on the way to each script folder, as pytest's walk would
+    (their ``collect_ignore`` and hooks then apply to the jobs)."""
+    load = getattr(config.pluginmanager, "_loadconftestmodules", None)
+    if load is None:  # pragma: no cover - a pytest without it: nothing beyond the initial ones
+        return
+    importmode = config.getoption("importmode")
+    namespace = config.getini("consider_namespace_packages")
+    for folder in sorted(folders):
+        try:
+            load(folder, importmode, rootpath=config.rootpath,
+                 consider_namespace_packages=namespace)
+        except Exception as exc:  # ConftestImportFailure and friends
+            raise pytest.UsageError(
+                f"a conftest.py on the way to {discovery.relpath(folder, config.rootpath)} "
+                f"failed to import: {exc}"
+            ) from None
+
+
+def _ignore_rules_exist(config: pytest.Config) -> bool:
+    """Whether a pytest ignore rule could drop a script: ``--ignore``/``--ignore-glob``, a
+    loaded conftest's ``collect_ignore``/``collect_ignore_glob``, or a ``pytest_ignore_collect``
+    besides pytest's own (which, for a ``.py`` file, applies only those rules).  Asking the hook
+    costs more than finding the scripts, so it is asked only when it can say yes."""
+    if config.getoption("ignore", None) or config.getoption("ignore_glob", None):
+        return True
+    if any(impl.plugin_name != "main" for impl in config.hook.pytest_ignore_collect.get_hookimpls()):
+        return True
+    return any(
+        getattr(plugin, "collect_ignore", None) or getattr(plugin, "collect_ignore_glob", None)
+        for plugin in config.pluginmanager.get_plugins()
+    )
+
+
 def _explicit_roots(config: pytest.Config) -> list[Path]:
     base = Path(config.invocation_params.dir)
     roots = []
@@ -252,8 +276,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         roots = _explicit_roots(config)
         restrict = roots
     scripts = discovery.discover(
-        roots, rootdir=rootdir, pattern=pattern, skip=skip, check_roots=training_only
+        roots, rootdir=rootdir, pattern=pattern, skip=skip, check_roots=training_only,
+        norecursedirs=config.getini("norecursedirs"),
     )
+    _load_conftests(config, {s.path.parent for s in scripts})
+    if _ignore_rules_exist(config):
+        # --ignore, --ignore-glob, collect_ignore, plugins: pytest's own rules, per script
+        ignore = config.hook.pytest_ignore_collect
+        scripts = [s for s in scripts if not ignore(collection_path=s.path, config=config)]
     cache_file = _flag_cache_file(config)
     flag_cache = FlagCache(Analyzer(rootdir), FlagCache.read(cache_file))
     specs = jobs.build_specs(
@@ -269,38 +299,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         [discovery.relpath(Path(os.path.normpath(rootdir / r)), rootdir) for r in roots],
     )
     if training_only:
-        # Collect the training scripts only, not the test suite: pytest walks the roots
-        # (pytest_ignore_collect prunes everything that holds no script).  Not one argument
-        # per script: pytest re-lists a folder for every argument inside it (quadratic).
-        config.args = _collection_args(
-            [Path(os.path.normpath(rootdir / r)) for r in roots], list(specs)
-        )
-
-
-def _collection_args(roots: list[Path], scripts: list[Path]) -> list[str]:
-    """Outermost roots holding a script, plus scripts outside every root (declared jobs)."""
-    args: list[Path] = []
-    for root in sorted(set(roots), key=lambda p: len(p.parts)):
-        if any(a == root or a in root.parents for a in args):
-            continue
-        if any(root == s or root in s.parents for s in scripts):
-            args.append(root)
-    for script in scripts:
-        if not any(a == script or a in script.parents for a in args):
-            args.append(script)
-    return [str(a) for a in sorted(args)]
+        # Collect the training jobs only, not the test suite: one collector at rootdir
+        # (pytest_collect_directory) yields them all; pytest walks nothing.  The header's
+        # "testpaths: tests" would be wrong; the training line says where the jobs come from.
+        config.args = [str(rootdir)]
+        config.args_source = pytest.Config.ArgsSource.ARGS
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """Training-only sessions walk nothing but the folders and files of training scripts."""
-    state = config.stash.get(_STATE_KEY, None)
-    if state is None or not state.training_only:
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Training-only sessions: every job from one ``TrainingRoot`` (no walk, no File nodes)."""
+    state = parent.config.stash.get(_STATE_KEY, None)
+    if state is None or not state.training_only or path != state.settings.rootdir:
         return None
-    path = str(collection_path)
-    if path in state.by_path or path in state.wanted_dirs:
-        return None
-    return True
+    return jobs.TrainingRoot.from_parent(parent, path=path, specs=state.specs)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -7,7 +7,7 @@ items are ordered by remembered duration, longest first; jobs never seen before 
 node ids, so every xdist worker collects the same list.
 
 xdist's LoadScheduling hands each worker chunks of items in advance, which defeats longest-first.
-``LongestFirstScheduling`` keeps at most two items on a worker: the one it runs and the next one
+``LongestFirstScheduling`` (in ``xdist_scheduler.py``, imported only under xdist) keeps at most two items on a worker: the one it runs and the next one
 (an xdist worker starts an item only once it knows the next, for fixture teardown).  Because the
 next item must be chosen one job early, it is the item a longest-first list schedule, simulated
 on the remembered durations from the current state, would give that worker.
@@ -16,19 +16,10 @@ on the remembered durations from the current state, would give that worker.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-
-if TYPE_CHECKING:  # pragma: no cover
-    from xdist.workermanage import WorkerController
-
-try:
-    from xdist.scheduler import LoadScheduling
-except ImportError:  # pragma: no cover - xdist not installed: no scheduler needed
-    LoadScheduling = object  # type: ignore[assignment,misc]
 
 #: pytest cache key of the remembered durations.
 DURATIONS_KEY = "training_plugin/durations"
@@ -85,90 +76,6 @@ def estimator(durations: dict[str, float]):  # type: ignore[no-untyped-def]
         return durations.get(nodeid, unknown)
 
     return estimate
-
-
-class LongestFirstScheduling(LoadScheduling):  # type: ignore[misc,valid-type]
-    """xdist load scheduling that keeps the collection's longest-first order (see module doc)."""
-
-    def __init__(self, config: pytest.Config, log: Any = None) -> None:
-        super().__init__(config, log)
-        self._estimate = estimator(load_durations(config))  # the cache is written only at the end
-        self._started: dict[Any, float] = {}  # node -> when its first pending item started
-
-    # -- the one decision that differs: which item a node gets, and when ----------------------
-    def check_schedule(self, node: "WorkerController", duration: float = 0) -> None:
-        """Top the node up to two items (running + next); shut it down when nothing is left
-        for it."""
-        if node.shutting_down:
-            return
-        pending = self.node2pending[node]
-        now = time.monotonic()
-        if len(pending) == 1 and node not in self._started:
-            self._started[node] = now
-        while len(pending) < 2 and self.pending:
-            index = self._pick_for(node, now)
-            if index is None:
-                break
-            self.pending.remove(index)
-            pending.append(index)
-            node.send_runtest_some([index])
-            if len(pending) == 1:
-                self._started[node] = now
-        if not self.pending or len(pending) < 2:
-            node.shutdown()
-
-    def mark_test_complete(self, node: "WorkerController", item_index: int,
-                           duration: float = 0) -> None:
-        """The node's running item is done: its next one starts now."""
-        self._started.pop(node, None)
-        super().mark_test_complete(node, item_index, duration)
-
-    def remove_node(self, node: "WorkerController") -> str | None:
-        """A node went down: forget it; its queued items go back in longest-first order."""
-        self._started.pop(node, None)
-        crashitem = super().remove_node(node)
-        self.pending.sort()
-        return crashitem
-
-    def schedule(self) -> None:
-        """Start every node on its first two items (collection checks as in LoadScheduling)."""
-        assert self.collection_is_completed
-        if self.collection is None:
-            if not self._check_nodes_have_same_collection():
-                self.log("**Different tests collected, aborting run**")
-                return
-            self.collection = next(iter(self.node2collection.values()))
-            self.pending[:] = range(len(self.collection))
-            if not self.collection:
-                return
-        for node in self.nodes:
-            self.check_schedule(node)
-
-    # -- the simulation ------------------------------------------------------------------------
-    def _free_at(self, node: "WorkerController", now: float) -> float:
-        """When ``node`` would finish what it already holds, by the estimates."""
-        assert self.collection is not None
-        pending = self.node2pending[node]
-        if not pending:
-            return now
-        start = self._started.get(node, now)
-        first = max(now, start + self._estimate(self.collection[pending[0]]))
-        return first + sum(self._estimate(self.collection[i]) for i in pending[1:])
-
-    def _pick_for(self, node: "WorkerController", now: float) -> int | None:
-        """The first pending item a longest-first list schedule would hand to ``node``; None
-        when every pending item would finish sooner on another node."""
-        assert self.collection is not None
-        nodes = [n for n in self.nodes if not n.shutting_down]
-        free = {n: self._free_at(n, now) for n in nodes}
-        order = {n: i for i, n in enumerate(nodes)}
-        for index in sorted(self.pending):
-            # Earliest free node takes the item; on a tie this node (it is asking now) first.
-            winner = min(nodes, key=lambda n: (free[n], n is not node, order[n]))
-            if winner is node:
-                return index
-            free[winner] += self._estimate(self.collection[index])
-        return None
 
 
 def simulate_makespan(durations: Sequence[float], workers: int) -> float:
