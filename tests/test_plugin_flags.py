@@ -92,6 +92,58 @@ def test_imported_helper_from_src_layout_package_is_followed(tmp_path: Path) -> 
     assert {Path(p).name for p in info.deps} == {"common.py", "extra.py"}
 
 
+def test_parent_parser_built_at_module_level_in_an_imported_module(tmp_path: Path) -> None:
+    write(tmp_path, "src/pkg/__init__.py", "")
+    write(tmp_path, "src/pkg/cli.py", """
+        import argparse
+
+        def add_io(parser):
+            parser.add_argument("--output-dir")
+
+        def make_shared():
+            shared = argparse.ArgumentParser(add_help=False)
+            shared.add_argument("--folds", type=int, default=5)
+            return shared
+
+        base = argparse.ArgumentParser(add_help=False)
+        base.add_argument("--seed", type=int, default=42)
+        tuning = base.add_argument_group("tuning")
+        tuning.add_argument("-e", "--epochs", type=int, required=True)
+        add_io(base)
+
+        shared = make_shared()
+
+        other = argparse.ArgumentParser()
+        other.add_argument("--not-for-scripts")
+    """)
+    info = analyze(tmp_path, "scripts/train_p.py", """
+        import argparse
+        from pkg.cli import base
+        import pkg.cli as cli
+
+        parser = argparse.ArgumentParser(parents=[base, cli.shared])
+        parser.add_argument("--lr", type=float)
+        parser.parse_args()
+    """)
+    assert info.status == RESOLVED
+    assert options(info) == {"--seed", "-e", "--epochs", "--output-dir", "--folds", "--lr"}
+    assert info.find("epochs").required
+    assert info.find("folds").default == 5
+    assert {Path(p).name for p in info.deps} == {"cli.py"}
+
+
+def test_parent_parser_from_outside_the_repository_is_unresolved(tmp_path: Path) -> None:
+    info = analyze(tmp_path, "train_q.py", """
+        import argparse
+        from somelib.cli import base_parser
+        parser = argparse.ArgumentParser(parents=[base_parser])
+        parser.add_argument("--lr", type=float)
+        parser.parse_args()
+    """)
+    assert info.status == UNRESOLVED
+    assert "parent parser base_parser (line 4) is not built in the repository" in info.reasons[0]
+
+
 def test_relative_import_in_package(tmp_path: Path) -> None:
     write(tmp_path, "jobs/__init__.py", "")
     write(tmp_path, "jobs/shared.py", "def add(p):\n    p.add_argument('--folds', type=int)\n")

@@ -51,6 +51,11 @@ def test_required_flags_and_positionals_must_be_supplied() -> None:
     assert missing == ("--config", "<data> (positional)")
     _, missing, _ = argv_of(info, ("-c", "a.yaml", "data.csv"))
     assert missing == ()
+    _, missing, _ = argv_of(info, ("--conf=a.yaml", "data.csv"))  # argparse's abbreviation
+    assert missing == ()
+    ambiguous = parser(Flag(("--config",), "config", required=True), Flag(("--context",), "context"))
+    _, missing, _ = argv_of(ambiguous, ("--con", "a.yaml"))  # argparse would refuse it
+    assert missing == ("--config",)
 
 
 def test_unresolved_parser_gets_configured_args_only() -> None:

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 #: How many helper calls deep the analysis follows imported functions.
 MAX_DEPTH = 8
 #: Bump when the analysis changes, so cached results of older versions are ignored.
-ANALYSIS_VERSION = 4
+ANALYSIS_VERSION = 5
 
 RESOLVED = "resolved"
 NO_PARSER = "none"
@@ -596,6 +596,11 @@ class Analyzer:
             dotted = _dotted(func)
             if dotted and dotted.split(".")[-1] == "ArgumentParser":
                 state.has_parser = True
+                for kw in call.keywords:
+                    if kw.arg == "parents" and isinstance(kw.value, (ast.List, ast.Tuple)):
+                        for parent in kw.value.elts:
+                            if not isinstance(parent, ast.Call):  # calls are followed below
+                                self._follow_parent(module, parent, state, depth)
                 continue
         for call in calls:
             func = call.func
@@ -636,6 +641,97 @@ class Analyzer:
             if target_module.path != state.script:
                 state.deps[str(target_module.path)] = target_module.sha
             self._scan(target_module, [funcdef], state, depth + 1, callee_env)
+
+    def _resolve_assigned(
+        self, module: _Module, dotted: str, script: Path, depth: int = 0
+    ) -> tuple[_Module, str] | None:
+        """The repository module and module-level name that ``dotted`` (used in ``module``)
+        is assigned to, e.g. ``base`` from ``from common import base``; None if unknown."""
+        if depth > MAX_DEPTH:
+            return None
+        head, _, rest = dotted.partition(".")
+        if not rest:
+            if head in module.assigned:
+                return module, head
+            binding = module.imports.get(head)
+            if binding is None or binding[2] is None:
+                return None
+            modname, level, attr = binding
+            path = self.resolve_module(modname, level=level, from_file=module.path, script=script)
+            target = self._load(path) if path else None
+            if target is None or target is module:
+                return None
+            return self._resolve_assigned(target, attr, script, depth + 1)
+        found = self._resolve_name(module, head, script)
+        if found is not None and found[1] is None:
+            target: _Module | None = found[0]
+        elif head not in module.assigned and head not in module.imports:
+            sub = module.path.parent / head  # a submodule of this package
+            path = next((p for p in (sub.with_suffix(".py"), sub / "__init__.py") if p.is_file()),
+                        None)
+            target = self._load(path) if path and self._inside_root(str(path)) else None
+        else:
+            target = None
+        if target is None or target is module:
+            return None
+        return self._resolve_assigned(target, rest, script, depth + 1)
+
+    def _follow_parent(
+        self, module: _Module, node: ast.AST, state: _State, depth: int
+    ) -> None:
+        """``ArgumentParser(parents=[base])`` with ``base`` a parser built at module level in
+        a repository module: its ``add_argument`` calls (and its groups') count, as do the
+        helpers it is passed to there."""
+        where = f"line {getattr(node, 'lineno', '?')}"
+        dotted = _dotted(node)
+        found = self._resolve_assigned(module, dotted, state.script) if dotted else None
+        if found is None:
+            if module.path == state.script and dotted in module.assigned:
+                return  # built in the script itself: the whole script is scanned already
+            state.unresolved(f"parent parser {dotted or '<expression>'} ({where}) is not built "
+                             "in the repository")
+            return
+        target, name = found
+        if target.path == state.script and depth == 0:
+            return
+        key = (str(target.path), f"<parent {name}>", "")
+        if key in state.visited:
+            return
+        if depth + 1 > MAX_DEPTH:
+            state.unresolved(f"helper calls nested deeper than {MAX_DEPTH} levels")
+            return
+        state.visited.add(key)
+        if target.path != state.script:
+            state.deps[str(target.path)] = target.sha
+        value = target.assigned[name]
+        top = [s for s in target.tree.body
+               if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        names = {name}
+        for stmt in top:  # groups of the parent: g = base.add_argument_group(...)
+            for n in ast.walk(stmt):
+                if (isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+                        and isinstance(n.value.func, ast.Attribute)
+                        and n.value.func.attr in ("add_argument_group",
+                                                  "add_mutually_exclusive_group")
+                        and _dotted(n.value.func.value) in names):
+                    names.update(_dotted(t) or "" for t in n.targets)
+        followed: list[ast.AST] = []
+        if isinstance(value, ast.Call) and (_dotted(value.func) or "").split(".")[-1] != (
+            "ArgumentParser"
+        ):
+            followed.append(value)  # base = make_base(): the helper builds it
+        for stmt in top:
+            for n in ast.walk(stmt):
+                if not isinstance(n, ast.Call):
+                    continue
+                func = n.func
+                if isinstance(func, ast.Attribute) and _dotted(func.value) in names:
+                    if func.attr == "add_argument":
+                        self._add_argument(n, target, state)
+                elif any(_dotted(a) in names for a in n.args):
+                    followed.append(n)  # add_common_args(base) at module level
+        if followed:
+            self._scan(target, followed, state, depth + 1)
 
     def _add_argument(self, call: ast.Call, module: _Module, state: _State) -> None:
         where = f"line {call.lineno}" + (

@@ -297,9 +297,27 @@ def build_argv(
             if flag.positional:
                 if not bare:
                     missing.append(f"<{flag.dest}> (positional)")
-            elif not any(o in present for o in flag.options):
+            elif not any(o in present for o in flag.options) and not _abbreviated(
+                flag, present, parser_flags
+            ):
                 missing.append((flag.long_options or flag.options)[0])
     return argv, tuple(missing), tuple(notes)
+
+
+def _abbreviated(
+    flag: flags_mod.Flag, present: set[str], parser_flags: Iterable[flags_mod.Flag]
+) -> bool:
+    """Whether a token in ``present`` is argparse's abbreviation of one of ``flag``'s long
+    options (``--conf`` for ``--config``): a prefix of this flag's and no other flag's."""
+    for token in present:
+        if len(token) > 2 and token.startswith("--") and any(
+            o.startswith(token) for o in flag.long_options
+        ):
+            others = [f for f in parser_flags if f is not flag
+                      and any(o.startswith(token) for o in f.long_options)]
+            if not others:
+                return True
+    return False
 
 
 def make_spec(
