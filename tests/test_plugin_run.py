@@ -246,6 +246,24 @@ def test_summary_table_summary_json_and_junit_properties(pytester: pytest.Pytest
     assert props["synth"]["data.synthetic"] == "true"
 
 
+def test_an_earlier_runs_metrics_are_never_reported_as_this_runs(
+    pytester: pytest.Pytester,
+) -> None:
+    make(pytester, {"train_quiet.py": FAKE.format(args="", pre="", post="")})  # no metrics
+    old = pytester.path / "training-results/quiet"
+    old.mkdir(parents=True)
+    (old / "metrics.json").write_text(json.dumps(
+        {"primary_metric": "roc_auc", "metrics": {"roc_auc": 0.99}}))
+    result = run(pytester, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["quiet * passed * s  - * no metrics.json"])
+    assert "0.99" not in result.stdout.str()
+    summary = json.loads((pytester.path / "training-results/summary.json").read_text())
+    assert "metrics" not in summary["jobs"][0] or not summary["jobs"][0]["metrics"]
+    assert not (old / "metrics.json").exists()
+    assert json.loads((old / "metrics.previous.json").read_text())["metrics"] == {"roc_auc": 0.99}
+
+
 def test_k_matching_nothing_exits_5_and_lists_ids(pytester: pytest.Pytester) -> None:
     make(pytester, {"train_als.py": fake(), "train_mri.py": fake()})
     result = run(pytester, "-k", "alzheimers")

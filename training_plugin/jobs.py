@@ -25,6 +25,8 @@ TABLE = "tool.training_plugin.jobs"
 JOB_KEYS = ("script", "args", "timeout", "markers", "env")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MARKER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Where an earlier run's metrics.json is kept while the job runs again.
+PREVIOUS_METRICS_FILE = "metrics.previous.json"
 #: Lines of the log shown in a failure report.
 LOG_TAIL_LINES = 30
 
@@ -505,6 +507,7 @@ class TrainingItem(pytest.Item):
         spec = self.spec
         if spec.missing_required:
             raise JobNotStarted(spec.missing_message())
+        self._set_aside_previous_metrics()
         result = runner.run_job(
             list(spec.argv),
             cwd=self.config.rootpath,
@@ -520,6 +523,15 @@ class TrainingItem(pytest.Item):
         self.user_properties.extend(results.junit_properties(self.metrics))
         if self.metrics is not None and self.metrics.error:
             self.warn(pytest.PytestWarning(f"training job {spec.id!r}: {self.metrics.error}"))
+
+    def _set_aside_previous_metrics(self) -> None:
+        """An earlier run's metrics.json becomes metrics.previous.json, so that a run that
+        ends without writing one is never reported (or read by a user) with old figures."""
+        metrics = self.spec.output_dir / results.METRICS_FILE
+        try:
+            os.replace(metrics, metrics.with_name(PREVIOUS_METRICS_FILE))
+        except FileNotFoundError:
+            pass
 
     def _attach_log(self, log_path: Path, limit: int = 1_000_000) -> None:
         try:

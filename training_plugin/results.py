@@ -195,6 +195,8 @@ class SummaryCollector:
             flag = "SYNTHETIC data" if row["synthetic"] else ""
             if row["metrics_error"]:
                 flag = (flag + " " if flag else "") + "metrics.json malformed"
+            elif row["outcome"] == "passed" and not row["metrics"]:
+                flag = (flag + " " if flag else "") + "no metrics.json"
             table.append(
                 (str(row["id"]), row["outcome"], f"{row['duration_s']:.1f} s", metric, flag)
             )
