@@ -11,10 +11,7 @@ import pytest
 from training_plugin import budget, parallel
 from training_plugin.budget import detect_gpus, gpus_for_worker
 
-try:
-    from test_parallel_process_safety import HARNESS
-except ImportError:  # pragma: no cover - collected with another rootdir/import mode
-    from tests.test_parallel_process_safety import HARNESS  # type: ignore[no-redef]
+from test_parallel_process_safety import PLUGIN_ARGS, plugin_project
 
 #: A job that records the environment it received.
 ENV_JOB = (
@@ -89,14 +86,14 @@ def test_threads_per_job_on_a_worker(pytester, monkeypatch):
 # -- what jobs actually receive ----------------------------------------------------------------
 
 def run_env_jobs(pytester, *args, env=None):
-    pytester.makeconftest(HARNESS)
+    plugin_project(pytester)
     pytester.makepyfile(**{f"train_job{i}": ENV_JOB for i in range(4)})
     for name, value in (env or {}).items():
         if value is None:
             pytester._monkeypatch.delenv(name, raising=False)
         else:
             pytester._monkeypatch.setenv(name, value)
-    result = pytester.runpytest_subprocess("-p", "no:randomly", *args)
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, *args)
     result.assert_outcomes(passed=4)
     seen = {}
     for i in range(4):

@@ -1,9 +1,7 @@
 """Process safety through pytest: timeouts (every source, both pytest-timeout methods), Ctrl-C,
 SIGTERM and SIGKILL of pytest, SIGKILL of an xdist worker -- proved with the process table.
 
-The sessions run in subprocesses (they may die) with a small stand-in conftest that turns
-``train_*.py`` files into items the way P1's TrainingItem does (spec + runner.run_job +
-parallel.job_environment + TIMEOUT_KEY), so these tests exercise runner/parallel on their own.
+The sessions run ``pytest -p training_plugin`` in subprocesses (they may die).
 Every process of a session carries a unique marker in its environment (pytest, xdist workers,
 reapers, jobs and their grandchildren inherit it); "nothing left" = no live process carries it.
 """
@@ -22,66 +20,16 @@ import pytest
 
 from proctable import MARKER_VAR, marked_pids
 
-HARNESS = textwrap.dedent(
-    '''
-    import dataclasses, os, re, sys
-    from pathlib import Path
-    import pytest
-    from training_plugin import parallel
-    from training_plugin.runner import log_tail, run_job
+#: How every session of the parallel/process-safety tests runs pytest: the real plugin, each
+#: job's output (train.log) under ``out/<id>/``.
+PLUGIN_ARGS = ("-p", "training_plugin", "--output-dir", "out", "-p", "no:randomly")
 
-    @dataclasses.dataclass(frozen=True)
-    class Spec:
-        id: str
-        script: Path
-        log_path: Path
 
-    class JobFailed(Exception):
-        pass
+def plugin_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A temp project for ``pytest -p training_plugin`` (its own ini: rootdir is the temp dir)."""
+    pytester.makeini("[pytest]\n")
+    return pytester
 
-    class StandInTrainingItem(pytest.Item):
-        def __init__(self, *, spec, **kw):
-            super().__init__(**kw)
-            self.spec = spec
-
-        def runtest(self):
-            env = dict(os.environ)
-            env.update(parallel.job_environment(self.config, self.spec.id))
-            env["TRAINING_JOB_ID"] = self.spec.id
-            env["TRAINING_OUTPUT_DIR"] = str(self.spec.log_path.parent)
-            result = run_job([sys.executable, str(self.spec.script)], cwd=self.config.rootpath,
-                             env=env, log_path=self.spec.log_path,
-                             timeout=self.stash.get(parallel.TIMEOUT_KEY, None))
-            if not result.ok:
-                raise JobFailed(f"{result.describe()}\\n{log_tail(result.log_path)}")
-
-        def repr_failure(self, excinfo):
-            if isinstance(excinfo.value, JobFailed):
-                return str(excinfo.value)
-            return super().repr_failure(excinfo)
-
-        def reportinfo(self):
-            return self.path, None, self.spec.id
-
-    class JobFile(pytest.File):
-        def collect(self):
-            job_id = self.path.stem.removeprefix("train_")
-            log = self.config.rootpath / "out" / job_id / "train.log"
-            item = StandInTrainingItem.from_parent(self, name=job_id,
-                                                   spec=Spec(job_id, self.path, log))
-            found = re.search(r"# timeout-marker: (\\S+)", self.path.read_text())
-            if found:
-                item.add_marker(pytest.mark.timeout(float(found.group(1))))
-            yield item
-
-    def pytest_collect_file(file_path, parent):
-        if file_path.name.startswith("train_") and file_path.suffix == ".py":
-            return JobFile.from_parent(parent, path=file_path)
-
-    def pytest_configure(config):
-        config.pluginmanager.register(parallel, "training_plugin.parallel")
-    '''
-)
 
 #: A job whose tree has a plain child, a setsid child and a SIGTERM-ignoring child; it prints
 #: "ready" once they all run, then sleeps SLEEP seconds.
@@ -149,8 +97,8 @@ class Session:
         full_env.pop("PYTEST_XDIST_WORKER", None)
         full_env.pop("PYTEST_ADDOPTS", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider",
-             "-rA", *args],
+            [sys.executable, "-m", "pytest", *PLUGIN_ARGS, "-p", "no:cacheprovider", "-rA",
+             *args],
             cwd=self.root, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, process_group=0,
         )
@@ -181,22 +129,22 @@ def marker():
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeconftest(HARNESS)
-    return pytester
+    return plugin_project(pytester)
 
 
 # -- timeouts ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["signal", "thread"])
-@pytest.mark.parametrize("source", ["cli", "ini", "marker"])
+@pytest.mark.parametrize("source", ["cli", "ini", "job table"])
 def test_timeout_kills_tree_and_session_goes_on(project, marker, method, source):
-    extra = "# timeout-marker: 1\n" if source == "marker" else ""
-    project.makepyfile(train_a_slow=tree_job(300, extra), train_b_quick=QUICK_JOB)
+    project.makepyfile(train_a_slow=tree_job(300), train_b_quick=QUICK_JOB)
     args = ["--timeout-method", method, "--junitxml", "junit.xml"]
     if source == "cli":
         args += ["--timeout", "1"]
     elif source == "ini":
         project.makeini("[pytest]\ntimeout = 1\n")
+    else:  # a pytest.mark.timeout on the item
+        project.makefile(".toml", pyproject="[tool.training_plugin.jobs.a_slow]\ntimeout = 1\n")
     session = Session(project, marker, *args)
     rc, out = session.finish()
     assert rc == 1, out
@@ -239,10 +187,10 @@ def test_sigterm_kills_everything(project, marker, workers):
     session.wait_ready("a_slow")
     session.proc.send_signal(signal.SIGTERM)
     rc, out = session.finish()
-    if workers == "0":  # handled like Ctrl-C: reports and JUnit XML still written
-        assert rc == 2, out
-        assert "pytest received SIGTERM" in out
-        assert (project.path / "junit.xml").exists()
+    # handled like Ctrl-C (with -n: the xdist controller): reports and JUnit XML still written
+    assert rc == 2, out
+    assert "pytest received SIGTERM" in out
+    assert (project.path / "junit.xml").exists()
     assert wait_gone(marker, 12) == []
 
 
@@ -297,7 +245,7 @@ def test_sigterm_between_jobs_ends_the_session_cleanly(project, marker):
         "def test_slow():\n"
         "    pathlib.Path('slow.started').touch()\n"
         "    time.sleep(300)\n"))
-    session = Session(project, marker, "--junitxml", "junit.xml")
+    session = Session(project, marker, "--junitxml", "junit.xml", ".")  # "." : the test too
     deadline = time.monotonic() + 30
     while not (project.path / "slow.started").exists():
         assert time.monotonic() < deadline and session.proc.poll() is None

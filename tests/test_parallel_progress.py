@@ -16,10 +16,7 @@ from _pytest._io.terminalwriter import TerminalWriter
 
 from training_plugin.progress import Progress, format_elapsed, last_log_line
 
-try:
-    from test_parallel_process_safety import HARNESS
-except ImportError:  # pragma: no cover
-    from tests.test_parallel_process_safety import HARNESS  # type: ignore[no-redef]
+from test_parallel_process_safety import PLUGIN_ARGS, plugin_project
 
 CLEAR = "\r\x1b[K"
 
@@ -97,7 +94,7 @@ def run_in_pty(cwd, *args: str, within_s: float = 60) -> str:
     """Run pytest with a pseudo-terminal as stdout (a TTY), return everything it wrote."""
     main, child = pty.openpty()
     env = dict(os.environ, COLUMNS="120")
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:randomly",
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", *PLUGIN_ARGS,
                              "-p", "no:cacheprovider", *args],
                             cwd=cwd, stdout=child, stderr=child, stdin=subprocess.DEVNULL,
                             env=env)
@@ -126,7 +123,7 @@ SLOW_JOB = "import time\nprint('warming up', flush=True)\ntime.sleep(3)\n"
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]])
 def test_tty_shows_running_jobs(pytester, xdist):
-    pytester.makeconftest(HARNESS)
+    plugin_project(pytester)
     pytester.makepyfile(train_slow=SLOW_JOB)
     out = run_in_pty(pytester.path, *xdist)
     assert "running 1: slow" in out and "(warming up)" in out
@@ -134,9 +131,9 @@ def test_tty_shows_running_jobs(pytester, xdist):
 
 
 def test_quiet_tty_and_pipes_stay_calm(pytester):
-    pytester.makeconftest(HARNESS)
+    plugin_project(pytester)
     pytester.makepyfile(train_slow=SLOW_JOB)
     assert "running 1:" not in run_in_pty(pytester.path, "-q")
-    result = pytester.runpytest_subprocess("-p", "no:randomly")  # stdout is a pipe
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS)  # stdout is a pipe
     result.assert_outcomes(passed=1)
     assert "running 1:" not in result.stdout.str()

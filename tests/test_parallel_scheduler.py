@@ -11,10 +11,7 @@ from training_plugin import scheduler, xdist_scheduler
 from training_plugin.scheduler import longest_first, simulate_makespan
 from training_plugin.xdist_scheduler import LongestFirstScheduling
 
-try:
-    from test_parallel_process_safety import HARNESS
-except ImportError:  # pragma: no cover
-    from tests.test_parallel_process_safety import HARNESS  # type: ignore[no-redef]
+from test_parallel_process_safety import PLUGIN_ARGS, plugin_project
 
 #: The issue's set: eight jobs, named so that the longest sort last.
 ISSUE_SET = {"a1": 2, "a2": 2, "b1": 4, "b2": 4, "c1": 6, "c2": 6, "d": 8, "e": 12}
@@ -123,14 +120,14 @@ def test_wrong_estimates_do_not_lose_jobs(monkeypatch):
 # -- through pytest ------------------------------------------------------------------------------
 
 def jobs_with_sleeps(pytester, sleeps: dict[str, float]) -> None:
-    pytester.makeconftest(HARNESS)
+    plugin_project(pytester)
     pytester.makepyfile(**{f"train_{k}": f"import time\ntime.sleep({v})\n"
                            for k, v in sleeps.items()})
 
 
 def test_durations_are_remembered_and_order_the_next_run(pytester):
     jobs_with_sleeps(pytester, {"a": 0.05, "b": 0.6, "c": 0.3})
-    first = pytester.runpytest_subprocess("-p", "no:randomly", "-v")
+    first = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-v")
     first.assert_outcomes(passed=3)
     first.stdout.fnmatch_lines(["*train_a.py::a PASSED*", "*train_b.py::b PASSED*",
                                 "*train_c.py::c PASSED*"])
@@ -138,10 +135,10 @@ def test_durations_are_remembered_and_order_the_next_run(pytester):
     remembered = json.loads(cache.read_text())
     assert set(remembered) == {"train_a.py::a", "train_b.py::b", "train_c.py::c"}
     assert remembered["train_b.py::b"] >= 0.6 > remembered["train_a.py::a"]
-    second = pytester.runpytest_subprocess("-p", "no:randomly", "--collect-only", "-q")
+    second = pytester.runpytest_subprocess(*PLUGIN_ARGS, "--collect-only", "-q")
     second.stdout.fnmatch_lines(["train_b.py::b", "train_c.py::c", "train_a.py::a"])
     pytester.makepyfile(train_new="pass\n")  # never seen: treated as long, goes first
-    third = pytester.runpytest_subprocess("-p", "no:randomly", "--collect-only", "-q")
+    third = pytester.runpytest_subprocess(*PLUGIN_ARGS, "--collect-only", "-q")
     third.stdout.fnmatch_lines(["train_new.py::new", "train_b.py::b", "train_c.py::c",
                                 "train_a.py::a"])
 
@@ -153,7 +150,7 @@ def test_xdist_uses_the_longest_first_scheduler_and_records_durations(pytester):
     (cache / "durations").write_text(json.dumps(
         {"train_a.py::a": 0.05, "train_b.py::b": 0.4, "train_c.py::c": 0.2,
          "train_d.py::d": 0.1}))
-    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "-v")
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-n", "2", "-v")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*scheduling tests via LongestFirstScheduling*"])
     started = [line.split()[-1] for line in result.outlines if line.startswith("train_")]
@@ -163,7 +160,7 @@ def test_xdist_uses_the_longest_first_scheduler_and_records_durations(pytester):
 
 def test_other_dist_modes_keep_xdists_scheduler(pytester):
     jobs_with_sleeps(pytester, {"a": 0, "b": 0})
-    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "--dist",
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-n", "2", "--dist",
                                            "loadfile", "-v")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*scheduling tests via LoadFileScheduling*"])
@@ -178,7 +175,7 @@ def test_workers_sort_by_the_controllers_snapshot(pytester):
     """The cache changing while workers start (another session finishing) must not make the
     workers' collections differ (xdist would abort): workers sort by the controller's copy."""
     jobs_with_sleeps(pytester, {"a": 0, "b": 0, "c": 0})
-    pytester.makeconftest(HARNESS + '''
+    pytester.makeconftest('''
 
 def pytest_collection_modifyitems(config, items):
     workerinput = getattr(config, "workerinput", None)
@@ -190,5 +187,5 @@ def pytest_collection_modifyitems(config, items):
     cache.mkdir(parents=True)
     (cache / "durations").write_text(json.dumps(
         {"train_a.py::a": 1.0, "train_b.py::b": 9.0, "train_c.py::c": 5.0}))
-    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2")
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-n", "2")
     result.assert_outcomes(passed=3)

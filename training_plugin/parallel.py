@@ -115,15 +115,16 @@ class SessionState:
         node.workerinput[WORKERINPUT_DURATIONS] = self.durations
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        """Without xdist, SIGTERM interrupts the session like Ctrl-C (reports and JUnit XML
-        are still written); with a TTY and verbosity >= 0, start the live progress line."""
+        """SIGTERM interrupts the session like Ctrl-C (reports and JUnit XML are still
+        written); with a TTY and verbosity >= 0, start the live progress line."""
         config = self.config
         if config.getoption("collectonly", False):
             return  # nothing runs
-        if worker_count(config) == 0:
-            from training_plugin import runner
+        from training_plugin import runner
 
-            self.old_sigterm = runner.interrupt_on_sigterm()
+        # SIGTERM ends the session like Ctrl-C: with -n, xdist then tears the workers down
+        # (their reapers kill the job trees) and the summary and JUnit XML are still written.
+        self.old_sigterm = runner.interrupt_on_sigterm()
         if config.get_verbosity() < 0:
             return
         reporter = config.pluginmanager.get_plugin("terminalreporter")
