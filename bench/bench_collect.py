@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _bench import bench_env, timed_run
 
 TARGET = 1.5
 FOLDERS = 20
@@ -100,32 +98,6 @@ def make_tree(root: Path, count: int) -> None:
         (folder / f"train_model{i:04d}.py").write_text(SCRIPT.format(i=i))
 
 
-#: "Warm" includes Python's bytecode cache: a session with PYTHONDONTWRITEBYTECODE=1 would
-#: recompile (and assertion-rewrite) every module of a ``-p`` plugin on every run.
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_once(
-    cmd: list[str], cwd: Path, expect_rc: int, env: dict[str, str] | None = None
-) -> tuple[float, float]:
-    """(wall, CPU) seconds of one run (exits with the output when the exit code is
-    unexpected)."""
-    cpu0 = _children_cpu()
-    start = time.perf_counter()
-    proc = subprocess.run(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or ENV
-    )
-    elapsed = time.perf_counter() - start
-    if proc.returncode != expect_rc:
-        sys.exit(f"{shlex.join(cmd)} exited {proc.returncode}:\n{proc.stdout.decode()[-3000:]}")
-    return elapsed, _children_cpu() - cpu0
-
-
 def main() -> None:
     """Run the benchmark and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -154,14 +126,13 @@ def main() -> None:
         plugin_dir = Path(tmp + "_floor")
         plugin_dir.mkdir()
         (plugin_dir / "bench_floor_plugin.py").write_text(FLOOR_PLUGIN)
-        floor_env = {**ENV, "PYTHONPATH": str(plugin_dir)}
-        listing = subprocess.run(
-            variants["plugin"][0], cwd=root, capture_output=True, text=True, env=ENV
-        )
-        jobs = sum(1 for line in listing.stdout.splitlines() if "::" in line)
+        floor_env = bench_env(PYTHONPATH=str(plugin_dir))
+        _, _, listing = timed_run(variants["plugin"][0], root)
+        jobs = sum(1 for line in listing.splitlines() if "::" in line)
         for round_no in range(opts.repeat + 1):
             for name, (cmd, rc) in variants.items():
-                elapsed, cpu = run_once(cmd, root, rc, floor_env if name == "floor" else None)
+                elapsed, cpu, _ = timed_run(cmd, root, expect_rc=rc,
+                                            env=floor_env if name == "floor" else None)
                 if round_no:
                     times[name].append(elapsed)
                     cpus[name].append(cpu)

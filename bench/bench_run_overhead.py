@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _bench import timed_run
 
 TARGET = 1.10
 SCRIPT = "import sys\nprint('trained', sys.argv[0])\n"
@@ -63,30 +62,6 @@ def make_tree(root: Path, count: int) -> list[Path]:
     return scripts
 
 
-#: "Warm" includes Python's bytecode cache (even when the calling shell sets
-#: PYTHONDONTWRITEBYTECODE=1); applies to the loop's scripts and to pytest alike.
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_once(cmd: list[str], cwd: Path, check_rc: int = 0) -> tuple[float, float]:
-    """(wall, CPU) seconds of one run, CPU = user+sys of the command and all its children
-    (exits with the output when the command fails)."""
-    cpu0 = _children_cpu()
-    start = time.perf_counter()
-    proc = subprocess.run(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV
-    )
-    elapsed = time.perf_counter() - start
-    if proc.returncode != check_rc:
-        sys.exit(f"{shlex.join(cmd)} exited {proc.returncode}:\n{proc.stdout.decode()[-3000:]}")
-    return elapsed, _children_cpu() - cpu0
-
-
 def best_times(
     variants: dict[str, tuple[list[str], Path, int]], repeat: int
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -96,7 +71,7 @@ def best_times(
     cpu: dict[str, list[float]] = {name: [] for name in variants}
     for round_no in range(repeat + 1):
         for name, (cmd, cwd, rc) in variants.items():
-            w, c = run_once(cmd, cwd, rc)
+            w, c, _ = timed_run(cmd, cwd, expect_rc=rc)
             if round_no:
                 wall[name].append(w)
                 cpu[name].append(c)

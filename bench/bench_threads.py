@@ -5,7 +5,7 @@ Each job fits a HistGradientBoostingClassifier on 200k x 50 random rows and prin
 "Without the budget" = the job drops the thread variables before numpy/sklearn load (what a job
 sees when nobody caps it).  Prints figures, asserts nothing.
 
-    .venv/bin/python bench/bench_threads.py [--max-iter 100] [--stand-in]
+    .venv/bin/python bench/bench_threads.py [--max-iter 100]
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _bench import bench_env, timed_run
+
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "TRAINING_THREADS")
 
@@ -44,54 +43,26 @@ if out:
 '''
 
 
-def real_plugin_available() -> bool:
-    """Whether P1's plugin (TrainingItem) is importable."""
-    try:
-        from training_plugin.jobs import TrainingItem  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def make_project(where: Path, max_iter: int, stand_in: bool) -> None:
+def make_project(where: Path, max_iter: int) -> None:
     for seed, name in ((1, "hgb_one"), (2, "hgb_two")):
         (where / f"train_{name}.py").write_text(
             JOB.format(thread_vars=THREAD_VARS, seed=seed, max_iter=max_iter))
     (where / "pytest.ini").write_text("[pytest]\naddopts = -p no:randomly -p no:cacheprovider\n")
-    if stand_in:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from test_parallel_process_safety import HARNESS
-
-        (where / "conftest.py").write_text(HARNESS)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
-    env.pop("PYTEST_ADDOPTS", None)
-    env.update(extra)
-    return env
 
 
 def single_fit(where: Path) -> float:
     """One fit alone, one thread, plain python."""
-    proc = subprocess.run([sys.executable, str(where / "train_hgb_one.py")], cwd=where,
-                          env=clean_env(OMP_NUM_THREADS="1"), capture_output=True, text=True,
-                          check=True)
-    return float(re.search(r"FIT (\S+)", proc.stdout).group(1))  # type: ignore[union-attr]
+    _, _, out = timed_run([sys.executable, str(where / "train_hgb_one.py")], where,
+                          env=bench_env(drop=THREAD_VARS, OMP_NUM_THREADS="1"))
+    return float(re.search(r"FIT (\S+)", out).group(1))  # type: ignore[union-attr]
 
 
-def two_jobs(where: Path, stand_in: bool, uncapped: bool) -> tuple[float, list[float]]:
+def two_jobs(where: Path, uncapped: bool) -> tuple[float, list[float]]:
     """Both jobs under -n 2; returns (pytest wall seconds, the two fit times)."""
-    args = [sys.executable, "-m", "pytest", "-q", "-n", "2"]
-    if not stand_in:
-        args[3:3] = ["-p", "training_plugin"]
-    env = clean_env(BENCH_UNCAPPED="1" if uncapped else "0")
-    started = time.perf_counter()
-    proc = subprocess.run(args, cwd=where, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        print(proc.stdout[-3000:], file=sys.stderr)
-        raise SystemExit(f"pytest failed with exit code {proc.returncode}")
+    wall, _, _ = timed_run(
+        [sys.executable, "-m", "pytest", "-p", "training_plugin", "-q", "-n", "2"], where,
+        env=bench_env(drop=THREAD_VARS, BENCH_UNCAPPED="1" if uncapped else "0"),
+    )
     fits = sorted(float(p.read_text()) for p in where.rglob("fit.txt"))
     for p in where.rglob("fit.txt"):
         p.unlink()
@@ -101,19 +72,15 @@ def two_jobs(where: Path, stand_in: bool, uncapped: bool) -> tuple[float, list[f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-iter", type=int, default=100, help="boosting iterations per fit")
-    parser.add_argument("--stand-in", action="store_true",
-                        help="use the tests' stand-in harness instead of -p training_plugin")
     opts = parser.parse_args()
-    stand_in = opts.stand_in or not real_plugin_available()
-    how = "stand-in harness (tests/)" if stand_in else "-p training_plugin"
     print(f"bench_threads: 2 x HistGradientBoosting(200k x 50, max_iter={opts.max_iter}), "
-          f"-n 2 via {how}, {len(os.sched_getaffinity(0))} CPUs")
+          f"-p training_plugin -n 2, {len(os.sched_getaffinity(0))} CPUs")
     with tempfile.TemporaryDirectory(prefix="bench_threads_") as tmp:
         where = Path(tmp)
-        make_project(where, opts.max_iter, stand_in)
+        make_project(where, opts.max_iter)
         alone = single_fit(where)
-        capped_wall, capped = two_jobs(where, stand_in, uncapped=False)
-        free_wall, free = two_jobs(where, stand_in, uncapped=True)
+        capped_wall, capped = two_jobs(where, uncapped=False)
+        free_wall, free = two_jobs(where, uncapped=True)
     print(f"  one fit alone, 1 thread                       fit {alone:7.2f} s")
     print(f"  2 jobs, -n 2, with the budget    wall {capped_wall:6.2f} s  fits "
           f"{capped[0]:6.2f} / {capped[-1]:6.2f} s  slowest/alone = {capped[-1] / alone:5.2f} x")
