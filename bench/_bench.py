@@ -17,6 +17,33 @@ from pathlib import Path
 
 DROPPED = ("PYTHONDONTWRITEBYTECODE", "PYTEST_ADDOPTS")
 
+#: A reference plugin in the usual shape: as pytest walks the tree, one File and one Item per
+#: ``train_*.py``; the item's run is ``body`` (e.g. ``pass``).
+REFERENCE_PLUGIN = """\
+import subprocess, sys
+import pytest
+
+class F(pytest.File):
+    def collect(self):
+        yield I.from_parent(self, name=self.path.stem[6:])
+
+class I(pytest.Item):
+    def runtest(self):
+        {body}
+
+def pytest_collect_file(file_path, parent):
+    if file_path.name.startswith("train_") and file_path.suffix == ".py":
+        return F.from_parent(parent, path=file_path)
+"""
+
+
+def reference_plugin(where: Path, name: str, body: str) -> dict[str, str]:
+    """Write ``REFERENCE_PLUGIN`` with ``body`` as ``where/name.py``; return the environment
+    that makes ``-p name`` importable."""
+    where.mkdir(parents=True, exist_ok=True)
+    (where / f"{name}.py").write_text(REFERENCE_PLUGIN.format(body=body))
+    return bench_env(PYTHONPATH=str(where))
+
 
 def bench_env(drop: Iterable[str] = (), **extra: str) -> dict[str, str]:
     """os.environ without ``DROPPED`` and ``drop``, plus ``extra``."""
@@ -45,3 +72,23 @@ def timed_run(
     if proc.returncode != expect_rc:
         sys.exit(f"{shlex.join(cmd)} exited {proc.returncode}:\n{out[-3000:]}")
     return wall, _children_cpu() - cpu0, out
+
+
+#: One variant of a bench: command, folder, expected exit code, environment (None: bench_env()).
+Variant = tuple[list[str], Path, int, "dict[str, str] | None"]
+
+
+def best_times(
+    variants: dict[str, Variant], repeat: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Best wall and best CPU time per variant; the variants are interleaved in every round
+    (a busy machine then slows all of them alike), after one warm-up round."""
+    wall: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    for round_no in range(repeat + 1):
+        for name, (cmd, cwd, rc, env) in variants.items():
+            w, c, _ = timed_run(cmd, cwd, expect_rc=rc, env=env)
+            if round_no:
+                wall[name].append(w)
+                cpu[name].append(c)
+    return ({n: min(v) for n, v in wall.items()}, {n: min(v) for n, v in cpu.items()})

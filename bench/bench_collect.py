@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _bench import bench_env, timed_run
+from _bench import best_times, reference_plugin, timed_run
 
 TARGET = 1.5
 FOLDERS = 20
@@ -65,26 +65,6 @@ if __name__ == "__main__":
 '''
 
 
-#: Reference: the usual shape of a collecting plugin, 15 lines making one File + one trivial
-#: Item per script as pytest walks the tree (the plugin itself skips the walk and File nodes:
-#: discovery already knows the scripts).
-FLOOR_PLUGIN = """\
-import pytest
-
-class F(pytest.File):
-    def collect(self):
-        yield I.from_parent(self, name=self.path.stem[6:])
-
-class I(pytest.Item):
-    def runtest(self):
-        pass
-
-def pytest_collect_file(file_path, parent):
-    if file_path.name.startswith("train_") and file_path.suffix == ".py":
-        return F.from_parent(parent, path=file_path)
-"""
-
-
 def make_tree(root: Path, count: int) -> None:
     """``count`` scripts in ``FOLDERS`` folders, the shared package, a pytest.ini."""
     (root / "pytest.ini").write_text("[pytest]\n")
@@ -105,39 +85,27 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     opts = ap.parse_args()
     py = sys.executable
-    variants = {
-        "plugin": ([py, "-m", "pytest", "-p", "training_plugin", "--collect-only", "-q"], 0),
-        "walk": ([py, "-m", "pytest", "--collect-only", "-q"], 5),
-        "cold": (
-            [py, "-m", "pytest", "-p", "training_plugin", "--collect-only", "-q",
-             "-p", "no:cacheprovider"],
-            0,
-        ),
-    }
-    variants["floor"] = ([py, "-m", "pytest", "-p", "bench_floor_plugin", "--collect-only",
-                          "-q"], 0)
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    cpus: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="bench_collect_") as tmp_root:
         tmp = str(Path(tmp_root) / "tree")
         Path(tmp).mkdir()
         root = Path(tmp)
         make_tree(root, opts.scripts)
-        plugin_dir = Path(tmp + "_floor")
-        plugin_dir.mkdir()
-        (plugin_dir / "bench_floor_plugin.py").write_text(FLOOR_PLUGIN)
-        floor_env = bench_env(PYTHONPATH=str(plugin_dir))
-        _, _, listing = timed_run(variants["plugin"][0], root)
+        # the usual shape of a collecting plugin: a File + a trivial Item per script as pytest
+        # walks (training_plugin skips the walk and File nodes: discovery knows the scripts)
+        floor_env = reference_plugin(Path(tmp + "_floor"), "bench_floor_plugin", "pass")
+        plugin = [py, "-m", "pytest", "-p", "training_plugin", "--collect-only", "-q"]
+        _, _, listing = timed_run(plugin, root)
         jobs = sum(1 for line in listing.splitlines() if "::" in line)
-        for round_no in range(opts.repeat + 1):
-            for name, (cmd, rc) in variants.items():
-                elapsed, cpu, _ = timed_run(cmd, root, expect_rc=rc,
-                                            env=floor_env if name == "floor" else None)
-                if round_no:
-                    times[name].append(elapsed)
-                    cpus[name].append(cpu)
-    best = {name: min(values) for name, values in times.items()}
-    best_cpu = {name: min(values) for name, values in cpus.items()}
+        best, best_cpu = best_times(
+            {
+                "plugin": (plugin, root, 0, None),
+                "walk": ([py, "-m", "pytest", "--collect-only", "-q"], root, 5, None),
+                "cold": (plugin + ["-p", "no:cacheprovider"], root, 0, None),
+                "floor": ([py, "-m", "pytest", "-p", "bench_floor_plugin", "--collect-only",
+                           "-q"], root, 0, floor_env),
+            },
+            opts.repeat,
+        )
     ratio = best["plugin"] / best["walk"]
     print(f"bench_collect: {opts.scripts} argparse scripts ({jobs} jobs listed), best of "
           f"{opts.repeat} interleaved rounds, {os.cpu_count()} cpus")

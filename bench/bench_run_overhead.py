@@ -24,31 +24,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _bench import timed_run
+from _bench import best_times, reference_plugin
 
 TARGET = 1.10
 SCRIPT = "import sys\nprint('trained', sys.argv[0])\n"
-#: The least any pytest plugin can do: one item per script whose run is a bare subprocess.run
-#: (no output directory, no reaper, no metrics, no summary).  What it costs over the loop is
-#: pytest's own share (start-up, per-item protocol), which no plugin can go below.
-MINIMAL_PLUGIN = """\
-import subprocess, sys
-import pytest
-
-class F(pytest.File):
-    def collect(self):
-        yield I.from_parent(self, name=self.path.stem[6:])
-
-class I(pytest.Item):
-    def runtest(self):
-        subprocess.run([sys.executable, str(self.path)], stdout=subprocess.DEVNULL, check=True)
-
-def pytest_collect_file(file_path, parent):
-    if file_path.name.startswith("train_") and file_path.suffix == ".py":
-        return F.from_parent(parent, path=file_path)
-"""
-
-
 def make_tree(root: Path, count: int) -> list[Path]:
     """``count`` trivial scripts under ``root/jobs`` plus a pytest.ini."""
     root.mkdir(parents=True, exist_ok=True)
@@ -62,22 +41,6 @@ def make_tree(root: Path, count: int) -> list[Path]:
     return scripts
 
 
-def best_times(
-    variants: dict[str, tuple[list[str], Path, int]], repeat: int
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Best wall and best CPU time per variant; variants are interleaved in every round (a
-    shared, busy machine then slows all of them alike) after one warm-up round."""
-    wall: dict[str, list[float]] = {name: [] for name in variants}
-    cpu: dict[str, list[float]] = {name: [] for name in variants}
-    for round_no in range(repeat + 1):
-        for name, (cmd, cwd, rc) in variants.items():
-            w, c, _ = timed_run(cmd, cwd, expect_rc=rc)
-            if round_no:
-                wall[name].append(w)
-                cpu[name].append(c)
-    return ({n: min(v) for n, v in wall.items()}, {n: min(v) for n, v in cpu.items()})
-
-
 def main() -> None:
     """Run the benchmark and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -88,24 +51,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_run_") as tmp:
         root = Path(tmp) / "tree"
         scripts = make_tree(root, opts.scripts)
-        plugin_dir = Path(tmp) / "minimal"
-        plugin_dir.mkdir()
-        (plugin_dir / "bench_minimal_plugin.py").write_text(MINIMAL_PLUGIN)
+        # The least any pytest plugin can do: one item per script whose run is a bare
+        # subprocess.run (no output dir, no reaper, no metrics, no summary).  What it costs
+        # over the loop is pytest's own share (start-up, per-item protocol).
+        minimal_env = reference_plugin(
+            Path(tmp) / "minimal", "bench_minimal_plugin",
+            "subprocess.run([sys.executable, str(self.path)], stdout=subprocess.DEVNULL, "
+            "check=True)",
+        )
         empty = Path(tmp) / "empty"
         empty.mkdir()
         (empty / "pytest.ini").write_text("[pytest]\n")
         loop = "for f in " + " ".join(shlex.quote(str(s)) for s in scripts)
         loop += f'; do {shlex.quote(py)} "$f" >/dev/null || exit 1; done'
         base = [py, "-m", "pytest", "-p", "training_plugin", "-q"]
-        minimal = ["env", f"PYTHONPATH={plugin_dir}", py, "-m", "pytest", "-p",
-                   "bench_minimal_plugin", "-q", "-p", "no:cacheprovider", "jobs"]
+        minimal = [py, "-m", "pytest", "-p", "bench_minimal_plugin", "-q", "-p",
+                   "no:cacheprovider", "jobs"]
         t, cpu = best_times(
             {
-                "loop": (["bash", "-c", loop], root, 0),
-                "plugin": (base, root, 0),
-                "collect": (base + ["--collect-only"], root, 0),
-                "minimal": (minimal, root, 0),
-                "pytest": ([py, "-m", "pytest", "-q"], empty, 5),
+                "loop": (["bash", "-c", loop], root, 0, None),
+                "plugin": (base, root, 0, None),
+                "collect": (base + ["--collect-only"], root, 0, None),
+                "minimal": (minimal, root, 0, minimal_env),
+                "pytest": ([py, "-m", "pytest", "-q"], empty, 5, None),
             },
             opts.repeat,
         )

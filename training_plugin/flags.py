@@ -632,14 +632,8 @@ class Analyzer:
             funcdef = target_module.functions[fname]
             callee_env = _bind(call, funcdef, env, module)
             key = (str(target_module.path), fname, repr(sorted(callee_env.items())))
-            if key in state.visited:
+            if not state.enter(key, target_module, depth):
                 continue
-            if depth + 1 > MAX_DEPTH:
-                state.unresolved(f"helper calls nested deeper than {MAX_DEPTH} levels")
-                continue
-            state.visited.add(key)
-            if target_module.path != state.script:
-                state.deps[str(target_module.path)] = target_module.sha
             self._scan(target_module, [funcdef], state, depth + 1, callee_env)
 
     def _resolve_assigned(
@@ -694,15 +688,8 @@ class Analyzer:
         target, name = found
         if target.path == state.script and depth == 0:
             return
-        key = (str(target.path), f"<parent {name}>", "")
-        if key in state.visited:
+        if not state.enter((str(target.path), f"<parent {name}>", ""), target, depth):
             return
-        if depth + 1 > MAX_DEPTH:
-            state.unresolved(f"helper calls nested deeper than {MAX_DEPTH} levels")
-            return
-        state.visited.add(key)
-        if target.path != state.script:
-            state.deps[str(target.path)] = target.sha
         value = target.assigned[name]
         top = [s for s in target.tree.body
                if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
@@ -791,13 +778,26 @@ class _State:
     flags: list[Flag] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     deps: dict[str, str] = field(default_factory=dict)
-    visited: set[tuple[str, str]] = field(default_factory=set)
+    visited: set[tuple[str, str, str]] = field(default_factory=set)
     has_parser: bool = False
     uses_sys_argv: bool = False
 
     def unresolved(self, reason: str) -> None:
         if reason not in self.reasons:
             self.reasons.append(reason)
+
+    def enter(self, key: tuple[str, str, str], module: _Module, depth: int) -> bool:
+        """Whether to follow into ``module`` (a helper, a parent parser) from ``depth``: not
+        seen with ``key`` yet and not too deep; records the module as a dependency."""
+        if key in self.visited:
+            return False
+        if depth + 1 > MAX_DEPTH:
+            self.unresolved(f"helper calls nested deeper than {MAX_DEPTH} levels")
+            return False
+        self.visited.add(key)
+        if module.path != self.script:
+            self.deps[str(module.path)] = module.sha
+        return True
 
     def result(self, rootdir: Path) -> ParserInfo:
         deps = dict(sorted(self.deps.items()))
