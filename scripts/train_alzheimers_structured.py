@@ -237,17 +237,20 @@ def repeated_cv(cfg: dict, ds: common.Dataset, *, folds: int, seeds: list[int], 
     voting = {n: s["members"] for n, s in cfg["models"].items() if s["type"] == "soft_voting"}
     y = ds.encoded_y()
     labels = list(range(len(ds.classes)))
+    repeats: list[dict[str, list[dict[str, float]]]] = []
     for seed in seeds:
         common.log(f"seed {seed}: {folds}-fold stratified CV")
         models = build_models(cfg, ds, seed=seed, epochs=epochs, n_jobs=n_jobs)
         singles = {n: m for n, m in models.items() if n not in voting}
         cv = common.cross_validate(singles, ds, folds=folds, seed=seed, n_jobs=n_jobs)
-        for name, scores in cv["fold_metrics"].items():
-            per_model[name].extend(scores)
+        this_seed: dict[str, list[dict[str, float]]] = dict(cv["fold_metrics"])
         for name, members in voting.items():
             proba = np.mean([cv["oof"][m] for m in members], axis=0)
-            for _, test_idx in common.fold_indices(ds, folds=folds, seed=seed):
-                per_model[name].append(common.classification_metrics(y[test_idx], proba[test_idx], labels))
+            this_seed[name] = [common.classification_metrics(y[test_idx], proba[test_idx], labels)
+                               for _, test_idx in common.fold_indices(ds, folds=folds, seed=seed)]
+        for name in per_model:
+            per_model[name].extend(this_seed[name])
+        repeats.append(this_seed)
     summary: dict[str, dict[str, float]] = {}
     for name, scores in per_model.items():
         summary[name] = {}
@@ -259,6 +262,7 @@ def repeated_cv(cfg: dict, ds: common.Dataset, *, folds: int, seeds: list[int], 
     return {
         "models": summary,
         "best_model": common.select_best(summary, "roc_auc"),
+        "selection": common.selection_over_repeats(repeats, "roc_auc") if len(summary) > 1 else None,
         "primary_metric": "roc_auc",
         "task": ds.task,
         "n_scores": len(next(iter(per_model.values()))),

@@ -190,6 +190,22 @@ def test_regression_cross_validation_uses_regression_metrics():
     assert cv["models"][best]["rmse"] == min(m["rmse"] for m in cv["models"].values())
 
 
+def test_selection_estimate_scores_each_fold_with_the_model_picked_on_the_others():
+    fold_metrics = {  # "a" has the best mean only thanks to fold 0
+        "a": [{"roc_auc": 0.99}, {"roc_auc": 0.70}, {"roc_auc": 0.70}],
+        "b": [{"roc_auc": 0.70}, {"roc_auc": 0.75}, {"roc_auc": 0.75}],
+    }
+    sel = common.selection_estimate(fold_metrics, "roc_auc")
+    # fold 0: b wins on folds 1-2 -> 0.70; folds 1 and 2: a wins (0.845 vs 0.725) -> 0.70
+    assert sel["picks"] == ["b", "a", "a"]
+    assert sel["roc_auc"] == pytest.approx(0.70)
+    # while the plain pick, "a" by its mean 0.797, would claim 0.797
+    # lower is better for rmse; one model that wins everywhere: the estimate is its own mean
+    rmse = {"x": [{"rmse": 1.0}, {"rmse": 2.0}], "y": [{"rmse": 3.0}, {"rmse": 4.0}]}
+    sel = common.selection_estimate(rmse, "rmse")
+    assert sel["picks"] == ["x", "x"] and sel["rmse"] == pytest.approx(1.5)
+
+
 # ---------------------------------------------------------------- data loading and errors
 def test_missing_csv_is_a_data_error_naming_file_and_columns(tmp_path):
     path = tmp_path / "nope.csv"
@@ -288,7 +304,9 @@ def test_metrics_json_follows_the_contract(tmp_path, capsys):
     written = common.write_outputs(tmp_path, job="toy", ds=ds, cv_result=cv, model=model, args=args,
                                    started=time.time())
     doc = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(doc) == CONTRACT_KEYS
+    assert set(doc) == CONTRACT_KEYS | {"selection"}  # two candidates: a pick to account for
+    assert len(doc["selection"]["picks"]) == 3 and set(doc["selection"]["picks"]) <= set(doc["models"])
+    assert 0.0 <= doc["selection"]["roc_auc"] <= 1.0
     assert doc["job"] == "toy" and doc["task"] == "binary" and doc["primary_metric"] == "roc_auc"
     assert set(doc["data"]) == DATA_KEYS and doc["data"]["synthetic"] is False
     assert doc["data"]["rows"] == 60 and doc["data"]["features"] == 3
@@ -306,7 +324,8 @@ def test_metrics_json_follows_the_contract(tmp_path, capsys):
     assert "commit" in manifest["git"]
     assert written["model"].name == "model.joblib"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "metrics.json", "model.joblib"]
-    assert "best model: " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "best model: " in out and "selection-aware estimate: roc_auc" in out
 
 
 def test_write_outputs_single_split_and_synthetic_banner(tmp_path, capsys):

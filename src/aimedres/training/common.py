@@ -790,6 +790,55 @@ def select_best(models: Mapping[str, Mapping[str, float]], primary_metric: str) 
     return best_name
 
 
+SELECTION_METHOD = (
+    "each fold is scored with the model picked by its mean over the other folds, so the pick "
+    "never sees the fold it is scored on; the best model's own mean is optimistic by the pick"
+)
+
+
+def selection_estimate(
+    fold_metrics: Mapping[str, list[dict[str, float]]], primary_metric: str
+) -> dict[str, Any]:
+    """A selection-aware CV estimate of "pick the best model, then use it".
+
+    The best model's CV mean is optimistic: the same folds chose it.  Here fold k is scored
+    with the model whose mean over the *other* folds is best (no refit: the candidates were
+    already scored on every fold), so the choice never saw fold k's scores.
+
+    Returns:
+        ``{primary_metric: mean, primary_metric + "_std": std, "picks": [model per fold],
+        "method": ...}``.
+    """
+    names = list(fold_metrics)
+    n_folds = len(fold_metrics[names[0]])
+    scores: list[float] = []
+    picks: list[str] = []
+    for k in range(n_folds):
+        others = {
+            name: {primary_metric: float(np.nanmean(
+                [m[primary_metric] for j, m in enumerate(per_fold) if j != k]))}
+            for name, per_fold in fold_metrics.items()
+        }
+        pick = select_best(others, primary_metric)
+        picks.append(pick)
+        scores.append(fold_metrics[pick][k][primary_metric])
+    summary = _summarise([{primary_metric: v} for v in scores])
+    return {**summary, "picks": picks, "scores": scores, "method": SELECTION_METHOD}
+
+
+def selection_over_repeats(
+    repeats: Sequence[Mapping[str, list[dict[str, float]]]], primary_metric: str
+) -> dict[str, Any]:
+    """:func:`selection_estimate` for repeated CV: within each repeat (its folds partition the
+    rows; folds of different repeats overlap, so one repeat's scores must not pick for
+    another's), then over all folds of all repeats."""
+    parts = [selection_estimate(fold_metrics, primary_metric) for fold_metrics in repeats]
+    scores = [v for part in parts for v in part["scores"]]
+    summary = _summarise([{primary_metric: v} for v in scores])
+    return {**summary, "picks": [p for part in parts for p in part["picks"]], "scores": scores,
+            "method": SELECTION_METHOD + " (within each repeat of the CV)"}
+
+
 def cross_validate(
     models: Mapping[str, Any],
     ds: Dataset,
@@ -817,7 +866,8 @@ def cross_validate(
 
     Returns:
         ``{"task", "primary_metric", "models": {name: {metric: mean, metric_std: std}},
-        "best_model", "folds", "fold_metrics": {name: [per-fold metrics]},
+        "best_model", "selection" (:func:`selection_estimate`; None for one model), "folds",
+        "fold_metrics": {name: [per-fold metrics]},
         "oof": {name: out-of-fold predictions}, "fit_seconds": {name: s}}``.
     """
     from sklearn.base import clone
@@ -854,11 +904,18 @@ def cross_validate(
                 r = results[name]
                 log(f"  {name:<24} {primary} {r[primary]:.4f} ± {r[primary + '_std']:.4f}"
                     f"  ({fit_seconds[name]:.1f} s, {len(splits)} folds)")
+    best = select_best(results, primary)
+    selection = selection_estimate(fold_metrics, primary) if len(models) > 1 else None
+    if verbose and selection is not None:
+        log(f"  selection-aware estimate (each fold scored by the model picked on the other "
+            f"folds): {primary} {selection[primary]:.4f} ± {selection[primary + '_std']:.4f}"
+            f" vs {results[best][primary]:.4f} for {best}")
     return {
         "task": ds.task,
         "primary_metric": primary,
         "models": results,
-        "best_model": select_best(results, primary),
+        "best_model": best,
+        "selection": selection,
         "folds": len(splits),
         "fold_metrics": fold_metrics,
         "oof": oof,
@@ -1075,7 +1132,9 @@ def write_outputs(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    selection = None
     if cv_result is not None:
+        selection = cv_result.get("selection")
         models = cv_result["models"]
         best_model = best_model or cv_result["best_model"]
         primary_metric = primary_metric or cv_result["primary_metric"]
@@ -1116,6 +1175,7 @@ def write_outputs(
         "metrics": {k: float(v) for k, v in metrics.items()},
         "models": {n: {k: float(v) for k, v in m.items()} for n, m in models.items()},
         "best_model": best_model,
+        **({"selection": dict(selection)} if selection else {}),
         "data": dict(data),
         "folds": arg_dict.get("folds"),
         "epochs": arg_dict.get("epochs"),
@@ -1151,6 +1211,10 @@ def _print_summary(doc: Mapping[str, Any], out: Path) -> None:
         print(f" {mark} {name:<24} {primary} {m[primary]:.4f}{std_text}")
     print(f"best model: {doc['best_model']} ({primary} {doc['metrics'][primary]:.4f}); "
           f"outputs in {out} ({doc['duration_s']:.1f} s)", flush=True)
+    selection = doc.get("selection")
+    if selection:
+        print(f"selection-aware estimate: {primary} {selection[primary]:.4f} "
+              f"(each fold scored by the model picked on the other folds)", flush=True)
 
 
 # --------------------------------------------------------------------------------------------
