@@ -4,6 +4,7 @@ pytest collection nodes (``TrainingRoot`` / ``TrainingFile`` / ``TrainingItem``)
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -175,22 +176,49 @@ class Settings:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """Everything needed to run (or list) one training job."""
+    """Everything needed to run (or list) one training job.
+
+    The command (``argv``), the required flags nobody supplies and the notes are worked out
+    from the parser and the settings on first use: listing a thousand job ids needs none of
+    them.
+    """
 
     id: str
     script: Path  #: absolute
-    argv: list[str]
     env: dict[str, str]  #: the job table's `env` (applied last, it wins)
     timeout: float | None
     markers: tuple[str, ...]
     output_dir: Path  #: <output-dir>/<id>/
-    log_path: Path  #: <output-dir>/<id>/train.log
+    settings: Settings
     relpath: str = ""  #: script path relative to rootdir (posix)
     parser: ParserInfo = field(default_factory=lambda: ParserInfo(flags_mod.NO_PARSER))
     configured_args: tuple[str, ...] = ()
-    missing_required: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
     declared: bool = False  #: a variant declared with `script = ...` in the job table
+
+    @functools.cached_property
+    def _built(self) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
+        return build_argv(self.relpath, self.parser, self.settings, self.configured_args,
+                          self.output_dir)
+
+    @property
+    def argv(self) -> list[str]:
+        """``[python, script, shared flags the script accepts, configured args]``."""
+        return self._built[0]
+
+    @property
+    def missing_required(self) -> tuple[str, ...]:
+        """Required flags that neither the shared settings nor the configured args supply."""
+        return self._built[1]
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What was not forwarded and why (for ``--collect-only``)."""
+        return self._built[2]
+
+    @property
+    def log_path(self) -> Path:
+        """<output-dir>/<id>/train.log"""
+        return self.output_dir / "train.log"
 
     @property
     def command(self) -> str:
@@ -332,24 +360,17 @@ def make_spec(
     declared: bool = False,
 ) -> JobSpec:
     """The spec of one job: command, env, timeout, markers, output locations."""
-    rel = relpath(script, settings.rootdir)
-    configured = config.args if config else ()
-    out_dir = settings.output_dir / job
-    argv, missing, notes = build_argv(rel, parser, settings, configured, out_dir)
     return JobSpec(
         id=job,
         script=script,
-        argv=argv,
         env=dict(config.env) if config else {},
         timeout=config.timeout if config else None,
         markers=config.markers if config else (),
-        output_dir=out_dir,
-        log_path=out_dir / "train.log",
-        relpath=rel,
+        output_dir=settings.output_dir / job,
+        settings=settings,
+        relpath=relpath(script, settings.rootdir),
         parser=parser,
-        configured_args=tuple(configured),
-        missing_required=missing,
-        notes=notes,
+        configured_args=tuple(config.args) if config else (),
         declared=declared,
     )
 
