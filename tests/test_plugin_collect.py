@@ -147,6 +147,27 @@ def test_pytest_ignore_rules_and_norecursedirs_drop_scripts(pytester: pytest.Pyt
     header.stdout.fnmatch_lines(["training: 1 jobs from .; output: *"])
 
 
+def test_folders_without_scripts_are_never_entered_and_a_broken_conftest_on_the_way_is_named(
+    pytester: pytest.Pytester,
+) -> None:
+    make(
+        pytester,
+        {
+            "jobs/train_one.py": FAKE,
+            "docs/conftest.py": "raise RuntimeError('docs conftest must not be imported')\n",
+            "docs/test_docs.py": "def test_docs():\n    pass\n",
+        },
+    )
+    result = run(pytester, "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    assert [line for line in result.stdout.lines if "::" in line] == ["jobs/train_one.py::one"]
+    (pytester.path / "jobs/conftest.py").write_text("import no_such_module_here\n")
+    broken = run(pytester, "--collect-only", "-q")
+    assert broken.ret == pytest.ExitCode.USAGE_ERROR
+    broken.stderr.fnmatch_lines(["*a conftest.py on the way to jobs failed to import*"
+                                 "no_such_module_here*"])
+
+
 def test_k_matches_folder_and_file_names_and_tree_names_the_script(
     pytester: pytest.Pytester,
 ) -> None:
