@@ -232,7 +232,8 @@ def _ignore_rules_exist(config: pytest.Config) -> bool:
     costs more than finding the scripts, so it is asked only when it can say yes."""
     if config.getoption("ignore", None) or config.getoption("ignore_glob", None):
         return True
-    if any(impl.plugin_name != "main" for impl in config.hook.pytest_ignore_collect.get_hookimpls()):
+    hookimpls = config.hook.pytest_ignore_collect.get_hookimpls()
+    if any(impl.plugin_name != "main" for impl in hookimpls):
         return True
     return any(
         getattr(plugin, "collect_ignore", None) or getattr(plugin, "collect_ignore_glob", None)

@@ -7,10 +7,11 @@ items are ordered by remembered duration, longest first; jobs never seen before 
 node ids, so every xdist worker collects the same list.
 
 xdist's LoadScheduling hands each worker chunks of items in advance, which defeats longest-first.
-``LongestFirstScheduling`` (in ``xdist_scheduler.py``, imported only under xdist) keeps at most two items on a worker: the one it runs and the next one
-(an xdist worker starts an item only once it knows the next, for fixture teardown).  Because the
-next item must be chosen one job early, it is the item a longest-first list schedule, simulated
-on the remembered durations from the current state, would give that worker.
+``LongestFirstScheduling`` (in ``xdist_scheduler.py``, imported only under xdist) keeps at most
+two items on a worker: the one it runs and the next one (an xdist worker starts an item only
+once it knows the next, for fixture teardown).  Because the next item must be chosen one job
+early, it is the item a longest-first list schedule, simulated on the remembered durations from
+the current state, would give that worker.
 """
 
 from __future__ import annotations
