@@ -53,6 +53,11 @@ def test_detect_gpus_sources(monkeypatch):
     assert detect_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []
     monkeypatch.setattr(budget.shutil, "which", lambda name: None)
     assert detect_gpus({}) == []  # no nvidia-smi: no GPUs, nothing changes
+    # the ini key is the project's default: below the environment, above detection
+    assert detect_gpus({}, "4, 5") == ["4", "5"]
+    assert detect_gpus({}, "none") == []
+    assert detect_gpus({"CUDA_VISIBLE_DEVICES": "1"}, "4,5") == ["1"]
+    assert detect_gpus({"TRAINING_PLUGIN_GPUS": "2"}, "4,5") == ["2"]
 
 
 @pytest.mark.parametrize(
@@ -138,6 +143,19 @@ def test_workers_sharing_one_gpu_are_warned_about(pytester):
                                 env={"TRAINING_PLUGIN_GPUS": "7", "CUDA_VISIBLE_DEVICES": None})
     assert {env["CUDA_VISIBLE_DEVICES"] for env in seen.values()} == {"7"}
     result.stdout.fnmatch_lines(["*2 xdist workers share 1 GPU(s) round-robin*use -n 1*"])
+
+
+def test_ini_training_gpus_are_shared_out_between_workers(pytester):
+    pytester.makeini("[pytest]\ntraining_gpus = 4,5\n")
+    pytester.makepyfile(**{f"train_job{i}": ENV_JOB for i in range(4)})
+    pytester._monkeypatch.delenv("TRAINING_PLUGIN_GPUS", raising=False)
+    pytester._monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-n", "2")
+    result.assert_outcomes(passed=4)
+    seen = [json.loads((pytester.path / "out" / f"job{i}" / "env.json").read_text())
+            for i in range(4)]
+    by_worker = {env["PYTEST_XDIST_WORKER"]: env["CUDA_VISIBLE_DEVICES"] for env in seen}
+    assert by_worker == {"gw0": "4", "gw1": "5"}
 
 
 def test_no_gpus_leaves_cuda_visible_devices_alone_without_xdist(pytester):

@@ -7,8 +7,9 @@ device(s) in ``CUDA_VISIBLE_DEVICES``: an even contiguous split when there are a
 devices as workers, else devices shared round-robin (with a warning at start-up).
 
 The device list comes from, in this order: env ``TRAINING_PLUGIN_GPUS`` (comma list, "" = none;
-an override for users and tests), ``CUDA_VISIBLE_DEVICES`` when set, ``nvidia-smi -L`` when
-installed; else there are no GPUs and nothing changes.
+an override for users and tests), ``CUDA_VISIBLE_DEVICES`` when set (a cluster's allocation
+wins), the ini key ``training_gpus`` (the project's default, ``none`` = no GPUs), ``nvidia-smi
+-L`` when installed; else there are no GPUs and nothing changes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ THREAD_VARS = (
 BUDGET_VAR = "TRAINING_THREADS"
 #: Environment override for the GPU device list ("0,1,2"; "" = no GPUs).
 GPUS_ENV = "TRAINING_PLUGIN_GPUS"
+#: Ini key with the project's default device list ("0,1"; "none" = no GPUs).
+GPUS_INI = "training_gpus"
 _NVIDIA_SMI_TIMEOUT_S = 5
 
 _GPUS_KEY = pytest.StashKey["list[str]"]()
@@ -88,13 +91,16 @@ def _split_ids(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def detect_gpus(environ: Mapping[str, str]) -> list[str]:
-    """Device ids from the override, CUDA_VISIBLE_DEVICES or nvidia-smi (see module doc)."""
+def detect_gpus(environ: Mapping[str, str], configured: str = "") -> list[str]:
+    """Device ids from the override, CUDA_VISIBLE_DEVICES, ``configured`` (the ini key) or
+    nvidia-smi (see module doc)."""
     if GPUS_ENV in environ:
         return _split_ids(environ[GPUS_ENV])
     if "CUDA_VISIBLE_DEVICES" in environ:
         ids = _split_ids(environ["CUDA_VISIBLE_DEVICES"])
         return [] if ids == ["-1"] else ids
+    if configured.strip():
+        return [] if configured.strip().lower() == "none" else _split_ids(configured)
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return []
@@ -106,11 +112,20 @@ def detect_gpus(environ: Mapping[str, str]) -> list[str]:
     return [str(i) for i, line in enumerate(ln for ln in out.splitlines() if ln.startswith("GPU "))]
 
 
+def _has_ini(config: pytest.Config, name: str) -> bool:
+    try:
+        config.getini(name)
+    except ValueError:  # not registered: training_plugin's ini keys are not loaded
+        return False
+    return True
+
+
 def visible_gpus(config: pytest.Config) -> list[str]:
     """GPU device ids visible to this session, detected once per process."""
     gpus = config.stash.get(_GPUS_KEY, None)
     if gpus is None:
-        gpus = config.stash[_GPUS_KEY] = detect_gpus(os.environ)
+        configured = str(config.getini(GPUS_INI)) if _has_ini(config, GPUS_INI) else ""
+        gpus = config.stash[_GPUS_KEY] = detect_gpus(os.environ, configured)
     return gpus
 
 

@@ -122,6 +122,8 @@ def add_ini_options(parser: pytest.Parser) -> None:
                   type="linelist", default=[])
     parser.addini("training_glob", "file pattern of training scripts", default=DEFAULT_GLOB)
     parser.addini("training_output_dir", HELP_OUTPUT_DIR, default=DEFAULT_OUTPUT_DIR)
+    parser.addini("training_gpus", "GPU ids shared out between xdist workers when the "
+                  "environment sets none (e.g. 0,1; none = no GPUs)", default="")
 
 
 def _settings(config: pytest.Config) -> jobs.Settings:
