@@ -483,6 +483,13 @@ class Analyzer:
         target = self._load(path) if path else None
         return (target, None) if target else None
 
+    def _submodule(self, package: _Module, name: str) -> _Module | None:
+        """Module ``name`` beside ``package``'s file (``pkg/__init__.py`` -> ``pkg/name.py``
+        or ``pkg/name/__init__.py``) inside rootdir, parsed; None if there is none."""
+        sub = package.path.parent / name
+        path = next((p for p in (sub.with_suffix(".py"), sub / "__init__.py") if p.is_file()), None)
+        return self._load(path) if path and self._inside_root(str(path)) else None
+
     def _resolve_call(
         self, module: _Module, func: ast.AST, script: Path
     ) -> tuple[_Module, str] | None:
@@ -505,11 +512,7 @@ class Analyzer:
                 continue
             inner = self._resolve_name(target, part, script)
             if inner is None:
-                sub = target.path.parent / part
-                path = next(
-                    (p for p in (sub.with_suffix(".py"), sub / "__init__.py") if p.is_file()), None
-                )
-                loaded = self._load(path) if path and self._inside_root(str(path)) else None
+                loaded = self._submodule(target, part)
                 if loaded is None:
                     return None
                 target = loaded
@@ -660,10 +663,7 @@ class Analyzer:
         if found is not None and found[1] is None:
             target: _Module | None = found[0]
         elif head not in module.assigned and head not in module.imports:
-            sub = module.path.parent / head  # a submodule of this package
-            path = next((p for p in (sub.with_suffix(".py"), sub / "__init__.py") if p.is_file()),
-                        None)
-            target = self._load(path) if path and self._inside_root(str(path)) else None
+            target = self._submodule(module, head)
         else:
             target = None
         if target is None or target is module:

@@ -192,13 +192,14 @@ class SummaryCollector:
             primary = row["primary_metric"]
             value = primary and primary["value"]
             metric = f"{primary['name']}={value:.4f}" if primary and value is not None else "-"
-            flag = "SYNTHETIC data" if row["synthetic"] else ""
+            flags = ["SYNTHETIC data"] if row["synthetic"] else []
             if row["metrics_error"]:
-                flag = (flag + " " if flag else "") + "metrics.json malformed"
+                flags.append("metrics.json malformed")
             elif row["outcome"] == "passed" and not row["metrics"]:
-                flag = (flag + " " if flag else "") + "no metrics.json"
+                flags.append("no metrics.json")
             table.append(
-                (str(row["id"]), row["outcome"], f"{row['duration_s']:.1f} s", metric, flag)
+                (str(row["id"]), row["outcome"], f"{row['duration_s']:.1f} s", metric,
+                 " ".join(flags))
             )
         widths = [max(len(r[i]) for r in table) for i in range(4)]
         for r in table:

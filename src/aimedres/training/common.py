@@ -796,6 +796,31 @@ SELECTION_METHOD = (
 )
 
 
+def _fold_picks(
+    fold_metrics: Mapping[str, list[dict[str, float]]], primary_metric: str
+) -> tuple[list[str], list[float]]:
+    """Per fold k: the model whose mean over the other folds is best, and its score on k."""
+    n_folds = len(next(iter(fold_metrics.values())))
+    picks: list[str] = []
+    scores: list[float] = []
+    for k in range(n_folds):
+        others = {
+            name: {primary_metric: float(np.nanmean(
+                [m[primary_metric] for j, m in enumerate(per_fold) if j != k]))}
+            for name, per_fold in fold_metrics.items()
+        }
+        pick = select_best(others, primary_metric)
+        picks.append(pick)
+        scores.append(fold_metrics[pick][k][primary_metric])
+    return picks, scores
+
+
+def _selection(picks: list[str], scores: list[float], primary_metric: str,
+               method: str) -> dict[str, Any]:
+    summary = _summarise([{primary_metric: v} for v in scores])
+    return {**summary, "picks": picks, "scores": scores, "method": method}
+
+
 def selection_estimate(
     fold_metrics: Mapping[str, list[dict[str, float]]], primary_metric: str
 ) -> dict[str, Any]:
@@ -807,23 +832,10 @@ def selection_estimate(
 
     Returns:
         ``{primary_metric: mean, primary_metric + "_std": std, "picks": [model per fold],
-        "method": ...}``.
+        "scores": [score per fold], "method": ...}``.
     """
-    names = list(fold_metrics)
-    n_folds = len(fold_metrics[names[0]])
-    scores: list[float] = []
-    picks: list[str] = []
-    for k in range(n_folds):
-        others = {
-            name: {primary_metric: float(np.nanmean(
-                [m[primary_metric] for j, m in enumerate(per_fold) if j != k]))}
-            for name, per_fold in fold_metrics.items()
-        }
-        pick = select_best(others, primary_metric)
-        picks.append(pick)
-        scores.append(fold_metrics[pick][k][primary_metric])
-    summary = _summarise([{primary_metric: v} for v in scores])
-    return {**summary, "picks": picks, "scores": scores, "method": SELECTION_METHOD}
+    return _selection(*_fold_picks(fold_metrics, primary_metric), primary_metric,
+                      SELECTION_METHOD)
 
 
 def selection_over_repeats(
@@ -832,11 +844,14 @@ def selection_over_repeats(
     """:func:`selection_estimate` for repeated CV: within each repeat (its folds partition the
     rows; folds of different repeats overlap, so one repeat's scores must not pick for
     another's), then over all folds of all repeats."""
-    parts = [selection_estimate(fold_metrics, primary_metric) for fold_metrics in repeats]
-    scores = [v for part in parts for v in part["scores"]]
-    summary = _summarise([{primary_metric: v} for v in scores])
-    return {**summary, "picks": [p for part in parts for p in part["picks"]], "scores": scores,
-            "method": SELECTION_METHOD + " (within each repeat of the CV)"}
+    picks: list[str] = []
+    scores: list[float] = []
+    for fold_metrics in repeats:
+        repeat_picks, repeat_scores = _fold_picks(fold_metrics, primary_metric)
+        picks += repeat_picks
+        scores += repeat_scores
+    return _selection(picks, scores, primary_metric,
+                      SELECTION_METHOD + " (within each repeat of the CV)")
 
 
 def cross_validate(
