@@ -1,0 +1,54 @@
+"""What a training script accepts on its command line, learned statically (AST only).
+
+A script is never imported or executed.  Three outcomes (``ParserInfo.status``):
+
+- ``"resolved"``: the flags are known;
+- ``"none"``: the script has no command-line parser at all (it accepts no flags);
+- ``"unresolved"``: something cannot be read statically (computed option strings,
+  ``**kwargs``, sub-commands, a parser made or used outside the repository, another CLI
+  library, ``exec`` of a configurator, a helper that reads ``sys.argv``, a syntax error).
+  Nothing is guessed: callers forward no shared flags to such a script.
+
+Where each part lives:
+
+- ``model``:  ``Flag``, ``ParserInfo``, option-name helpers (``normalize``, ``find_flag``);
+- ``walk``:   the AST walk of one script: ``add_argument``, parsers, ``parse_*`` calls,
+  other CLI libraries (``Analyzer``);
+- ``follow``: imports, repository helpers and parent parsers across modules;
+- ``guards``: literal values at call sites and the ``if`` branches they decide;
+- ``cache``:  results keyed by the contents of the script and every followed module.
+"""
+
+from __future__ import annotations
+
+from training_plugin.flags.cache import ANALYSIS_VERSION, FlagCache
+from training_plugin.flags.follow import MAX_DEPTH
+from training_plugin.flags.model import (
+    NO_PARSER,
+    RESOLVED,
+    UNRESOLVED,
+    Flag,
+    ParserInfo,
+    find_flag,
+    iter_option_tokens,
+    normalize,
+    sha256_bytes,
+)
+from training_plugin.flags.walk import Analyzer, analyze_source
+
+__all__ = [
+    "ANALYSIS_VERSION",
+    "MAX_DEPTH",
+    "NO_PARSER",
+    "RESOLVED",
+    "UNRESOLVED",
+    "Analyzer",
+    "Flag",
+    "FlagCache",
+    "ParserInfo",
+    "analyze_source",
+    "find_flag",
+    "iter_option_tokens",
+    "normalize",
+    "sha256_bytes",
+]
