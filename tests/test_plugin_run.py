@@ -125,11 +125,11 @@ def test_collect_only_shows_exact_commands_and_writes_nothing(pytester: pytest.P
     result.stdout.fnmatch_lines(
         [
             "job broken: * train_broken.py",
-            "    flags: parser not resolved statically (syntax error, line 1*",
+            "    flags: command line cannot be read statically (syntax error, line 1*",
             f"job one: * train_one.py --epochs 3 --output_dir {out}",
             "    flags: -e/--epochs, --output_dir",
             "job weird: * train_weird.py",
-            "    flags: parser not resolved statically (add_argument with computed option*",
+            "    flags: command line cannot be read statically (add_argument with computed option*",
             "    note: parser not resolved statically: shared flags are not forwarded",
         ]
     )

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from training_plugin.flags.walk import Analyzer
 
 #: Bump when the analysis changes, so cached results of older versions are ignored.
-ANALYSIS_VERSION = 5
+ANALYSIS_VERSION = 6
 
 
 class FlagCache:

@@ -127,7 +127,7 @@ class ParserInfo:
         if self.status == NO_PARSER:
             return "accepts no flags (no command-line parser)"
         if self.status == UNRESOLVED:
-            return "parser not resolved statically (" + "; ".join(self.reasons) + ")"
+            return "command line cannot be read statically (" + "; ".join(self.reasons) + ")"
         flags = self.flags
         if not flags:
             return "(parser with no arguments)"

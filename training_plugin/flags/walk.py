@@ -21,9 +21,14 @@ from training_plugin.flags.model import NO_PARSER, RESOLVED, UNRESOLVED, Flag, P
 _NO_VALUE_ACTIONS = frozenset(
     {"store_true", "store_false", "store_const", "append_const", "count", "help", "version"}
 )
-_OTHER_CLI_MODULES = frozenset(
-    {"click", "typer", "fire", "docopt", "hydra", "jsonargparse", "simple_parsing", "tyro"}
+#: Imported names that make another library a script's command line (prefixes).
+_OTHER_CLI_ENTRIES = (
+    "hydra.main", "click.", "typer.", "fire.Fire", "docopt.docopt", "tyro.cli", "tyro.extras",
+    "jsonargparse.", "simple_parsing.", "absl.flags.", "absl.app.run",
 )
+#: argparse methods that parse the command line.
+_PARSE_METHODS = frozenset({"parse_args", "parse_known_args", "parse_intermixed_args",
+                            "parse_known_intermixed_args"})
 #: Calls that may receive a parser without adding flags to it.
 _HARMLESS_CALLS = frozenset(
     {"print", "repr", "str", "vars", "id", "type", "isinstance", "len", "getattr", "hasattr"}
@@ -37,6 +42,7 @@ _PARSER_METHODS = frozenset(
         "parse_args",
         "parse_known_args",
         "parse_intermixed_args",
+        "parse_known_intermixed_args",
         "set_defaults",
         "add_subparsers",
         "print_help",
@@ -88,29 +94,24 @@ class Analyzer(Follower):
         nodes = [n for root in roots for n in _walk_pruned(root, env)]
         calls = [n for n in nodes if isinstance(n, ast.Call)]
         parser_names: set[str] = set()
-        for node in ast.walk(module.tree) if depth == 0 else nodes:
+        made_by: dict[str, list[ast.Call]] = {}  # local name -> the calls assigned to it
+        scope = list(ast.walk(module.tree)) if depth == 0 else nodes
+        for node in scope:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
                 made = _dotted(node.value.func) or ""
+                targets = [_dotted(t) for t in node.targets]
                 if made.split(".")[-1] in (
                     "ArgumentParser", "add_argument_group", "add_mutually_exclusive_group"
                 ):
-                    parser_names.update(_dotted(t) or "" for t in node.targets)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [a.name for a in node.names]
-                mod = node.module if isinstance(node, ast.ImportFrom) else None
-                for top in [(mod or "").split(".")[0], *[n.split(".")[0] for n in names]]:
-                    if top in _OTHER_CLI_MODULES:
-                        state.unresolved(f"uses {top} (not argparse)")
-                if mod == "absl" and "flags" in names:
-                    state.unresolved("uses absl.flags (not argparse)")
-            elif (
-                depth == 0
-                and isinstance(node, ast.Attribute)
-                and node.attr == "argv"
-                and isinstance(node.value, ast.Name)
-                and node.value.id == "sys"
-            ):
-                state.uses_sys_argv = True
+                    parser_names.update(t or "" for t in targets)
+                for target in targets:
+                    if target:
+                        made_by.setdefault(target, []).append(node.value)
+            elif self._reads_argv(module, node):
+                state.opaque("reads sys.argv directly" if depth == 0 else
+                             f"{os.path.basename(module.path)} reads sys.argv directly")
+        if depth == 0:
+            self._other_cli(module, scope, state)
         for call in calls:
             func = call.func
             if isinstance(func, ast.Attribute) and func.attr in _PARSER_METHODS:
@@ -120,18 +121,27 @@ class Analyzer(Follower):
                 if func.attr == "add_argument":
                     state.has_parser = True
                     self._add_argument(call, module, state)
-                elif func.attr == "parse_known_args":
-                    state.unresolved("uses parse_known_args (unknown flags are passed on)")
                 elif func.attr == "add_subparsers":
                     state.unresolved("uses sub-commands (add_subparsers)")
+                elif func.attr in _PARSE_METHODS:
+                    self._check_parsed(module, func.value, made_by, state, call.lineno)
                 continue
             dotted = _dotted(func)
+            if dotted == "exec" and call.args and not isinstance(call.args[0], ast.Constant):
+                state.opaque(f"exec() at line {call.lineno}"
+                             + (f" of {os.path.basename(module.path)}" if depth else "")
+                             + " runs code that may read the command line")
             if dotted and dotted.split(".")[-1] == "ArgumentParser":
                 state.has_parser = True
                 for kw in call.keywords:
                     if kw.arg == "parents" and isinstance(kw.value, (ast.List, ast.Tuple)):
                         for parent in kw.value.elts:
-                            if not isinstance(parent, ast.Call):  # calls are followed below
+                            if isinstance(parent, ast.Call):
+                                continue  # calls are followed below
+                            name = _dotted(parent)
+                            if name in made_by:  # base = helper(): that call is followed
+                                self._check_made(module, made_by[name], state, name)
+                            else:
                                 self._follow_parent(module, parent, state, depth)
                 continue
         for call in calls:
@@ -167,6 +177,80 @@ class Analyzer(Follower):
             if not state.enter(key, target_module, depth):
                 continue
             self._scan(target_module, [funcdef], state, depth + 1, callee_env)
+
+    def _made_in_repo(self, module: _Module, call: ast.Call, script: Path) -> bool:
+        """Whether ``call`` makes its parser where the analysis can see it: argparse itself, a
+        function of the script or a repository function (followed)."""
+        dotted = _dotted(call.func) or ""
+        if dotted.split(".")[-1] == "ArgumentParser":
+            return True
+        if "." not in dotted and dotted in module.functions:
+            return True
+        return self._resolve_call(module, call.func, script) is not None
+
+    def _check_made(
+        self, module: _Module, made: list[ast.Call], state: _State, name: str
+    ) -> None:
+        """A parser held in ``name`` must come from a call the analysis follows."""
+        makers = [c for c in made
+                  if not (isinstance(c.func, ast.Attribute) and c.func.attr in _PARSER_METHODS)]
+        if makers and not any(self._made_in_repo(module, c, state.script) for c in makers):
+            first = makers[0]
+            state.unresolved(f"the parser {name} comes from {_dotted(first.func) or 'a call'}() "
+                             f"at line {first.lineno}, which is not in the repository")
+
+    def _check_parsed(
+        self, module: _Module, receiver: ast.AST, made_by: dict[str, list[ast.Call]],
+        state: _State, line: int,
+    ) -> None:
+        """``X.parse_args()``: X must be a parser the analysis can see."""
+        if isinstance(receiver, ast.Call):
+            if not self._made_in_repo(module, receiver, state.script):
+                state.unresolved(f"parse_args() at line {line} is called on a parser made by "
+                                 f"{_dotted(receiver.func) or 'a call'}(), which is not in the "
+                                 "repository")
+            return
+        name = _dotted(receiver)
+        if name in made_by:
+            self._check_made(module, made_by[name], state, name)
+
+    def _reads_argv(self, module: _Module, node: ast.AST) -> bool:
+        """``sys.argv`` (or ``argv`` imported from sys)."""
+        if isinstance(node, ast.Attribute) and node.attr == "argv":
+            base = _dotted(node.value)
+            return base is not None and module.imports.get(base, ("",))[0] == "sys"
+        if isinstance(node, ast.Name) and node.id in module.imports:
+            return module.imports[node.id][0::2] == ("sys", "argv")
+        return False
+
+    def _other_cli(self, module: _Module, scope: list[ast.AST], state: _State) -> None:
+        """Another CLI library counts where the script uses it as its command line: a
+        decorator or call such as ``@hydra.main``, ``@click.command``, ``fire.Fire(...)``.
+        Importing such a library for something else (``hydra.utils``) does not."""
+        used: list[ast.AST] = [n.func for n in scope if isinstance(n, ast.Call)]
+        for node in scope:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                used += [d for d in node.decorator_list if not isinstance(d, ast.Call)]
+        for func in used:
+            origin = self._origin(module, func)
+            if origin and origin.startswith(_OTHER_CLI_ENTRIES):
+                state.unresolved(f"uses {origin.split('.')[0]} (not argparse) at line "
+                                 f"{func.lineno}")
+
+    @staticmethod
+    def _origin(module: _Module, func: ast.AST) -> str | None:
+        """The imported name a call refers to: ``hydra.main`` for ``@hydra.main(...)`` after
+        ``import hydra``, ``fire.Fire`` after ``from fire import Fire``; None if not imported."""
+        dotted = _dotted(func)
+        if dotted is None:
+            return None
+        head, _, rest = dotted.partition(".")
+        binding = module.imports.get(head)
+        if binding is None or binding[1]:
+            return None
+        modname, _level, attr = binding
+        base = f"{modname}.{attr}" if attr else modname
+        return f"{base}.{rest}" if rest else base
 
     def _add_argument(self, call: ast.Call, module: _Module, state: _State) -> None:
         where = f"line {call.lineno}" + (
@@ -206,7 +290,13 @@ class Analyzer(Follower):
         ok_req, required = _literal(kwargs.get("required"))
         if positional:
             dest = options[0]
-            is_required = not (ok_nargs and nargs in ("?", "*")) and "default" not in kwargs
+            # argparse needs a value for a positional unless nargs is "?", "*" or REMAINDER
+            # ("..."), a default notwithstanding; an nargs it cannot read counts as optional
+            nargs_node = kwargs.get("nargs")
+            if nargs_node is None:
+                is_required = True
+            else:
+                is_required = ok_nargs and nargs not in ("?", "*", "...", 0)
             flag = Flag((), dest, is_required, True, default)
         else:
             ok_dest, dest = _literal(kwargs.get("dest"))
@@ -228,11 +318,17 @@ class _State:
     deps: dict[str, str] = field(default_factory=dict)
     visited: set[tuple[str, str, str]] = field(default_factory=set)
     has_parser: bool = False
-    uses_sys_argv: bool = False
+    #: why a script without an argparse parser may still read the command line
+    opaque_reasons: list[str] = field(default_factory=list)
 
     def unresolved(self, reason: str) -> None:
         if reason not in self.reasons:
             self.reasons.append(reason)
+
+    def opaque(self, reason: str) -> None:
+        """Something reads the command line without argparse (counts when no parser is seen)."""
+        if reason not in self.opaque_reasons:
+            self.opaque_reasons.append(reason)
 
     def enter(self, key: tuple[str, str, str], module: _Module, depth: int) -> bool:
         """Whether to follow into ``module`` (a helper, a parent parser) from ``depth``: not
@@ -252,8 +348,8 @@ class _State:
         if self.reasons:
             return ParserInfo(UNRESOLVED, tuple(self.flags), tuple(self.reasons), deps)
         if not self.has_parser:
-            if self.uses_sys_argv:
-                return ParserInfo(UNRESOLVED, (), ("reads sys.argv directly",), deps)
+            if self.opaque_reasons:
+                return ParserInfo(UNRESOLVED, (), tuple(self.opaque_reasons), deps)
             return ParserInfo(NO_PARSER, (), (), deps)
         unique: dict[tuple[str, ...] | str, Flag] = {}
         for flag in self.flags:
