@@ -213,6 +213,60 @@ def test_bad_option_values_exit_4_before_anything_runs(
     assert not (pytester.path / "training-results").exists()
 
 
+def test_a_switch_given_a_value_that_is_not_yes_or_no_is_a_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    switch = FAKE.replace('p.parse_args()', 'p.add_argument("--smoke", action="store_true")\n'
+                                            'p.parse_args()')
+    make(pytester, {"train_one.py": switch})
+    result = run(pytester, "--train-arg", "smoke=maybe")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--train-arg smoke=maybe: job 'one' takes --smoke as a switch*"
+                                 "smoke=true, 1, yes or on*smoke=false, 0, no or off*"])
+    assert not (pytester.path / "training-results").exists()
+    ok = run(pytester, "--train-arg", "smoke=yes", "--collect-only")
+    ok.stdout.fnmatch_lines(["job one: * train_one.py --smoke"])
+
+
+def test_common_spellings_and_ini_aliases_reach_their_scripts(pytester: pytest.Pytester) -> None:
+    gan = """\
+        import argparse
+        p = argparse.ArgumentParser()
+        p.add_argument("--n_epochs", type=int)
+        p.add_argument("--manualSeed", type=int)
+        p.add_argument("--results-dir")
+        p.parse_args()
+    """
+    yolo = """\
+        import argparse
+        p = argparse.ArgumentParser()
+        p.add_argument("--epochs", type=int)
+        p.add_argument("--project")
+        p.add_argument("--output")
+        p.parse_known_args()
+    """
+    make(pytester, {"train_gan.py": gan, "train_yolo.py": yolo},
+         ini="training_flag_aliases =\n    output-dir = project\n")
+    result = run(pytester, "--collect-only", "--epochs", "2", "--seed", "7")
+    result.stdout.fnmatch_lines([
+        "job gan: * train_gan.py --n_epochs 2 --manualSeed 7 --results-dir *gan",
+        "*note: --epochs passed as --n_epochs",
+        "*note: --seed passed as --manualSeed",
+        "*note: --output-dir passed as --results-dir",
+        "job yolo: * train_yolo.py --epochs 2 --project *yolo",
+        "*note: --seed not passed: the script has no such flag",
+        "*note: --output-dir passed as --project",
+    ])
+    assert "--output " not in result.stdout.str()  # never guessed
+
+
+def test_a_malformed_flag_alias_line_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    make(pytester, {"train_one.py": FAKE}, ini="training_flag_aliases =\n    speed = fast\n")
+    result = run(pytester, "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*training_flag_aliases: 'speed = fast' is not*epochs, folds*"])
+
+
 # -- the job table -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("table", "message"),

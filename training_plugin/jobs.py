@@ -41,6 +41,10 @@ MSG_TABLE_UNKNOWN_ID = (
     "add `script = \"path/to/train_x.py\"` to declare a variant job, or rename the table "
     "to a discovered id"
 )
+MSG_SWITCH_VALUE = (
+    "--train-arg {name}={value}: {job} takes {option} as a switch (no value); give "
+    "{name}=true, 1, yes or on to pass it, or {name}=false, 0, no or off to leave it out"
+)
 MSG_MISSING_REQUIRED = (
     "job {id!r} was not started: {script} requires {flags}, which neither the shared "
     "settings (--epochs/--folds/--seed/--output-dir/--train-arg) nor the job's configured "
@@ -171,6 +175,8 @@ class Settings:
     folds: int | None = None
     seed: int | None = None
     train_args: tuple[tuple[str, str], ...] = ()
+    #: a repository's own spellings of shared settings (ini ``training_flag_aliases``)
+    flag_aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()
     threads: int | None = None  #: forwarded as --n-jobs under xdist
 
 
@@ -246,6 +252,22 @@ def _truthy(value: str) -> bool | None:
     return None
 
 
+def check_train_args(specs: Mapping[Path, list[JobSpec]]) -> None:
+    """Raise ``pytest.UsageError`` for a ``--train-arg NAME=VALUE`` sent to a job whose
+    ``--NAME`` is a switch when VALUE is not a yes/no word, naming the job."""
+    for group in specs.values():
+        for spec in group:
+            if not spec.parser.resolved:
+                continue
+            for name, value in spec.settings.train_args:
+                flag = spec.parser.find(name)
+                if flag is not None and not flag.takes_value and _truthy(value) is None:
+                    raise pytest.UsageError(MSG_SWITCH_VALUE.format(
+                        name=name, value=value, job=f"job {spec.id!r}",
+                        option=(flag.long_options or flag.options)[0],
+                    ))
+
+
 def build_argv(
     script_rel: str,
     parser: ParserInfo,
@@ -265,15 +287,20 @@ def build_argv(
     notes: list[str] = []
 
     parser_flags = parser.flags if parser.resolved else ()
-    looked_up: dict[str, flags_mod.Flag | None] = {}
+    looked_up: dict[tuple[str, bool], flags_mod.Flag | None] = {}
+    aliases = dict(settings.flag_aliases)
 
-    def find(name: str) -> flags_mod.Flag | None:
-        if name not in looked_up:
-            looked_up[name] = flags_mod.find_flag(parser_flags, name)
-        return looked_up[name]
+    def find(name: str, setting: bool = False) -> flags_mod.Flag | None:
+        """The flag for ``--name``; for a shared setting also its other spellings."""
+        if (name, setting) not in looked_up:
+            looked_up[name, setting] = (
+                flags_mod.find_shared(parser_flags, name, aliases.get(name, ()))
+                if setting else flags_mod.find_flag(parser_flags, name)
+            )
+        return looked_up[name, setting]
 
-    def accepted(name: str) -> flags_mod.Flag | None:
-        flag = find(name) if parser.resolved else None
+    def accepted(name: str, setting: bool = False) -> flags_mod.Flag | None:
+        flag = find(name, setting) if parser.resolved else None
         if flag is None or any(
             o in given or (o.startswith("--") and flags_mod.normalize(o) in given)
             for o in flag.options
@@ -294,10 +321,12 @@ def build_argv(
     for name, value in wanted:
         if value is None:
             continue
-        flag = accepted(name)
+        flag = accepted(name, setting=True)
         if flag is not None:
             shared += [spelling(flag), value]
-        elif parser.resolved and find(name) is None:
+            if flags_mod.normalize(spelling(flag)) != name:
+                notes.append(f"--{name} passed as {spelling(flag)}")
+        elif parser.resolved and find(name, setting=True) is None:
             notes.append(f"--{name} not passed: the script has no such flag")
     for name, value in settings.train_args:
         flag = accepted(name)
@@ -307,15 +336,22 @@ def build_argv(
             continue
         if flag.takes_value:
             shared += [spelling(flag), value]
-        elif _truthy(value):
-            shared.append(spelling(flag))
+        else:
+            switch = _truthy(value)
+            if switch is None:
+                raise pytest.UsageError(MSG_SWITCH_VALUE.format(
+                    name=name, value=value, job=script_rel, option=spelling(flag)))
+            if switch:
+                shared.append(spelling(flag))
     if settings.threads is not None:
         flag = accepted("n-jobs")
         if flag is not None:
             shared += [spelling(flag), str(settings.threads)]
-    flag = accepted("output-dir")
+    flag = accepted("output-dir", setting=True)
     if flag is not None:
         shared += [spelling(flag), str(out_dir)]
+        if flags_mod.normalize(spelling(flag)) != "output-dir":
+            notes.append(f"--output-dir passed as {spelling(flag)}")
     argv = [sys.executable, script_rel, *shared, *configured]
     present = set(flags_mod.iter_option_tokens(argv[2:]))
     missing: list[str] = []

@@ -122,8 +122,30 @@ def add_ini_options(parser: pytest.Parser) -> None:
                   type="linelist", default=[])
     parser.addini("training_glob", "file pattern of training scripts", default=DEFAULT_GLOB)
     parser.addini("training_output_dir", HELP_OUTPUT_DIR, default=DEFAULT_OUTPUT_DIR)
+    parser.addini("training_flag_aliases", "a repository's own option names for the shared "
+                  "settings, one setting a line: epochs = niter  /  output-dir = project",
+                  type="linelist", default=[])
     parser.addini("training_gpus", "GPU ids shared out between xdist workers when the "
                   "environment sets none (e.g. 0,1; none = no GPUs)", default="")
+
+
+SHARED_SETTINGS = ("epochs", "folds", "seed", "output-dir")
+
+
+def _flag_aliases(config: pytest.Config) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The ``training_flag_aliases`` ini key: ``<setting> = <option> ...`` per line."""
+    aliases: dict[str, tuple[str, ...]] = {}
+    for line in config.getini("training_flag_aliases"):
+        name, sep, rest = line.partition("=")
+        name = name.strip().lstrip("-").replace("_", "-")
+        spellings = tuple(s.lstrip("-") for s in rest.split())
+        if not sep or name not in SHARED_SETTINGS or not spellings:
+            raise pytest.UsageError(
+                f"training_flag_aliases: {line.strip()!r} is not '<setting> = <option> ...' "
+                f"with a setting among {', '.join(SHARED_SETTINGS)} (e.g. output-dir = project)"
+            )
+        aliases[name] = aliases.get(name, ()) + spellings
+    return tuple(aliases.items())
 
 
 def _settings(config: pytest.Config) -> jobs.Settings:
@@ -140,6 +162,7 @@ def _settings(config: pytest.Config) -> jobs.Settings:
         folds=config.getoption("folds"),
         seed=config.getoption("seed"),
         train_args=tuple(config.getoption("train_args") or ()),
+        flag_aliases=_flag_aliases(config),
         threads=parallel.threads_per_job(config),
     )
 
@@ -295,6 +318,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     )
     if cache_file is not None and flag_cache.changed and not hasattr(config, "workerinput"):
         flag_cache.write(cache_file)
+    jobs.check_train_args(specs)
     if not hasattr(config, "workerinput"):
         _warn_unused_train_args(config, settings, specs)
     config.stash[_STATE_KEY] = _State(

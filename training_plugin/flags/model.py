@@ -69,6 +69,33 @@ def find_flag(flags: Iterable[Flag], name: str) -> Flag | None:
     return None
 
 
+#: Other spellings of the shared settings, tried in order after the setting's own name (with
+#: any ``_``/``-`` spelling).  Only options the parser has are ever used.
+SPELLINGS: dict[str, tuple[str, ...]] = {
+    "epochs": ("n-epochs", "num-epochs", "max-epochs"),
+    "folds": ("n-folds", "num-folds"),
+    "seed": ("manual-seed", "manualSeed", "random-seed"),
+    "output-dir": ("out-dir", "outdir", "save-dir", "results-dir"),
+}
+
+
+def find_shared(
+    flags: Iterable[Flag], name: str, extra: Iterable[str] = ()
+) -> Flag | None:
+    """The flag a shared setting goes to: ``--name`` itself, else one of ``extra`` (a
+    repository's own spellings, from the ini), else a common spelling from ``SPELLINGS``."""
+    flags = tuple(flags)
+    flag = find_flag(flags, name)
+    if flag is not None:
+        return flag
+    for spelling in (*extra, *SPELLINGS.get(name, ())):
+        wanted = normalize(spelling)
+        for flag in flags:
+            if any(o[:2] == "--" and normalize(o) == wanted for o in flag.options):
+                return flag
+    return None
+
+
 class ParserInfo:
     """What the analysis learned about one script (read-only).
 
