@@ -71,13 +71,68 @@ def test_discovery_skips_ignored_dirs_skip_paths_and_outside_symlinks(tmp_path: 
     assert [s.id for s in scripts] == ["deep", "good"]
 
 
-def test_duplicate_ids_stop_the_run_naming_both_files(pytester: pytest.Pytester) -> None:
+def test_identical_copies_stop_the_run_naming_both_files(pytester: pytest.Pytester) -> None:
     make(pytester, {"a/train_als.py": FAKE, "b/train_als.py": FAKE, "c/train_ok.py": FAKE})
     result = run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*job id 'als': a/train_als.py and b/train_als.py*",
+    result.stderr.fnmatch_lines(["*identical copies have the job id 'als': a/train_als.py and "
+                                 "b/train_als.py; a copy is never run twice*",
                                  "*training_skip*"])
     assert not (pytester.path / "training-results").exists()  # nothing ran
+
+
+def test_scripts_sharing_a_file_name_get_ids_qualified_by_folder(
+    pytester: pytest.Pytester,
+) -> None:
+    make(pytester, {"classify/train.py": FAKE, "segment/train.py": FAKE + "# segmentation\n",
+                    "detect/train_other.py": FAKE}, "training_glob = train*.py\n")
+    listed = run(pytester, "--collect-only")
+    listed.stdout.fnmatch_lines([
+        "job classify/train: * classify/train.py",
+        "    id: qualified by folder (another script is also named train.py)",
+    ])
+    assert "job other: " in listed.stdout.str()
+    assert "other: * detect/train_other.py\n    id:" not in listed.stdout.str()
+    result = run(pytester, "-k", "segment/train")
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "training-results/segment/train/ran").exists()
+    assert not (pytester.path / "training-results/classify").exists()
+
+
+def test_training_unique_ids_makes_a_shared_file_name_an_error(pytester: pytest.Pytester) -> None:
+    make(pytester, {"classify/train.py": FAKE, "segment/train.py": FAKE + "# other\n"},
+         "training_glob = train*.py\ntraining_unique_ids = true\n")
+    result = run(pytester, "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*job id 'train': classify/train.py and segment/train.py, "
+                                 "and `training_unique_ids` is on*classify/train, segment/train*"])
+
+
+def test_qualified_ids_use_the_fewest_parent_folders_that_tell_scripts_apart(
+    tmp_path: Path,
+) -> None:
+    for i, rel in enumerate(["a/x/train_m.py", "b/x/train_m.py", "c/train_m.py", "train_m.py",
+                             "d/train_n.py"]):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(f"# script {i}\n")
+    scripts = discover([tmp_path], rootdir=tmp_path)
+    assert {s.relpath: s.id for s in scripts} == {
+        "a/x/train_m.py": "a/x/m", "b/x/train_m.py": "b/x/m", "c/train_m.py": "c/m",
+        "train_m.py": "m", "d/train_n.py": "n",
+    }
+    assert [s.qualified for s in scripts] == [True, True, True, False, False]
+
+
+def test_a_declared_job_with_a_discovered_id_is_refused_with_fitting_advice(
+    pytester: pytest.Pytester,
+) -> None:
+    table = '[tool.training_plugin.jobs.one]\nscript = "other/train_two.py"\n'
+    make(pytester, {"train_one.py": FAKE, "other/train_two.py": FAKE, "pyproject.toml": table})
+    result = run(pytester, "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*two jobs have the job id 'one': the discovered script "
+                                 "train_one.py and a job declared in pyproject.toml*"
+                                 "Give the declared job another id*"])
 
 
 def test_training_skip_resolves_a_duplicate(pytester: pytest.Pytester) -> None:

@@ -2,11 +2,16 @@
 
 Pure functions over the file system; no pytest objects.  The walk is deterministic (sorted by
 path relative to rootdir) so every xdist worker collects the same jobs in the same order.
+
+A job id is the file stem without ``train_``.  Different scripts with one stem (a ``train.py``
+per folder) get ids qualified by the shortest run of parent folders that tells them apart
+(``classify/train``, ``segment/train``); identical copies are refused, naming both.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -35,9 +40,19 @@ IGNORED_DIR_NAMES = frozenset(
 )
 
 MSG_DUPLICATE_ID = (
-    "two training scripts have the job id {id!r}: {first} and {second}; "
-    "a job id must name one script.  Add the copy that should not run to `training_skip` "
-    "(pytest.ini), e.g.\n    training_skip =\n        {suggest}"
+    "two jobs have the job id {id!r}: the discovered script {first} and a job declared in "
+    "pyproject.toml with script = {second!r}; a job id must name one job.  Give the declared "
+    "job another id (rename its [tool.training_plugin.jobs.{id}] table)"
+)
+MSG_IDENTICAL_COPY = (
+    "identical copies have the job id {id!r}: {first} and {second}; a copy is never run "
+    "twice.  Add the one that should not run to `training_skip` (pytest.ini), e.g.\n"
+    "    training_skip =\n        {suggest}"
+)
+MSG_STRICT_ID = (
+    "two training scripts have the job id {id!r}: {first} and {second}, and "
+    "`training_unique_ids` is on.  Rename one, add one to `training_skip`, or set "
+    "`training_unique_ids = false` to get ids qualified by folder ({qualified})"
 )
 MSG_MISSING_ROOT = (
     "training_paths entry {entry!r} does not exist under rootdir {rootdir}; "
@@ -51,7 +66,8 @@ class Script:
 
     path: Path  #: absolute path
     relpath: str  #: posix path relative to rootdir
-    id: str  #: job id (stem without ``train_``)
+    id: str  #: job id (stem without ``train_``, qualified by folder when the stem is shared)
+    qualified: bool = False  #: the id carries parent folders (another script has its stem)
 
 
 def job_id(path: Path) -> str:
@@ -157,13 +173,15 @@ def discover(
     skip: Iterable[str] = (),
     check_roots: bool = True,
     norecursedirs: Iterable[str] = (),
+    unique_ids: bool = False,
 ) -> list[Script]:
     """Find training scripts under ``roots`` (files or directories).
 
     ``skip`` holds paths relative to ``rootdir`` that are never searched; folders matching a
-    ``norecursedirs`` pattern (pytest's ini key, e.g. ``.*``, ``build``) are not entered.  Raises
-    ``pytest.UsageError`` when two scripts share a job id (naming both and the fix) or, with
-    ``check_roots``, when a root does not exist.
+    ``norecursedirs`` pattern (pytest's ini key, e.g. ``.*``, ``build``) are not entered.
+    Scripts sharing a stem get ids qualified by folder (see ``qualify_ids``).  Raises
+    ``pytest.UsageError`` for identical copies (naming both and the fix), for any shared stem
+    with ``unique_ids``, and, with ``check_roots``, when a root does not exist.
     """
     rootdir = Path(os.path.abspath(rootdir))
     real_root = os.path.realpath(rootdir)
@@ -188,12 +206,67 @@ def discover(
                            norecurse=norecurse, real_dir=real_dir))
     scripts = [Script(path=Path(p), relpath=relpath(p, rootdir), id=_id_of(p)) for p in found]
     scripts.sort(key=lambda s: s.relpath)
-    check_unique(scripts)
-    return scripts
+    return qualify_ids(scripts, unique_ids=unique_ids)
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _suggest(script: Script) -> str:
+    return str(Path(script.relpath).parent.as_posix())
+
+
+def qualify_ids(scripts: list[Script], *, unique_ids: bool = False) -> list[Script]:
+    """``scripts`` (sorted by relpath) with distinct ids.
+
+    Scripts that share an id get ``<parent folders>/<id>``, with the fewest trailing parent
+    folders that make every id of the group distinct (``classify/train``, ``segment/train``;
+    ``a/x/train``, ``b/x/train``).  Raises ``pytest.UsageError`` when two of them have
+    identical contents (a copy is never run twice), and for any shared id with ``unique_ids``.
+    """
+    groups: dict[str, list[Script]] = {}
+    for script in scripts:
+        groups.setdefault(script.id, []).append(script)
+    renamed: dict[str, str] = {}
+    for job, group in groups.items():
+        if len(group) == 1:
+            continue
+        seen: dict[str | None, Script] = {}
+        for script in group:
+            digest = _sha256(script.path)
+            other = seen.get(digest) if digest is not None else None
+            if other is not None:
+                raise pytest.UsageError(MSG_IDENTICAL_COPY.format(
+                    id=job, first=other.relpath, second=script.relpath, suggest=_suggest(script)))
+            seen[digest] = script
+        parents = [Path(s.relpath).parent.parts for s in group]
+        depth = max(len(p) for p in parents)
+        for k in range(1, depth + 1):
+            ids = ["/".join((*p[-k:], job)) if p else job for p in parents]
+            if len(set(ids)) == len(ids):
+                break
+        if unique_ids:
+            raise pytest.UsageError(MSG_STRICT_ID.format(
+                id=job, first=group[0].relpath, second=group[1].relpath,
+                qualified=", ".join(ids)))
+        for script, new in zip(group, ids):
+            renamed[script.relpath] = new
+    if not renamed:
+        return scripts
+    result: list[Script] = []
+    for script in scripts:
+        new = renamed.get(script.relpath, script.id)
+        result.append(Script(script.path, script.relpath, new, qualified=new != script.id))
+    return result
 
 
 def check_unique(scripts: Iterable[Script]) -> None:
-    """Raise ``pytest.UsageError`` when two scripts have the same job id."""
+    """Raise ``pytest.UsageError`` when two jobs (a discovered script, then a job declared in
+    the job table) have the same job id."""
     by_id: dict[str, Script] = {}
     for script in scripts:
         other = by_id.get(script.id)
@@ -203,7 +276,6 @@ def check_unique(scripts: Iterable[Script]) -> None:
                     id=script.id,
                     first=other.relpath,
                     second=script.relpath,
-                    suggest=str(Path(script.relpath).parent.as_posix()),
                 )
             )
         by_id[script.id] = script

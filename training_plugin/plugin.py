@@ -125,6 +125,9 @@ def add_ini_options(parser: pytest.Parser) -> None:
     parser.addini("training_flag_aliases", "a repository's own option names for the shared "
                   "settings, one setting a line: epochs = niter  /  output-dir = project",
                   type="linelist", default=[])
+    parser.addini("training_unique_ids", "refuse scripts that share a file name instead of "
+                  "qualifying their job ids by folder (classify/train, segment/train)",
+                  type="bool", default=False)
     parser.addini("training_gpus", "GPU ids shared out between xdist workers when the "
                   "environment sets none (e.g. 0,1; none = no GPUs)", default="")
 
@@ -304,6 +307,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     scripts = discovery.discover(
         roots, rootdir=rootdir, pattern=pattern, skip=skip, check_roots=training_only,
         norecursedirs=config.getini("norecursedirs"),
+        unique_ids=config.getini("training_unique_ids"),
     )
     _load_conftests(config, {s.path.parent for s in scripts})
     if _ignore_rules_exist(config):
@@ -388,6 +392,9 @@ def pytest_report_collectionfinish(
             continue
         spec = item.spec
         lines.append(f"job {spec.id}: {spec.command}")
+        if "/" in spec.id and not spec.declared:
+            lines.append(f"    id: qualified by folder (another script is also named "
+                         f"{os.path.basename(spec.relpath)})")
         lines.append(f"    flags: {spec.parser.describe()}")
         for note in spec.notes:
             lines.append(f"    note: {note}")
