@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""The original ``run_all_training.py`` command line, run through the pytest plugin.
+
+Each old option maps onto ``pytest -p training_plugin``:
+
+    --epochs N / --folds K / --output-dir DIR   the same options
+    --only a b / --exclude c                    -k (an expression that selects exactly those job ids)
+    --parallel [--max-workers N]                -n N (-n auto without --max-workers)
+    --dry-run                                   --collect-only (each job's exact command)
+    --list                                      --collect-only -q (the job ids)
+
+Other arguments are passed to pytest as they are.  The equivalent pytest command is printed
+once, then run; the exit code is pytest's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+
+PYTEST = [sys.executable, "-m", "pytest", "-p", "training_plugin"]
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Train every model (runs `pytest -p training_plugin`; see README.md)."
+    )
+    parser.add_argument("--epochs", type=int, help="epochs for every job that has the flag")
+    parser.add_argument("--folds", type=int, help="cross-validation folds")
+    parser.add_argument("--output-dir", help="output directory (one folder per job)")
+    parser.add_argument("--only", nargs="+", metavar="JOB", help="run only these job ids")
+    parser.add_argument("--exclude", nargs="+", metavar="JOB", help="skip these job ids")
+    parser.add_argument("--parallel", action="store_true", help="run jobs in parallel (-n)")
+    parser.add_argument("--max-workers", type=int, metavar="N", help="workers with --parallel")
+    parser.add_argument("--dry-run", action="store_true", help="show each job's command only")
+    parser.add_argument("--list", action="store_true", help="list the job ids only")
+    return parser
+
+
+def job_ids(cwd: str | None = None) -> list[str]:
+    """The job ids, from ``pytest -p training_plugin --collect-only -q``."""
+    proc = subprocess.run([*PYTEST, "--collect-only", "-q"], cwd=cwd, capture_output=True,
+                          text=True)
+    if proc.returncode not in (0, 5):
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(proc.returncode)
+    return [line.rsplit("::", 1)[1].strip() for line in proc.stdout.splitlines() if "::" in line]
+
+
+def selection(wanted: Sequence[str], ids: Sequence[str]) -> str:
+    """A ``-k`` expression that selects exactly the ids in ``wanted``.
+
+    ``-k`` matches substrings, so ids that contain a wanted id (``baseline_models`` for
+    ``model``) are excluded by name."""
+    chosen = [i for i in ids if i in wanted]
+    others = [i for i in ids if i not in wanted
+              and any(w.lower() in i.lower() for w in chosen)]
+    expr = " or ".join(chosen)
+    if len(chosen) > 1 and others:
+        expr = f"({expr})"
+    if others:
+        expr += " and not " + (f"({' or '.join(others)})" if len(others) > 1 else others[0])
+    return expr
+
+
+def build_command(
+    args: argparse.Namespace, extra: Sequence[str], ids: Sequence[str] | None
+) -> list[str]:
+    """The pytest command for the old options (``ids`` is needed for --only/--exclude)."""
+    command = list(PYTEST)
+    if args.epochs is not None:
+        command += ["--epochs", str(args.epochs)]
+    if args.folds is not None:
+        command += ["--folds", str(args.folds)]
+    if args.output_dir is not None:
+        command += ["--output-dir", args.output_dir]
+    if args.only or args.exclude:
+        assert ids is not None
+        wanted = [i for i in ids if (not args.only or i in args.only)
+                  and i not in (args.exclude or ())]
+        if not wanted:
+            command += ["-k", "not " + " and not ".join(ids)] if ids else []
+        elif len(wanted) < len(ids):
+            command += ["-k", selection(wanted, ids)]
+    if args.parallel:
+        command += ["-n", str(args.max_workers) if args.max_workers else "auto"]
+    if args.list:
+        command += ["--collect-only", "-q"]
+    elif args.dry_run:
+        command.append("--collect-only")
+    return command + list(extra)
+
+
+def main(argv: Sequence[str] | None = None, cwd: str | None = None) -> int:
+    parser = make_parser()
+    args, extra = parser.parse_known_args(argv)
+    cwd = cwd or os.path.dirname(os.path.abspath(__file__))
+    ids = job_ids(cwd) if (args.only or args.exclude) else None
+    if ids is not None:
+        unknown = [j for j in (args.only or []) + (args.exclude or []) if j not in ids]
+        if unknown:
+            parser.error(f"unknown job id(s): {', '.join(unknown)}; the job ids are: "
+                         f"{', '.join(ids)}")
+    command = build_command(args, extra, ids)
+    shown = ["pytest", *command[3:]]
+    print(f"run_all_training.py runs: {shlex.join(shown)}", flush=True)
+    return subprocess.run(command, cwd=cwd).returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
