@@ -51,7 +51,7 @@ def main() -> None:
         first = run(proj)  # nothing remembered: file order, one job at a time
         second = run(proj)  # remembered durations: longest first
         xdist_own = run(proj, "-p", "no:cacheprovider",
-                        "-p", "no:training_plugin.parallel")  # xdist's LoadScheduling
+                        "-p", "no:training_plugin.xdist_scheduler")  # xdist's LoadScheduling
     rows = [
         ("start-up cost (same jobs, 0.005x sleeps, best of 3)", startup, None),
         ("1st run: nothing remembered (file order, our scheduler)", first, first - startup),

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from training_plugin import budget, parallel
+from training_plugin import budget
 from training_plugin.budget import detect_gpus, gpus_for_worker
 
 from test_parallel_process_safety import PLUGIN_ARGS, plugin_project
@@ -69,14 +69,14 @@ def test_threads_per_job_on_the_controller(pytester, args, workers):
     config = pytester.parseconfigure(*args)
     cpus = len(os.sched_getaffinity(0))
     if workers is None:  # "auto": xdist's own count of CPUs
-        assert parallel.threads_per_job(config) is not None
+        assert budget.threads_per_job(config) is not None
     elif workers == 0:
-        assert parallel.threads_per_job(config) is None
-        assert parallel.job_environment(config, "x") == {}
+        assert budget.threads_per_job(config) is None
+        assert budget.job_environment(config, "x") == {}
     else:
         threads = max(1, cpus // workers)
-        assert parallel.threads_per_job(config) == threads
-        env = parallel.job_environment(config, "x")
+        assert budget.threads_per_job(config) == threads
+        env = budget.job_environment(config, "x")
         assert env["OMP_NUM_THREADS"] == env["TRAINING_THREADS"] == str(threads)
         assert "CUDA_VISIBLE_DEVICES" not in env  # the controller runs no job
 
@@ -85,7 +85,7 @@ def test_threads_per_job_on_a_worker(pytester, monkeypatch):
     monkeypatch.setattr(budget, "usable_cpus", lambda: 16)
     config = pytester.parseconfigure()
     config.workerinput = {"workerid": "gw1", "workercount": 3}  # type: ignore[attr-defined]
-    assert parallel.threads_per_job(config) == 5
+    assert budget.threads_per_job(config) == 5
 
 
 # -- what jobs actually receive ----------------------------------------------------------------

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from training_plugin.flags import RESOLVED, UNRESOLVED, Flag, ParserInfo
-from training_plugin.jobs import JobConfig, Settings, build_argv, make_spec, results
+from training_plugin import results
+from training_plugin.jobs import JobConfig, Settings, build_argv, make_spec
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = Path("/repo")

@@ -299,7 +299,9 @@ def test_xdist_runs_jobs_in_parallel_with_summary_and_properties(
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         ["*training job 'three' failed: exit code 4*", "*= training summary =*",
-         "one * passed * roc_auc=0.5000", "two * passed * roc_auc=0.2500 * SYNTHETIC data"]
+         "job * outcome * duration * primary metric * node",
+         "one * passed * roc_auc=0.5000 * local:gw*",
+         "two * passed * roc_auc=0.2500 * local:gw* SYNTHETIC data"]
     )
     one = received(pytester, "one")
     assert one["argv"][:1] == ["--n-jobs"]  # the thread budget, in the script's spelling

@@ -5,26 +5,26 @@ training_plugin`` registers this package module as the plugin.
 """
 
 from training_plugin.plugin import (
+    pytest_addhooks,
     pytest_addoption,
     pytest_collect_directory,
     pytest_collect_file,
     pytest_configure,
     pytest_report_collectionfinish,
     pytest_report_header,
-    pytest_runtest_makereport,
     pytest_sessionstart,
     pytest_terminal_summary,
     pytest_unconfigure,
 )
 
 __all__ = [
+    "pytest_addhooks",
     "pytest_addoption",
     "pytest_collect_directory",
     "pytest_collect_file",
     "pytest_configure",
     "pytest_report_collectionfinish",
     "pytest_report_header",
-    "pytest_runtest_makereport",
     "pytest_sessionstart",
     "pytest_terminal_summary",
     "pytest_unconfigure",

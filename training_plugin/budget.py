@@ -141,16 +141,19 @@ def gpus_for_worker(gpus: list[str], index: int, workers: int) -> list[str]:
     return gpus[start : start + base + (1 if index < extra else 0)]
 
 
+def thread_env(threads: int) -> dict[str, str]:
+    """The thread-pool variables (and ``TRAINING_THREADS``) capped at ``threads``."""
+    env = {name: str(threads) for name in THREAD_VARS}
+    env[BUDGET_VAR] = str(threads)
+    return env
+
+
 def job_environment(config: pytest.Config, job_id: str) -> dict[str, str]:
     """Extra environment for one job at run time: thread caps under xdist and this worker's
     GPUs.  The caller merges os.environ < this < TRAINING_* vars < the job table's env."""
     del job_id  # the same for every job of a worker today; kept for per-job policies
-    env: dict[str, str] = {}
     threads = threads_per_job(config)
-    if threads is not None:
-        for name in THREAD_VARS:
-            env[name] = str(threads)
-        env[BUDGET_VAR] = str(threads)
+    env = thread_env(threads) if threads is not None else {}
     index = worker_index(config)
     if index is not None:
         devices = gpus_for_worker(visible_gpus(config), index, worker_count(config))

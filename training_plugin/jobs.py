@@ -4,12 +4,13 @@ pytest collection nodes (``TrainingRoot`` / ``TrainingFile`` / ``TrainingItem``)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
 import shlex
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,16 @@ from typing import Any
 import pytest
 
 from training_plugin import flags as flags_mod
-from training_plugin import results
 from training_plugin.discovery import Script, check_unique, relpath
 from training_plugin.flags import ParserInfo
 
 TABLE = "tool.training_plugin.jobs"
 #: Allowed keys of a ``[tool.training_plugin.jobs.<id>]`` table.
-JOB_KEYS = ("script", "args", "timeout", "markers", "env")
+JOB_KEYS = (
+    "script", "args", "timeout", "markers", "env",
+    "min", "max", "tolerance", "direction", "inputs",
+    "cpus", "gpus", "memory", "resources",
+)
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MARKER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Where an earlier run's metrics.json is kept while the job runs again.
@@ -65,6 +69,66 @@ class JobConfig:
     timeout: float | None = None
     markers: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    #: quality gates: metric -> lowest / highest allowed value
+    min: Mapping[str, float] = field(default_factory=dict)
+    max: Mapping[str, float] = field(default_factory=dict)
+    #: regression tolerance: a number (absolute), "N%" (relative), or metric -> either
+    tolerance: Any = None
+    #: metric -> "higher" | "lower" (which way is better) for names not known by default
+    direction: Mapping[str, str] = field(default_factory=dict)
+    #: globs (relative to rootdir) of extra files that feed the up-to-date fingerprint
+    inputs: tuple[str, ...] = ()
+    #: cluster resources (``--ray``): CPUs (also the job's thread budget), GPUs, memory in
+    #: bytes, custom Ray resources
+    cpus: float | None = None
+    gpus: float | None = None
+    memory: int | None = None
+    resources: Mapping[str, float] = field(default_factory=dict)
+
+    def resource_request(self) -> dict[str, Any]:
+        """The resources asked for, by name (cpus defaults to 1)."""
+        request: dict[str, Any] = {"cpus": self.cpus if self.cpus is not None else 1}
+        if self.gpus:
+            request["gpus"] = self.gpus
+        if self.memory:
+            request["memory"] = self.memory
+        if self.resources:
+            request["resources"] = dict(self.resources)
+        return request
+
+
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_MEMORY_UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                 "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
+
+
+def parse_memory(value: Any) -> int | None:
+    """Bytes from a number or a string like "512MB", "8GiB", "2G"; None when unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value) if value > 0 else None
+    if not isinstance(value, str):
+        return None
+    match = _MEMORY_RE.match(value)
+    if not match:
+        return None
+    unit = (match.group(2) or "").upper().removesuffix("B")
+    factor = _MEMORY_UNITS.get(unit)
+    if factor is None:
+        return None
+    number = int(float(match.group(1)) * factor)
+    return number if number > 0 else None
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def _is_tolerance(value: Any) -> bool:
+    if _is_number(value):
+        return value >= 0
+    return isinstance(value, str) and bool(re.match(r"^\s*\d+(\.\d+)?\s*%\s*$", value))
 
 
 def load_job_table(rootdir: Path) -> dict[str, JobConfig]:
@@ -147,6 +211,48 @@ def _job_config(job: str, body: Any, file: str, rootdir: Path) -> JobConfig:
     env = body.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise bad("env", "a table of strings (NAME = \"value\")", env)
+    bounds: dict[str, dict[str, float]] = {}
+    for key in ("min", "max"):
+        value = body.get(key, {})
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and _is_number(v) for k, v in value.items()
+        ):
+            raise bad(key, 'a table of metric = number (e.g. { roc_auc = 0.88 })', value)
+        bounds[key] = {k: float(v) for k, v in value.items()}
+    tolerance = body.get("tolerance")
+    if tolerance is not None and not (
+        _is_tolerance(tolerance)
+        or (isinstance(tolerance, dict) and all(_is_tolerance(v) for v in tolerance.values()))
+    ):
+        raise bad("tolerance", 'a number, "N%", or a table of metric = number or "N%"',
+                  tolerance)
+    direction = body.get("direction", {})
+    if not isinstance(direction, dict) or not all(
+        v in ("higher", "lower") for v in direction.values()
+    ):
+        raise bad("direction", 'a table of metric = "higher" or "lower"', direction)
+    inputs = body.get("inputs", [])
+    if not isinstance(inputs, list) or not all(isinstance(g, str) and g for g in inputs):
+        raise bad("inputs", "a list of globs (strings)", inputs)
+    numbers: dict[str, float | None] = {}
+    for key, least in (("cpus", 0.0), ("gpus", 0.0)):
+        value = body.get(key)
+        if value is not None and (not _is_number(value) or value < least
+                                  or (key == "cpus" and value == 0)):
+            raise bad(key, "a number" + (" > 0" if key == "cpus" else " >= 0"), value)
+        numbers[key] = float(value) if value is not None else None
+    memory = body.get("memory")
+    memory_bytes = None
+    if memory is not None:
+        memory_bytes = parse_memory(memory)
+        if memory_bytes is None:
+            raise bad("memory", 'bytes, or a size like "8GiB" or "512MB"', memory)
+    resources = body.get("resources", {})
+    if not isinstance(resources, dict) or not all(
+        isinstance(k, str) and _is_number(v) and v > 0 for k, v in resources.items()
+    ):
+        raise bad("resources", "a table of resource name = amount > 0 (e.g. { bigmem = 1 })",
+                  resources)
     return JobConfig(
         id=job,
         script=script_path,
@@ -154,6 +260,15 @@ def _job_config(job: str, body: Any, file: str, rootdir: Path) -> JobConfig:
         timeout=float(timeout) if timeout is not None else None,
         markers=tuple(markers),
         env=dict(env),
+        min=bounds["min"],
+        max=bounds["max"],
+        tolerance=tolerance,
+        direction=dict(direction),
+        inputs=tuple(inputs),
+        cpus=numbers["cpus"],
+        gpus=numbers["gpus"],
+        memory=memory_bytes,
+        resources={k: float(v) for k, v in resources.items()},
     )
 
 
@@ -178,6 +293,7 @@ class Settings:
     #: a repository's own spellings of shared settings (ini ``training_flag_aliases``)
     flag_aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()
     threads: int | None = None  #: forwarded as --n-jobs under xdist
+    cluster: bool = False  #: jobs run on a cluster (--ray): --n-jobs is each job's ``cpus``
 
 
 @dataclass(frozen=True)
@@ -200,10 +316,20 @@ class JobSpec:
     parser: ParserInfo = field(default_factory=lambda: ParserInfo(flags_mod.NO_PARSER))
     configured_args: tuple[str, ...] = ()
     declared: bool = False  #: a variant declared with `script = ...` in the job table
+    config: JobConfig | None = None  #: its job-table entry, if any
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        """Cluster resources asked for (``cpus`` defaults to 1)."""
+        return (self.config or JobConfig(id=self.id)).resource_request()
 
     @functools.cached_property
     def _built(self) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
-        return build_argv(self.relpath, self.parser, self.settings, self.configured_args,
+        settings = self.settings
+        if settings.cluster:
+            threads = max(1, int(self.resources["cpus"]))
+            settings = dataclasses.replace(settings, threads=threads)
+        return build_argv(self.relpath, self.parser, settings, self.configured_args,
                           self.output_dir)
 
     @property
@@ -408,6 +534,7 @@ def make_spec(
         parser=parser,
         configured_args=tuple(config.args) if config else (),
         declared=declared,
+        config=config,
     )
 
 
@@ -465,178 +592,3 @@ def build_specs(
                       config=cfg, declared=True)
         )
     return {path: specs[path] for path in sorted(specs, key=lambda p: relpath(p, settings.rootdir))}
-
-
-# ---------------------------------------------------------------------------------------------
-# Collection nodes
-# ---------------------------------------------------------------------------------------------
-class JobNotStarted(Exception):
-    """The job could not be started (e.g. a required flag nobody supplies)."""
-
-
-class JobFailed(Exception):
-    """The job ran and failed; carries the spec and the runner's result."""
-
-    def __init__(self, spec: JobSpec, result: Any) -> None:
-        super().__init__(f"{spec.id}: {result.describe()}")
-        self.spec = spec
-        self.result = result
-
-
-class TrainingFile(pytest.File):
-    """A training script file; its items are the jobs that run it."""
-
-    def __init__(self, *, specs: list[JobSpec], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.specs = specs
-
-    def collect(self) -> Iterator[TrainingItem]:
-        """One item per job of this script."""
-        for spec in self.specs:
-            yield TrainingItem.from_parent(self, name=spec.id, spec=spec)
-
-
-class TrainingRoot(pytest.Directory):
-    """Every job of a training-only session, collected in one step.
-
-    Discovery has already found the scripts, so pytest does not walk the tree again and makes
-    no node per folder or file: the items hang directly under the rootdir, keeping the node
-    ids a walk would give (``src/x/train_als.py::als``) and, for ``-k``, the folder and file
-    names on the way.
-    """
-
-    def __init__(self, *, specs: Mapping[Path, list[JobSpec]], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.specs = specs
-
-    def collect(self) -> Iterator[TrainingItem]:
-        """One item per job, in the specs' order (by script path, then job id)."""
-        for specs in self.specs.values():
-            for spec in specs:
-                yield TrainingItem.from_parent(
-                    self, name=spec.id, spec=spec, path=spec.script,
-                    nodeid=f"{spec.relpath}::{spec.id}",
-                )
-
-
-class TrainingItem(pytest.Item):
-    """One training job: runs the script and reads its metrics."""
-
-    def __init__(self, *, spec: JobSpec, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.spec = spec
-        # `-k` matches the folder and file names of the script, as for a walked test file
-        self.extra_keyword_matches.update(p for p in spec.relpath.split("/") if p)
-        self.run_result: Any = None
-        self.metrics: results.JobMetrics | None = None
-        for marker in spec.markers:
-            self.add_marker(marker)
-        if spec.timeout is not None and self.config.pluginmanager.hasplugin("timeout"):
-            # pytest-timeout's precedence then holds: marker > --timeout > ini
-            self.add_marker(pytest.mark.timeout(spec.timeout))
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name} ({self.spec.relpath})>"
-
-    def _timeout(self) -> float | None:
-        from training_plugin import parallel
-
-        timeout = self.stash.get(parallel.TIMEOUT_KEY, None)
-        if timeout is None and not self.config.pluginmanager.hasplugin("timeout"):
-            timeout = self.spec.timeout
-        return timeout if timeout else None
-
-    def environment(self) -> dict[str, str]:
-        """os.environ < parallel.job_environment < TRAINING_* < the job table's env."""
-        from training_plugin import parallel
-
-        env = dict(os.environ)
-        env.update(parallel.job_environment(self.config, self.spec.id))
-        env["TRAINING_OUTPUT_DIR"] = str(self.spec.output_dir)
-        env["TRAINING_JOB_ID"] = self.spec.id
-        env.update(self.spec.env)
-        return env
-
-    def runtest(self) -> None:
-        """Run the job; raise ``JobNotStarted`` / ``JobFailed`` on failure."""
-        from training_plugin import runner
-
-        spec = self.spec
-        if spec.missing_required:
-            raise JobNotStarted(spec.missing_message())
-        self._set_aside_previous_metrics()
-        result = runner.run_job(
-            list(spec.argv),
-            cwd=self.config.rootpath,
-            env=self.environment(),
-            log_path=spec.log_path,
-            timeout=self._timeout(),
-        )
-        self.run_result = result
-        self._attach_log(result.log_path)
-        if not result.ok:
-            raise JobFailed(spec, result)
-        self.metrics = results.read_metrics(spec.output_dir)
-        self.user_properties.extend(results.junit_properties(self.metrics))
-        if self.metrics is not None and self.metrics.error:
-            self.warn(pytest.PytestWarning(f"training job {spec.id!r}: {self.metrics.error}"))
-
-    def _set_aside_previous_metrics(self) -> None:
-        """An earlier run's metrics.json becomes metrics.previous.json, so that a run that
-        ends without writing one is never reported (or read by a user) with old figures."""
-        metrics = self.spec.output_dir / results.METRICS_FILE
-        try:
-            os.replace(metrics, metrics.with_name(PREVIOUS_METRICS_FILE))
-        except FileNotFoundError:
-            pass
-
-    def _attach_log(self, log_path: Path, limit: int = 1_000_000) -> None:
-        try:
-            data = Path(log_path).read_bytes()
-        except OSError:
-            return
-        if len(data) > limit:
-            data = b"[... first %d bytes omitted ...]\n" % (len(data) - limit) + data[-limit:]
-        self.add_report_section("call", "train.log", data.decode("utf-8", errors="replace"))
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        """The story of a failed job: how it ended, how long, the command, the log tail."""
-        if isinstance(excinfo.value, JobNotStarted):
-            return str(excinfo.value)
-        if isinstance(excinfo.value, JobFailed):
-            from training_plugin import runner
-
-            spec, result = excinfo.value.spec, excinfo.value.result
-            tail = runner.log_tail(result.log_path, LOG_TAIL_LINES)
-            took = "" if result.timed_out else f" after {result.duration_s:.1f} s"
-            lines = [
-                f"training job {spec.id!r} failed: {result.describe()}{took}",
-                f"command: {spec.command}",
-                f"log: {result.log_path}",
-            ]
-            if tail:
-                lines.append(f"last {LOG_TAIL_LINES} lines of the log:")
-                lines += ["    " + line for line in tail.splitlines()]
-            else:
-                lines.append("(the log is empty)")
-            return "\n".join(lines)
-        return super().repr_failure(excinfo)
-
-    def reportinfo(self) -> tuple[Path, int, str]:
-        """Names the job for humans."""
-        return self.path, 0, f"training job {self.spec.id} ({self.spec.relpath})"
-
-    def record(self) -> dict[str, Any]:
-        """JSON-able facts for the session summary (travels on the report under xdist)."""
-        spec = self.spec
-        data: dict[str, Any] = {
-            "id": spec.id,
-            "command": list(spec.argv),
-            "log": str(spec.log_path),
-            "output_dir": str(spec.output_dir),
-        }
-        if self.run_result is not None:
-            data["result"] = self.run_result.describe() if not self.run_result.ok else "ok"
-        if self.metrics is not None:
-            data.update(self.metrics.to_json())
-        return data

@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from training_plugin import discovery, jobs, results
+from training_plugin import budget, discovery, jobs
+from training_plugin import items as items_mod
+from training_plugin import session as session_mod
 from training_plugin.flags import Analyzer, FlagCache
 
 _STATE_KEY = pytest.StashKey["_State"]()
 _TABLE_KEY = pytest.StashKey["dict[str, jobs.JobConfig] | pytest.UsageError"]()
-_SUMMARY_KEY = pytest.StashKey[results.SummaryCollector]()
 
 CACHE_DIR = "training_plugin"
 DEFAULT_GLOB = "train_*.py"
@@ -34,6 +35,14 @@ HELP_OUTPUT_DIR = (
     "default: ini training_output_dir or training-results"
 )
 HELP_TRAIN_ARG = "forward --NAME VALUE to every job that accepts --NAME (repeatable)"
+HELP_RAY = (
+    "run the jobs on a Ray cluster: auto, HOST:PORT, ray://HOST:PORT (what ray.init takes), "
+    "or local (a private Ray instance for this session); default: ini training_ray_address"
+)
+MSG_RAY_WITH_XDIST = (
+    "--ray runs every selected job at once on the cluster, placed by its resources; "
+    "-n {n} is not needed and was turned off (the jobs do not run on xdist workers)"
+)
 
 
 class _State:
@@ -107,7 +116,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     metavar="DIR", help=HELP_OUTPUT_DIR)
     group.addoption("--train-arg", dest="train_args", type=_train_arg, action="append",
                     default=[], metavar="NAME=VALUE", help=HELP_TRAIN_ARG)
+    group.addoption("--ray", dest="training_ray", default=None, metavar="ADDRESS", help=HELP_RAY)
     add_ini_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """The plugin's own hooks (``hookspecs.py``): executor choice, job started / finished."""
+    from training_plugin import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def add_ini_options(parser: pytest.Parser) -> None:
@@ -130,6 +147,21 @@ def add_ini_options(parser: pytest.Parser) -> None:
                   type="bool", default=False)
     parser.addini("training_gpus", "GPU ids shared out between xdist workers when the "
                   "environment sets none (e.g. 0,1; none = no GPUs)", default="")
+    parser.addini("training_ray_address", "Ray cluster address for the jobs (as --ray); "
+                  "empty: run locally", default="")
+
+
+def ray_address(config: pytest.Config) -> str | None:
+    """The Ray address of this session (``--ray``, else ini ``training_ray_address``), or
+    None when the jobs run locally."""
+    address = config.getoption("training_ray", None)
+    if address is None:
+        try:
+            address = config.getini("training_ray_address")
+        except ValueError:
+            address = ""
+    address = str(address).strip()
+    return address or None
 
 
 SHARED_SETTINGS = ("epochs", "folds", "seed", "output-dir")
@@ -152,8 +184,6 @@ def _flag_aliases(config: pytest.Config) -> tuple[tuple[str, tuple[str, ...]], .
 
 
 def _settings(config: pytest.Config) -> jobs.Settings:
-    from training_plugin import parallel
-
     rootdir = Path(config.rootpath)
     out = config.getoption("training_output_dir") or config.getini("training_output_dir")
     out = str(out).strip() or DEFAULT_OUTPUT_DIR
@@ -166,16 +196,23 @@ def _settings(config: pytest.Config) -> jobs.Settings:
         seed=config.getoption("seed"),
         train_args=tuple(config.getoption("train_args") or ()),
         flag_aliases=_flag_aliases(config),
-        threads=parallel.threads_per_job(config),
+        threads=budget.threads_per_job(config),
+        cluster=ray_address(config) is not None,
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the parallel plugin, the job-table markers and (controller) the summary."""
-    from training_plugin import parallel
-
-    if not config.pluginmanager.is_registered(parallel):
-        config.pluginmanager.register(parallel, "training_plugin.parallel")
+    """Read the job table, register its markers and the session object; under ``--ray``,
+    turn xdist off (the cluster runs every job at once)."""
+    address = ray_address(config)
+    numprocesses = config.getoption("numprocesses", None)
+    if address is not None and numprocesses and not hasattr(config, "workerinput"):
+        # runs before xdist's own (trylast) pytest_configure, which then starts no workers
+        config.option.numprocesses = None
+        config.option.dist = "no"
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(MSG_RAY_WITH_XDIST.format(n=numprocesses)), stacklevel=2
+        )
     try:
         table: dict[str, jobs.JobConfig] | pytest.UsageError = jobs.load_job_table(
             config.rootpath
@@ -188,18 +225,12 @@ def pytest_configure(config: pytest.Config) -> None:
             config.addinivalue_line(
                 "markers", f"{marker}: training jobs marked in [tool.training_plugin.jobs]"
             )
-    if not hasattr(config, "workerinput"):
-        collector = results.SummaryCollector(config, _settings(config).output_dir)
-        config.stash[_SUMMARY_KEY] = collector
-        config.pluginmanager.register(collector, "training_plugin.summary")
+    session_mod.register(config, _settings(config).output_dir, address)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Unregister the summary collector."""
-    collector = config.stash.get(_SUMMARY_KEY, None)
-    if collector is not None:
-        del config.stash[_SUMMARY_KEY]
-        config.pluginmanager.unregister(collector)
+    """Unregister the session object; stop the executor (kills anything still running)."""
+    session_mod.unregister(config)
 
 
 MSG_UNUSED_TRAIN_ARG = (
@@ -329,6 +360,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         settings, specs, training_only,
         [discovery.relpath(Path(os.path.normpath(rootdir / r)), rootdir) for r in roots],
     )
+    if settings.cluster and not hasattr(config, "workerinput"):
+        items_mod.executor_of(config)  # connect now: a bad address is a usage error (exit 4)
     if training_only:
         # Collect the training jobs only, not the test suite: one collector at rootdir
         # (pytest_collect_directory) yields them all; pytest walks nothing.  The header's
@@ -343,7 +376,7 @@ def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Col
     state = parent.config.stash.get(_STATE_KEY, None)
     if state is None or not state.training_only or path != state.settings.rootdir:
         return None
-    return jobs.TrainingRoot.from_parent(parent, path=path, specs=state.specs)
+    return items_mod.TrainingRoot.from_parent(parent, path=path, specs=state.specs)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -357,17 +390,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
     if specs is None:
         return result
     kept = [node for node in result or [] if not isinstance(node, pytest.Module)]
-    kept.append(jobs.TrainingFile.from_parent(parent, path=Path(file_path), specs=specs))
+    kept.append(items_mod.TrainingFile.from_parent(parent, path=Path(file_path), specs=specs))
     return kept
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Attach the job's record to its reports (it travels to the xdist controller)."""
-    report = yield
-    if isinstance(item, jobs.TrainingItem):
-        setattr(report, results.REPORT_ATTR, item.record())
-    return report
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -377,7 +401,11 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     count = sum(len(s) for s in state.specs.values())
     where = ", ".join(state.roots) or "."
-    return [f"training: {count} jobs from {where}; output: {state.settings.output_dir}"]
+    lines = [f"training: {count} jobs from {where}; output: {state.settings.output_dir}"]
+    executor = config.stash.get(items_mod.EXECUTOR_KEY, None)
+    if executor is not None and hasattr(executor, "describe"):
+        lines.append(f"training: {executor.describe()}")
+    return lines
 
 
 def pytest_report_collectionfinish(
@@ -387,8 +415,10 @@ def pytest_report_collectionfinish(
     if not config.getoption("collectonly") or config.get_verbosity() < 0:
         return None
     lines: list[str] = []
+    cluster = ray_address(config) is not None
+    executor = config.stash.get(items_mod.EXECUTOR_KEY, None) if cluster else None
     for item in items:
-        if not isinstance(item, jobs.TrainingItem):
+        if not isinstance(item, items_mod.TrainingItem):
             continue
         spec = item.spec
         lines.append(f"job {spec.id}: {spec.command}")
@@ -396,6 +426,11 @@ def pytest_report_collectionfinish(
             lines.append(f"    id: qualified by folder (another script is also named "
                          f"{os.path.basename(spec.relpath)})")
         lines.append(f"    flags: {spec.parser.describe()}")
+        if cluster or (spec.config is not None and spec.config.resource_request() != {"cpus": 1}):
+            asked = ", ".join(f"{k}={v}" for k, v in spec.resources.items())
+            lines.append(f"    resources: {asked}")
+        if executor is not None:
+            lines.append(f"    runs on: {executor.placement(item.job_run())}")
         for note in spec.notes:
             lines.append(f"    note: {note}")
         if spec.missing_required:

@@ -1,8 +1,8 @@
 """Results: reading a job's metrics.json, JUnit properties, the session summary.
 
-``SummaryCollector`` is a stateful plugin registered on the controller only (junitxml.py
-style).  It builds everything from test reports, so it works unchanged under xdist: each
-training item's report carries a JSON-able ``training_job`` record (see ``TrainingItem.record``).
+``SummaryCollector`` lives on the controller only (owned by the session object).  It builds
+everything from test reports, so it works unchanged under xdist: each training item's report
+carries a JSON-able ``training_job`` record (see ``TrainingItem.record``).
 """
 
 from __future__ import annotations
@@ -92,6 +92,42 @@ def read_metrics(output_dir: Path) -> JobMetrics | None:
     return JobMetrics(metrics=metrics, primary_metric=primary, synthetic=synthetic, error=error)
 
 
+@dataclass
+class JobResult:
+    """What ``pytest_training_job_finished`` receives: how the job ended and what it wrote.
+
+    Plugins on that hook may fail the item (``fail``), add JUnit properties, summary notes
+    and JSON-able ``extra`` facts (see ``hookspecs.py``).
+    """
+
+    spec: Any  #: the job's ``JobSpec``
+    run: Any  #: the executor's ``RunResult``
+    metrics: JobMetrics | None = None
+    failures: list[str] = field(default_factory=list)
+    properties: list[tuple[str, object]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """The job exited 0 in time and no plugin failed it."""
+        return bool(self.run is not None and self.run.ok and not self.failures)
+
+    def fail(self, story: str) -> None:
+        """Fail the item with this one-line story (the job's outputs are kept)."""
+        self.failures.append(story)
+
+
+@dataclass
+class JobSkip:
+    """What ``pytest_training_skip_job`` returns to skip a job: the reason shown to the user
+    and the metrics to report in its place (e.g. those of its last passing run)."""
+
+    reason: str
+    metrics: JobMetrics | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 def junit_properties(metrics: JobMetrics | None) -> list[tuple[str, object]]:
     """``item.user_properties`` entries: flat metrics, primary metric, data.synthetic."""
     if metrics is None:
@@ -115,7 +151,9 @@ class _Entry:
 
 
 class SummaryCollector:
-    """Collects training reports; writes the terminal table and ``summary.json`` (controller)."""
+    """Collects training reports; writes the terminal table and ``summary.json`` (controller).
+
+    Owned by the session object, which feeds it every training report (``add``)."""
 
     def __init__(self, config: pytest.Config, output_dir: Path) -> None:
         self.config = config
@@ -123,12 +161,12 @@ class SummaryCollector:
         self.entries: dict[str, _Entry] = {}
         self.summary_path: Path | None = None
 
-    @pytest.hookimpl
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Keep the outcome, duration and record of every training item."""
+    def add(self, report: pytest.TestReport) -> dict[str, Any] | None:
+        """Keep the outcome, duration and record of a training report; return the job's
+        record so far, with ``outcome`` and ``duration_s`` filled in."""
         record = getattr(report, REPORT_ATTR, None)
         if not isinstance(record, dict):
-            return
+            return None
         entry = self.entries.get(report.nodeid)
         if entry is None:
             entry = self.entries[report.nodeid] = _Entry(report.nodeid, dict(record))
@@ -139,6 +177,14 @@ class SummaryCollector:
             entry.outcome = report.outcome
         elif report.outcome != "passed" and entry.outcome == "passed":
             entry.outcome = "error" if report.failed else report.outcome
+        if report.skipped and "story" not in entry.record:
+            longrepr = report.longrepr
+            if isinstance(longrepr, tuple) and len(longrepr) == 3:
+                entry.record["story"] = str(longrepr[2]).removeprefix("Skipped: ")
+        entry.record["outcome"] = entry.outcome
+        entry.record["duration_s"] = round(entry.duration_s, 3)
+        entry.record["nodeid"] = report.nodeid
+        return entry.record
 
     def rows(self) -> list[dict[str, Any]]:
         """One summary.json entry per job, sorted by node id."""
@@ -162,13 +208,16 @@ class SummaryCollector:
                     "synthetic": rec.get("synthetic"),
                     "metrics_error": rec.get("metrics_error"),
                     "result": rec.get("result"),
+                    "node": rec.get("node"),
+                    "story": rec.get("story"),
+                    "notes": rec.get("notes") or [],
+                    "extra": rec.get("extra") or {},
                     "log": rec.get("log"),
                 }
             )
         return out
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def write(self) -> None:
         """Write ``<output-dir>/summary.json`` when any job ran."""
         if not self.entries or self.config.getoption("collectonly"):
             return
@@ -179,15 +228,15 @@ class SummaryCollector:
         os.replace(tmp, path)
         self.summary_path = path
 
-    @pytest.hookimpl
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        """The table: job, outcome, duration, primary metric, SYNTHETIC."""
+    def terminal(self, tr: Any) -> None:
+        """The table: job, outcome, duration, primary metric, where it ran, notes."""
         if not self.entries:
             return
         rows = self.rows()
-        tr = terminalreporter
         tr.write_sep("=", "training summary")
-        table = [("job", "outcome", "duration", "primary metric", "")]
+        show_node = any(row["node"] not in (None, "local") for row in rows)
+        table = [("job", "outcome", "duration", "primary metric", "node" if show_node else "",
+                  "")]
         for row in rows:
             primary = row["primary_metric"]
             value = primary and primary["value"]
@@ -197,16 +246,17 @@ class SummaryCollector:
                 flags.append("metrics.json malformed")
             elif row["outcome"] == "passed" and not row["metrics"]:
                 flags.append("no metrics.json")
+            flags.extend(row["notes"])
             table.append(
                 (str(row["id"]), row["outcome"], f"{row['duration_s']:.1f} s", metric,
-                 " ".join(flags))
+                 str(row["node"] or "-") if show_node else "", "; ".join(flags))
             )
-        widths = [max(len(r[i]) for r in table) for i in range(4)]
+        widths = [max(len(r[i]) for r in table) for i in range(5)]
         for r in table:
-            line = "  ".join(
-                [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
-                 r[3].ljust(widths[3]), r[4]]
-            ).rstrip()
-            tr.write_line(line)
+            cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
+                     r[3].ljust(widths[3])]
+            if show_node:
+                cells.append(r[4].ljust(widths[4]))
+            tr.write_line("  ".join([*cells, r[5]]).rstrip())
         if self.summary_path is not None:
             tr.write_line(f"summary: {self.summary_path}")

@@ -13,21 +13,23 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import pathlib
 import select
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-MSG_TIMED_OUT = "timed out after {timeout} s (process tree killed)"
-MSG_KILLED = "killed by {signal}"
-MSG_OOM_HINT = " (out of memory?)"
-MSG_EXIT_CODE = "exit code {code}"
-MSG_INTERRUPTED = "interrupted (process tree killed)"
+from training_plugin.executors.base import (  # noqa: F401 - re-exported for callers of run_job
+    MSG_EXIT_CODE,
+    MSG_INTERRUPTED,
+    MSG_KILLED,
+    MSG_OOM_HINT,
+    MSG_TIMED_OUT,
+    RunResult,
+)
+
 MSG_REAPER_DIED = (
     "the job supervisor (training_plugin reaper) died while the job ran; "
     "the job's process group was killed"
@@ -37,56 +39,6 @@ MSG_LEFTOVERS = "[training_plugin] the job ended; {n} process(es) it left runnin
 _REAPER_PATH = str(Path(__file__).with_name("_reaper.py"))
 #: Longest wait for the reaper to confirm that a tree is gone after a kill request.
 _KILL_WAIT_S = 30.0
-
-
-def _format_seconds(value: float) -> str:
-    """Render a timeout like a user wrote it: 60 -> "60", 0.5 -> "0.5"."""
-    return f"{value:g}"
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """How one job's process ended."""
-
-    returncode: int | None  # exit code; negative = killed by that signal (like subprocess)
-    duration_s: float
-    timed_out: bool
-    timeout_s: float | None
-    log_path: pathlib.Path
-    interrupted: bool = False  # KeyboardInterrupt/SIGTERM of pytest while running
-    error: str | None = None  # the job could not be started / was lost (returncode is None)
-    leftovers: int = 0  # processes still running after the job ended (all killed)
-
-    @property
-    def ok(self) -> bool:
-        """True when the job exited with code 0 within its timeout."""
-        return self.returncode == 0 and not self.timed_out and not self.interrupted
-
-    @property
-    def signal_name(self) -> str | None:
-        """Name of the signal that killed the job ("SIGKILL"), or None."""
-        if self.returncode is None or self.returncode >= 0:
-            return None
-        try:
-            return signal.Signals(-self.returncode).name
-        except ValueError:
-            return f"signal {-self.returncode}"
-
-    def describe(self) -> str:
-        """One short phrase for the failure report: "exit code 2", "killed by SIGSEGV" ..."""
-        if self.timed_out:
-            return MSG_TIMED_OUT.format(timeout=_format_seconds(self.timeout_s or 0.0))
-        if self.interrupted:
-            return MSG_INTERRUPTED
-        if self.error is not None:
-            return self.error
-        name = self.signal_name
-        if name is not None:
-            text = MSG_KILLED.format(signal=name)
-            return text + MSG_OOM_HINT if name == "SIGKILL" else text
-        if self.returncode is None:
-            return "did not run"
-        return MSG_EXIT_CODE.format(code=self.returncode)
 
 
 class ReaperDied(RuntimeError):

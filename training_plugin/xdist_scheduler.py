@@ -17,6 +17,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from xdist.workermanage import WorkerController
 
 
+#: The name this module is registered under as a plugin (``-p no:`` it to get xdist's own).
+NAME = "training_plugin.xdist_scheduler"
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``--dist load`` (what ``-n`` means), hand out items one job at a time in the
+    collection's longest-first order; other --dist modes keep xdist's scheduler."""
+    if config.getvalue("dist") != "load":
+        return None
+    return LongestFirstScheduling(config, log)
+
+
 class LongestFirstScheduling(LoadScheduling):  # type: ignore[misc,valid-type]
     """xdist load scheduling that keeps the collection's longest-first order (see module doc)."""
 

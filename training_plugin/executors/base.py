@@ -1,0 +1,110 @@
+"""The executor interface: a job to run (``JobRun``), how it ended (``RunResult``), and the
+small protocol every executor follows (``Executor``).  No heavy imports here."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+MSG_TIMED_OUT = "timed out after {timeout} s (process tree killed)"
+MSG_KILLED = "killed by {signal}"
+MSG_OOM_HINT = " (out of memory?)"
+MSG_EXIT_CODE = "exit code {code}"
+MSG_INTERRUPTED = "interrupted (process tree killed)"
+
+
+def format_seconds(value: float) -> str:
+    """Render a timeout like a user wrote it: 60 -> "60", 0.5 -> "0.5"."""
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One job as an executor sees it.
+
+    ``env`` holds only what the job adds to the environment (thread budget, GPUs,
+    ``TRAINING_*``, the job table's ``env``): the local executor lays it over ``os.environ``,
+    the Ray executor over the environment of the node that runs the job.
+    """
+
+    id: str
+    argv: list[str]  #: ``[python, script relative to cwd, args...]``
+    cwd: Path  #: rootdir on the controller
+    env: Mapping[str, str]
+    output_dir: Path  #: ``<output-dir>/<id>/`` on the controller
+    log_path: Path  #: ``<output-dir>/<id>/train.log`` on the controller
+    timeout: float | None = None
+    resources: Mapping[str, Any] = field(default_factory=dict)  #: cpus, gpus, memory, custom
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How one job's process ended."""
+
+    returncode: int | None  # exit code; negative = killed by that signal (like subprocess)
+    duration_s: float
+    timed_out: bool
+    timeout_s: float | None
+    log_path: Path
+    interrupted: bool = False  # KeyboardInterrupt/SIGTERM of pytest while running
+    error: str | None = None  # the job could not be started / was lost (returncode is None)
+    leftovers: int = 0  # processes still running after the job ended (all killed)
+    node: str | None = None  # where it ran: "local", "local:gw0", "ray:10.0.0.2"
+
+    @property
+    def ok(self) -> bool:
+        """True when the job exited with code 0 within its timeout."""
+        return self.returncode == 0 and not self.timed_out and not self.interrupted
+
+    @property
+    def signal_name(self) -> str | None:
+        """Name of the signal that killed the job ("SIGKILL"), or None."""
+        if self.returncode is None or self.returncode >= 0:
+            return None
+        try:
+            return signal.Signals(-self.returncode).name
+        except ValueError:
+            return f"signal {-self.returncode}"
+
+    def describe(self) -> str:
+        """One short phrase for the failure report: "exit code 2", "killed by SIGSEGV" ..."""
+        if self.timed_out:
+            return MSG_TIMED_OUT.format(timeout=format_seconds(self.timeout_s or 0.0))
+        if self.interrupted:
+            return MSG_INTERRUPTED
+        if self.error is not None:
+            return self.error
+        name = self.signal_name
+        if name is not None:
+            text = MSG_KILLED.format(signal=name)
+            return text + MSG_OOM_HINT if name == "SIGKILL" else text
+        if self.returncode is None:
+            return "did not run"
+        return MSG_EXIT_CODE.format(code=self.returncode)
+
+
+class Executor(Protocol):
+    """Runs jobs for one pytest process.
+
+    ``run`` blocks until the job has ended and everything it wrote is in ``job.output_dir``
+    on this machine; it kills the job's whole process tree on timeout, and on
+    KeyboardInterrupt (re-raised after the kill).  ``close`` ends whatever is still running.
+    """
+
+    #: Short name shown in headers and summaries ("local", "ray").
+    name: str
+
+    def run(self, job: JobRun) -> RunResult:
+        """Run ``job`` to its end."""
+        ...
+
+    def placement(self, job: JobRun) -> str:
+        """Where ``job`` would run, in words (``--collect-only``)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the executor holds; kill what still runs."""
+        ...

@@ -1,0 +1,325 @@
+"""The pytest collection nodes of training jobs: ``TrainingRoot`` / ``TrainingFile`` /
+``TrainingItem``.
+
+An item runs its job through the session's executor (local or Ray; it does not know which) and
+announces the job on the plugin's hooks (``hookspecs.py``); gates, history, report extras and
+tracking are plugins on those hooks, not code here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training_plugin import budget, results
+from training_plugin.executors.base import Executor, JobRun, RunResult
+from training_plugin.jobs import JobSpec
+
+#: Where an earlier run's metrics.json is kept while the job runs again.
+PREVIOUS_METRICS_FILE = "metrics.previous.json"
+#: Lines of the log shown in a failure report.
+LOG_TAIL_LINES = 30
+#: Effective timeout of a training item (float | None), set by ``pytest_timeout_set_timer``.
+TIMEOUT_KEY = pytest.StashKey["float | None"]()
+#: This process's executor (made by ``pytest_training_make_executor`` before the first job).
+EXECUTOR_KEY = pytest.StashKey[Executor]()
+#: Whether this session runs its jobs on a cluster (``--ray``): the thread budget is then
+#: each job's ``cpus``.
+CLUSTER_KEY = pytest.StashKey[bool]()
+
+
+class JobNotStarted(Exception):
+    """The job could not be started (e.g. a required flag nobody supplies)."""
+
+
+class JobFailed(Exception):
+    """The job ran and failed; carries the spec and the executor's result."""
+
+    def __init__(self, spec: JobSpec, result: RunResult) -> None:
+        super().__init__(f"{spec.id}: {result.describe()}")
+        self.spec = spec
+        self.result = result
+
+
+class JobRejected(Exception):
+    """The job ran to the end, but a plugin on ``pytest_training_job_finished`` failed it
+    (a quality gate, a regression against the baseline ...)."""
+
+    def __init__(self, spec: JobSpec, stories: list[str]) -> None:
+        super().__init__("; ".join(stories))
+        self.spec = spec
+        self.stories = stories
+
+
+def executor_of(config: pytest.Config) -> Executor:
+    """This process's executor, made on first use through ``pytest_training_make_executor``."""
+    executor = config.stash.get(EXECUTOR_KEY, None)
+    if executor is None:
+        executor = config.hook.pytest_training_make_executor(config=config)
+        if executor is None:  # pragma: no cover - the plugin's own implementation answers
+            raise RuntimeError("no plugin returned an executor")
+        config.stash[EXECUTOR_KEY] = executor
+    return executor
+
+
+def close_executor(config: pytest.Config) -> None:
+    """Close this process's executor, if one was made (kills whatever still runs)."""
+    executor = config.stash.get(EXECUTOR_KEY, None)
+    if executor is not None:
+        del config.stash[EXECUTOR_KEY]
+        executor.close()
+
+
+class TrainingFile(pytest.File):
+    """A training script file; its items are the jobs that run it."""
+
+    def __init__(self, *, specs: list[JobSpec], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.specs = specs
+
+    def collect(self) -> Iterator[TrainingItem]:
+        """One item per job of this script."""
+        for spec in self.specs:
+            yield TrainingItem.from_parent(self, name=spec.id, spec=spec)
+
+
+class TrainingRoot(pytest.Directory):
+    """Every job of a training-only session, collected in one step.
+
+    Discovery has already found the scripts, so pytest does not walk the tree again and makes
+    no node per folder or file: the items hang directly under the rootdir, keeping the node
+    ids a walk would give (``src/x/train_als.py::als``) and, for ``-k``, the folder and file
+    names on the way.
+    """
+
+    def __init__(self, *, specs: Mapping[Path, list[JobSpec]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.specs = specs
+
+    def collect(self) -> Iterator[TrainingItem]:
+        """One item per job, in the specs' order (by script path, then job id)."""
+        for specs in self.specs.values():
+            for spec in specs:
+                yield TrainingItem.from_parent(
+                    self, name=spec.id, spec=spec, path=spec.script,
+                    nodeid=f"{spec.relpath}::{spec.id}",
+                )
+
+
+def _marker_timeout(item: pytest.Item) -> float | None:
+    marker = item.get_closest_marker("timeout")
+    if marker is None:
+        return None
+    value = marker.kwargs.get("timeout", marker.args[0] if marker.args else None)
+    return float(value) if value is not None else None
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+class TrainingItem(pytest.Item):
+    """One training job: runs the script through the executor and reads its metrics."""
+
+    def __init__(self, *, spec: JobSpec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        # `-k` matches the folder and file names of the script, as for a walked test file
+        self.extra_keyword_matches.update(p for p in spec.relpath.split("/") if p)
+        self.run_result: RunResult | None = None
+        self.metrics: results.JobMetrics | None = None
+        self.job_result: results.JobResult | None = None
+        self.skip: results.JobSkip | None = None
+        self._skip_asked = False
+        for marker in spec.markers:
+            self.add_marker(marker)
+        if spec.timeout is not None and self.config.pluginmanager.hasplugin("timeout"):
+            # pytest-timeout's precedence then holds: marker > --timeout > ini
+            self.add_marker(pytest.mark.timeout(spec.timeout))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} ({self.spec.relpath})>"
+
+    # -- what the executor gets --------------------------------------------------------------
+    def timeout(self) -> float | None:
+        """The job's timeout in seconds (None: none).  With pytest-timeout loaded, its own
+        precedence: marker (the job table's ``timeout`` becomes one) > ``--timeout`` > the
+        ``timeout`` ini key > ``PYTEST_TIMEOUT``; without it, the job table's ``timeout``."""
+        if TIMEOUT_KEY in self.stash:
+            timeout = self.stash[TIMEOUT_KEY]
+        elif self.config.pluginmanager.hasplugin("timeout"):
+            timeout = _marker_timeout(self)
+            if timeout is None:
+                timeout = _float_or_none(self.config.getoption("timeout", None))
+            if timeout is None:
+                try:
+                    timeout = _float_or_none(self.config.getini("timeout"))
+                except ValueError:
+                    timeout = None
+            if timeout is None:
+                timeout = _float_or_none(os.environ.get("PYTEST_TIMEOUT"))
+        else:
+            timeout = self.spec.timeout
+        return timeout if timeout else None
+
+    def job_env(self) -> dict[str, str]:
+        """What the job adds to its environment: the thread budget (and GPUs) of this worker
+        or, on a cluster, of its ``cpus``; ``TRAINING_*``; the job table's env (wins)."""
+        if self.config.stash.get(CLUSTER_KEY, False):
+            env = budget.thread_env(max(1, int(self.spec.resources["cpus"])))
+        else:
+            env = budget.job_environment(self.config, self.spec.id)
+        env["TRAINING_OUTPUT_DIR"] = str(self.spec.output_dir)
+        env["TRAINING_JOB_ID"] = self.spec.id
+        env.update(self.spec.env)
+        return env
+
+    def job_run(self) -> JobRun:
+        """The job as the executor sees it."""
+        spec = self.spec
+        return JobRun(
+            id=spec.id, argv=list(spec.argv), cwd=self.config.rootpath, env=self.job_env(),
+            output_dir=spec.output_dir, log_path=spec.log_path, timeout=self.timeout(),
+            resources=spec.resources,
+        )
+
+    def skip_decision(self) -> results.JobSkip | None:
+        """Whether a plugin skips this job (asked once; the Ray executor asks before it
+        submits every job at once)."""
+        if not self._skip_asked:
+            self._skip_asked = True
+            self.skip = self.config.hook.pytest_training_skip_job(item=self)
+        return self.skip
+
+    def runnable(self) -> bool:
+        """Whether the job would start now (no missing required flag, not skipped)."""
+        return not self.spec.missing_required and self.skip_decision() is None
+
+    # -- the run ------------------------------------------------------------------------------
+    def runtest(self) -> None:
+        """Run the job; raise ``JobNotStarted`` / ``JobFailed`` / ``JobRejected`` on failure,
+        ``pytest.skip`` when a plugin skips it."""
+        spec = self.spec
+        if spec.missing_required:
+            raise JobNotStarted(spec.missing_message())
+        hook = self.config.hook
+        skip = self.skip_decision()
+        if skip is not None:
+            self.metrics = skip.metrics
+            self.user_properties.extend(results.junit_properties(skip.metrics))
+            pytest.skip(skip.reason)
+        executor = executor_of(self.config)
+        self._set_aside_previous_metrics()
+        spec.output_dir.mkdir(parents=True, exist_ok=True)
+        hook.pytest_training_job_started(item=self)
+        result = executor.run(self.job_run())
+        self.run_result = result
+        self._attach_log(result.log_path)
+        self.metrics = results.read_metrics(spec.output_dir) if result.ok else None
+        outcome = self.job_result = results.JobResult(spec=spec, run=result, metrics=self.metrics)
+        outcome.properties.extend(results.junit_properties(self.metrics))
+        if result.node:
+            outcome.properties.append(("node", result.node))
+        hook.pytest_training_job_finished(item=self, result=outcome)
+        self.user_properties.extend(outcome.properties)
+        if not result.ok:
+            raise JobFailed(spec, result)
+        if outcome.failures:
+            raise JobRejected(spec, outcome.failures)
+        if self.metrics is not None and self.metrics.error:
+            self.warn(pytest.PytestWarning(f"training job {spec.id!r}: {self.metrics.error}"))
+
+    def _set_aside_previous_metrics(self) -> None:
+        """An earlier run's metrics.json becomes metrics.previous.json, so that a run that
+        ends without writing one is never reported (or read by a user) with old figures."""
+        metrics = self.spec.output_dir / results.METRICS_FILE
+        try:
+            os.replace(metrics, metrics.with_name(PREVIOUS_METRICS_FILE))
+        except FileNotFoundError:
+            pass
+
+    def _attach_log(self, log_path: Path, limit: int = 1_000_000) -> None:
+        try:
+            data = Path(log_path).read_bytes()
+        except OSError:
+            return
+        if len(data) > limit:
+            data = b"[... first %d bytes omitted ...]\n" % (len(data) - limit) + data[-limit:]
+        self.add_report_section("call", "train.log", data.decode("utf-8", errors="replace"))
+
+    # -- what the user reads --------------------------------------------------------------------
+    def story(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str | None:
+        """The one-line reason a job failed, or None for an unexpected error."""
+        value = excinfo.value
+        if isinstance(value, JobNotStarted):
+            return str(value)
+        if isinstance(value, JobFailed):
+            result = value.result
+            took = "" if result.timed_out else f" after {result.duration_s:.1f} s"
+            where = f" on {result.node}" if result.node and not result.node.startswith("local") else ""
+            return f"training job {value.spec.id!r} failed{where}: {result.describe()}{took}"
+        if isinstance(value, JobRejected):
+            return "; ".join(value.stories)
+        return None
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        """The story of a failed job: how it ended, how long, the command, the log tail."""
+        story = self.story(excinfo)
+        if story is None:
+            return super().repr_failure(excinfo)
+        if isinstance(excinfo.value, JobNotStarted):
+            return story
+        from training_plugin import runner
+
+        spec = self.spec
+        lines = [story, f"command: {spec.command}", f"log: {spec.log_path}"]
+        if isinstance(excinfo.value, JobRejected):
+            lines.append(f"outputs kept in {spec.output_dir}")
+            return "\n".join(lines)
+        tail = runner.log_tail(spec.log_path, LOG_TAIL_LINES)
+        if tail:
+            lines.append(f"last {LOG_TAIL_LINES} lines of the log:")
+            lines += ["    " + line for line in tail.splitlines()]
+        else:
+            lines.append("(the log is empty)")
+        return "\n".join(lines)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        """Names the job for humans."""
+        return self.path, 0, f"training job {self.spec.id} ({self.spec.relpath})"
+
+    def record(self, excinfo: pytest.ExceptionInfo[BaseException] | None = None) -> dict[str, Any]:
+        """JSON-able facts for the summary and the hooks (travels on the report under xdist)."""
+        spec = self.spec
+        data: dict[str, Any] = {
+            "id": spec.id,
+            "script": spec.relpath,
+            "command": list(spec.argv),
+            "log": str(spec.log_path),
+            "output_dir": str(spec.output_dir),
+        }
+        run = self.run_result
+        if run is not None:
+            data["result"] = run.describe() if not run.ok else "ok"
+            data["node"] = run.node
+            data["run_duration_s"] = round(run.duration_s, 3)
+        if self.metrics is not None:
+            data.update(self.metrics.to_json())
+        if self.job_result is not None:
+            data["extra"] = dict(self.job_result.extra)
+            data["notes"] = list(self.job_result.notes)
+        if self.skip is not None:
+            data["story"] = self.skip.reason
+            data["extra"] = {**data.get("extra", {}), **self.skip.extra}
+        if excinfo is not None:
+            story = self.story(excinfo)
+            if story is not None:
+                data["story"] = story
+        return data
