@@ -118,6 +118,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     default=[], metavar="NAME=VALUE", help=HELP_TRAIN_ARG)
     group.addoption("--ray", dest="training_ray", default=None, metavar="ADDRESS", help=HELP_RAY)
     add_ini_options(parser)
+    from training_plugin import features
+
+    features.add_options(group, parser)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -226,6 +229,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 "markers", f"{marker}: training jobs marked in [tool.training_plugin.jobs]"
             )
     session_mod.register(config, _settings(config).output_dir, address)
+    from training_plugin import features
+
+    features.configure(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
