@@ -1,7 +1,8 @@
 """Features built on the plugin's hooks (``hookspecs.py``), one module each.
 
-Every module here provides ``add_options(group, parser)`` (its command-line options and ini
-keys, in the "training" group) and ``configure(config)`` (registers its plugin object when the
+Every module here provides ``add_options(group, parser)`` (its command-line options, in the
+"training" group), ``add_ini(parser)`` (its ini keys; also registered for plain ``pytest`` by the
+root conftest) and ``configure(config)`` (registers its plugin object when the
 session asks for the feature).  None of them imports a heavy library (mlflow, ray, matplotlib)
 at import time.
 """
@@ -23,9 +24,15 @@ def modules() -> list[ModuleType]:
 
 
 def add_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
-    """Every feature's options and ini keys."""
+    """Every feature's command-line options."""
     for module in modules():
         module.add_options(group, parser)
+
+
+def add_ini(parser: pytest.Parser) -> None:
+    """Every feature's ini keys."""
+    for module in modules():
+        module.add_ini(parser)
 
 
 def configure(config: pytest.Config) -> None:

@@ -9,5 +9,9 @@ def add_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
     """No options yet."""
 
 
+def add_ini(parser: pytest.Parser) -> None:
+    """No ini keys yet."""
+
+
 def configure(config: pytest.Config) -> None:
     """Nothing to register yet."""
