@@ -246,6 +246,8 @@ class SummaryCollector:
                 flags.append("metrics.json malformed")
             elif row["outcome"] == "passed" and not row["metrics"]:
                 flags.append("no metrics.json")
+            if row["outcome"] == "skipped" and row["story"]:
+                flags.append(row["story"])
             flags.extend(row["notes"])
             table.append(
                 (str(row["id"]), row["outcome"], f"{row['duration_s']:.1f} s", metric,
