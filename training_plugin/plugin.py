@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from training_plugin import budget, discovery, jobs
+from training_plugin import budget, discovery, jobs, pytest_compat
 from training_plugin import items as items_mod
 from training_plugin import session as session_mod
 from training_plugin.flags import Analyzer, FlagCache
@@ -277,15 +277,9 @@ def _flag_cache_file(config: pytest.Config) -> Path | None:
 def _load_conftests(config: pytest.Config, folders: set[Path]) -> None:
     """Load the conftest.py files on the way to each script folder, as pytest's walk would
     (their ``collect_ignore`` and hooks then apply to the jobs)."""
-    load = getattr(config.pluginmanager, "_loadconftestmodules", None)
-    if load is None:  # pragma: no cover - a pytest without it: nothing beyond the initial ones
-        return
-    importmode = config.getoption("importmode")
-    namespace = config.getini("consider_namespace_packages")
     for folder in sorted(folders):
         try:
-            load(folder, importmode, rootpath=config.rootpath,
-                 consider_namespace_packages=namespace)
+            pytest_compat.load_conftests(config, folder)
         except Exception as exc:  # ConftestImportFailure and friends
             raise pytest.UsageError(
                 f"a conftest.py on the way to {discovery.relpath(folder, config.rootpath)} "
@@ -300,8 +294,7 @@ def _ignore_rules_exist(config: pytest.Config) -> bool:
     costs more than finding the scripts, so it is asked only when it can say yes."""
     if config.getoption("ignore", None) or config.getoption("ignore_glob", None):
         return True
-    hookimpls = config.hook.pytest_ignore_collect.get_hookimpls()
-    if any(impl.plugin_name != "main" for impl in hookimpls):
+    if pytest_compat.other_ignore_hooks(config):
         return True
     return any(
         getattr(plugin, "collect_ignore", None) or getattr(plugin, "collect_ignore_glob", None)
@@ -323,6 +316,10 @@ def _explicit_roots(config: pytest.Config) -> list[Path]:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Discover scripts, analyze their flags, build job specs; raise usage errors early."""
     config = session.config
+    if not hasattr(config, "workerinput"):
+        hijack = pytest_compat.rootdir_hijack(config)
+        if hijack is not None:
+            raise pytest.UsageError(hijack)
     table = config.stash[_TABLE_KEY]
     if isinstance(table, pytest.UsageError):
         raise table
@@ -375,8 +372,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         # Collect the training jobs only, not the test suite: one collector at rootdir
         # (pytest_collect_directory) yields them all; pytest walks nothing.  The header's
         # "testpaths: tests" would be wrong; the training line says where the jobs come from.
-        config.args = [str(rootdir)]
-        config.args_source = pytest.Config.ArgsSource.ARGS
+        pytest_compat.collect_from(config, rootdir)
 
 
 @pytest.hookimpl(tryfirst=True)
