@@ -10,7 +10,7 @@ import pytest
 
 from training_plugin.flags import RESOLVED, UNRESOLVED, Flag, ParserInfo
 from training_plugin import results
-from training_plugin.jobs import JobConfig, Settings, build_argv, make_spec
+from training_plugin.jobs import MSG_NOT_FORWARDED, JobConfig, Settings, build_argv, make_spec
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = Path("/repo")
@@ -63,7 +63,7 @@ def test_unresolved_parser_gets_configured_args_only() -> None:
     info = parser(Flag(("--epochs",), "epochs"), status=UNRESOLVED)
     argv, missing, notes = argv_of(info, ("--x", "1"), epochs=3)
     assert argv[2:] == ["--x", "1"] and missing == ()
-    assert notes == ("parser not resolved statically: shared flags are not forwarded",)
+    assert notes == (MSG_NOT_FORWARDED,)
 
 
 def test_variant_spec_has_its_own_output_dir_env_and_timeout_marker() -> None:

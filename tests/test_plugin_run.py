@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from training_plugin.jobs import MSG_NOT_FORWARDED
+
 pytest_plugins = ["pytester"]
 
 #: A fake training script: declares ``{args}``, records what it received, writes metrics.json.
@@ -130,7 +132,7 @@ def test_collect_only_shows_exact_commands_and_writes_nothing(pytester: pytest.P
             "    flags: -e/--epochs, --output_dir",
             "job weird: * train_weird.py",
             "    flags: command line cannot be read statically (add_argument with computed option*",
-            "    note: parser not resolved statically: shared flags are not forwarded",
+            "    note: " + MSG_NOT_FORWARDED,
         ]
     )
     assert result.ret == 0

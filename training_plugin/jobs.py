@@ -49,6 +49,8 @@ MSG_SWITCH_VALUE = (
     "--train-arg {name}={value}: {job} takes {option} as a switch (no value); give "
     "{name}=true, 1, yes or on to pass it, or {name}=false, 0, no or off to leave it out"
 )
+#: The note of a job whose command line cannot be read statically.
+MSG_NOT_FORWARDED = "command line cannot be read statically: shared flags are not forwarded"
 MSG_MISSING_REQUIRED = (
     "job {id!r} was not started: {script} requires {flags}, which neither the shared "
     "settings (--epochs/--folds/--seed/--output-dir/--train-arg) nor the job's configured "
@@ -438,7 +440,7 @@ def build_argv(
         return (flag.long_options or flag.options)[0]
 
     if not parser.resolved:
-        notes.append("parser not resolved statically: shared flags are not forwarded")
+        notes.append(MSG_NOT_FORWARDED)
     wanted: list[tuple[str, str | None]] = [
         ("epochs", None if settings.epochs is None else str(settings.epochs)),
         ("folds", None if settings.folds is None else str(settings.folds)),
