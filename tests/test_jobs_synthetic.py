@@ -40,7 +40,7 @@ def check_contract(doc: dict, *, job: str, task: str, primary: str) -> None:
     assert doc["job"] == job and doc["task"] == task and doc["primary_metric"] == primary
     assert doc["best_model"] in doc["models"]
     assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in doc["metrics"].values())
-    assert doc["metrics"][primary] == doc["models"][doc["best_model"]][primary]
+    assert primary in doc["metrics_ci"] and doc["metrics_ci"][primary][0] <= doc["metrics_ci"][primary][1]
     assert DATA_KEYS <= set(doc["data"])
     assert len(doc["data"]["sha256"]) == 64
     if task == "regression":
@@ -114,7 +114,7 @@ def test_mri_split_is_stratified_and_disjoint():
 # ---------------------------------------------------------------------------------------------
 # ALS script
 # ---------------------------------------------------------------------------------------------
-ALS_SMOKE = ["--epochs", "1", "--folds", "2", "--n-samples", "300"]
+ALS_SMOKE = ["--epochs", "1", "--folds", "2", "--repeats", "2", "--n-samples", "300"]
 
 
 @pytest.mark.slow
@@ -132,11 +132,15 @@ def test_als_smoke_contract_and_determinism(tmp_path):
     assert data["noise_floor"]["rmse"] == synthetic.ALS_NOISE_SD and 0 < data["noise_floor"]["r2"] < 1
     assert "SYNTHETIC DATA" in proc.stdout + proc.stderr
     assert (out / "model.joblib").is_file()
+    lines = (out / "predictions.csv").read_text().splitlines()
+    assert lines[0] == "row,fold,repeat,y_true,score" and len(lines) == 1 + 2 * 300
+    assert (out / "figures" / "predicted_vs_observed.png").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 42 and manifest["data"]["sha256"] == data["sha256"]
-    # same seed -> the same metrics, to the last digit
-    proc = run_script(ALS, *ALS_SMOKE, "--output-dir", str(again))
+    # same seed -> the same metrics, to the last digit, with one or two worker processes
+    proc = run_script(ALS, *ALS_SMOKE, "--n-jobs", "2", "--output-dir", str(again))
     assert proc.returncode == 0, proc.stderr
+    assert read_metrics(again)["metrics"] == doc["metrics"]
     assert read_metrics(again)["models"] == doc["models"]
     assert read_metrics(again)["data"]["sha256"] == data["sha256"]
 
@@ -176,7 +180,8 @@ def test_als_real_csv_is_not_synthetic(tmp_path):
     csv = tmp_path / "registry.csv"
     synthetic.als_cohort(120, 5).to_csv(csv, index=False)
     out = tmp_path / "out"
-    proc = run_script(ALS, "--data", str(csv), "--epochs", "1", "--folds", "2", "--output-dir", str(out))
+    proc = run_script(ALS, "--data", str(csv), "--epochs", "1", "--folds", "2", "--repeats", "1",
+                      "--output-dir", str(out))
     assert proc.returncode == 0, proc.stderr
     doc = read_metrics(out)
     check_contract(doc, job="als", task="regression", primary="rmse")
@@ -189,7 +194,7 @@ def test_als_real_csv_is_not_synthetic(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Brain MRI script
 # ---------------------------------------------------------------------------------------------
-MRI_SMOKE = ["--epochs", "1", "--n-samples", "200"]
+MRI_SMOKE = ["--epochs", "1", "--n-samples", "200", "--n-jobs", "1"]
 
 
 @pytest.mark.slow
@@ -205,16 +210,20 @@ def test_mri_smoke_contract_and_determinism(tmp_path):
     check_contract(doc, job="brain_mri", task="multiclass", primary="accuracy")
     assert doc["folds"] is None and doc["epochs"] == 1
     assert doc["data"]["synthetic"] is True and doc["data"]["source"].startswith("synthetic:mri_slices")
-    assert doc["data"]["split"] == {"train": 120, "val": 40, "test": 40}
+    assert doc["data"]["split"] == {"train": 120, "val": 40, "test": 40} and doc["data"]["split_by"] == "image"
     assert "held-out test" in doc["evaluation"]
+    assert doc["metrics_ci"]["accuracy"][0] <= doc["metrics"]["accuracy"] <= doc["metrics_ci"]["accuracy"][1]
+    lines = (out / "predictions.csv").read_text().splitlines()
+    assert lines[0].startswith("row,fold,repeat,y_true,score,y_pred,p_normal") and len(lines) == 41
+    assert {p.name for p in (out / "figures").iterdir()} == {"samples.png", "confusion.png"}
     assert "SYNTHETIC DATA" in proc.stdout + proc.stderr
     ckpt = torch.load(out / "model.pt", weights_only=True)  # plain containers only: safe to load
     assert ckpt["classes"] == synthetic.MRI_CLASSES and ckpt["config"]["epochs"] == 1
     model = SmallCNN(ckpt["n_classes"], widths=tuple(ckpt["config"]["widths"]))
     model.load_state_dict(ckpt["state_dict"])
     assert (out / "manifest.json").is_file()
-    # same seed -> the same metrics, to the last digit
-    proc = run_script(MRI, *MRI_SMOKE, "--output-dir", str(again))
+    # same seed -> the same metrics, to the last digit, whatever --n-jobs says (1 vs 2 threads given)
+    proc = run_script(MRI, *MRI_SMOKE, "--n-jobs", "2", "--output-dir", str(again))
     assert proc.returncode == 0, proc.stderr
     assert read_metrics(again)["metrics"] == doc["metrics"]
 
@@ -248,7 +257,48 @@ def test_mri_data_dir_real_images(tmp_path):
     check_contract(doc, job="brain_mri", task="binary", primary="accuracy")
     assert doc["data"]["synthetic"] is False and doc["data"]["classes"] == ["healthy", "lesion"]
     assert doc["data"]["rows"] == 12 and doc["data"]["features"] == 32 * 32
+    assert doc["data"]["split_by"] == "image" and "both sides of the split" in proc.stderr
     assert "SYNTHETIC" not in proc.stdout + proc.stderr
+
+
+def _write_patient_tree(root: Path, patients_per_class: int = 5, slices: int = 3, flat: bool = False) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for name, level in (("healthy", 60), ("lesion", 190)):
+        for p in range(patients_per_class):
+            pid = f"{name[0].upper()}{p:03d}"
+            folder = root / name if flat else root / name / pid
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(slices):
+                arr = np.clip(rng.normal(level, 20, (32, 32)), 0, 255).astype(np.uint8)
+                Image.fromarray(arr).save(folder / (f"{pid}_slice{i}.png" if flat else f"slice{i}.png"))
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_mri_real_images_are_split_by_patient(tmp_path, flat):
+    from aimedres.training import mri
+    from aimedres.training.train_brain_mri import grouped_split
+
+    _write_patient_tree(tmp_path / "scans", patients_per_class=6, flat=flat)
+    data = mri.load_image_folder(tmp_path / "scans", size=32, patient_pattern=r"^([A-Z]\d+)_" if flat else None)
+    assert data.groups is not None and len(set(data.groups)) == 12 and len(data.labels) == 36
+    split = grouped_split(data.labels, data.groups, seed=0)
+    sets = {k: set(data.groups[v]) for k, v in split.items()}
+    assert not (sets["train"] & sets["test"]) and not (sets["val"] & sets["test"]) and not (sets["train"] & sets["val"])
+    assert sum(len(v) for v in split.values()) == 36
+
+
+def test_mri_flat_folder_without_pattern_warns_and_bad_pattern_is_an_error(tmp_path):
+    from aimedres.training import common, mri
+
+    _write_patient_tree(tmp_path / "scans", flat=True)
+    assert mri.load_image_folder(tmp_path / "scans", size=32).groups is None
+    with pytest.raises(common.DataError, match="does not match --patient-pattern"):
+        mri.load_image_folder(tmp_path / "scans", size=32, patient_pattern=r"^patient(\d+)")
+    proc = run_script(MRI, "--patient-pattern", "(", "--data-dir", str(tmp_path / "scans"),
+                      "--output-dir", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "not a regular expression" in proc.stderr
 
 
 def test_mri_missing_data_dir_exits_2(tmp_path):
@@ -297,9 +347,10 @@ def test_plugin_sees_the_flags_of_these_jobs():
     analyzer = Analyzer(ROOT)
     als, mri = analyzer.analyze(ALS), analyzer.analyze(MRI)
     assert als.resolved and mri.resolved
-    for flag in ("--epochs", "--folds", "--seed", "--output-dir", "--n-jobs", "--data", "--n-samples"):
+    for flag in ("--epochs", "--folds", "--repeats", "--seed", "--output-dir", "--n-jobs", "--data", "--n-samples"):
         assert als.find(flag) is not None, flag
-    for flag in ("--epochs", "--seed", "--output-dir", "--n-jobs", "--data-dir", "--batch-size", "--lr"):
+    for flag in ("--epochs", "--seed", "--output-dir", "--n-jobs", "--data-dir", "--patient-pattern", "--batch-size",
+                 "--lr"):
         assert mri.find(flag) is not None, flag
 
 

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TRAINING = ROOT / "src" / "aimedres" / "training"
 PIPELINES = ROOT / "mlops" / "pipelines"
-SMOKE = ["--epochs", "1", "--folds", "2", "--n-jobs", "1"]
+SMOKE = ["--epochs", "1", "--folds", "2", "--repeats", "2", "--n-jobs", "1"]
 
 # job id -> (script, smoke args, rows, features)
 JOBS: dict[str, tuple[Path, list[str], int, int]] = {
@@ -27,12 +27,13 @@ JOBS: dict[str, tuple[Path, list[str], int, int]] = {
     "cardiovascular": (TRAINING / "train_cardiovascular.py", SMOKE, 126, 28),
     "model": (PIPELINES / "train_model.py", SMOKE, 699, 9),
     # no iterative learner, so no --epochs
-    "baseline_models": (PIPELINES / "train_baseline_models.py", ["--folds", "2", "--n-jobs", "1"],
+    "baseline_models": (PIPELINES / "train_baseline_models.py", ["--folds", "2", "--repeats", "1", "--n-jobs", "1"],
                         333 + 252 + 532 + 126 + 699, 130 + 751 + 7 + 28 + 9),
 }
 CONTRACT_KEYS = {"job", "task", "primary_metric", "metrics", "models", "best_model", "data",
                  "folds", "epochs", "seed", "duration_s"}
 CLASSIFICATION = {"roc_auc", "accuracy", "balanced_accuracy", "f1_macro"}
+CALIBRATION = {"brier", "calibration_slope", "calibration_intercept", "sensitivity", "specificity"}
 
 
 def run_script(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -47,10 +48,10 @@ def check_contract(out: Path, job: str, rows: int, features: int, *, epochs: int
     assert CONTRACT_KEYS <= set(doc), set(doc) ^ CONTRACT_KEYS
     assert doc["job"] == job
     assert doc["task"] == "binary" and doc["primary_metric"] == "roc_auc"
-    assert set(doc["metrics"]) == CLASSIFICATION
-    assert doc["best_model"] in doc["models"] and len(doc["models"]) >= 3
-    for metrics in [doc["metrics"], *doc["models"].values()]:
-        assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in metrics.values()), metrics
+    assert all(isinstance(v, float) for v in doc["metrics"].values())  # flat numbers: what the plugin accepts
+    assert doc["best_model"] in doc["models"] and len(doc["models"]) >= 2
+    for name in CLASSIFICATION:
+        assert 0.0 <= doc["metrics"][name] <= 1.0
     data = doc["data"]
     assert data["synthetic"] is False and data["source"]
     assert (data["rows"], data["features"]) == (rows, features)
@@ -62,6 +63,18 @@ def check_contract(out: Path, job: str, rows: int, features: int, *, epochs: int
     assert manifest["versions"]["torch"] and manifest["versions"]["sklearn"]
     assert (out / "model.joblib").stat().st_size > 0
     return doc
+
+
+def check_nested_outputs(out: Path, doc: dict, rows: int) -> None:
+    """Nested-CV figures: interval, calibration, out-of-fold predictions and the figures."""
+    assert CALIBRATION <= set(doc["metrics"])
+    lo, hi = doc["metrics_ci"]["roc_auc"]
+    assert lo < hi and "bootstrap" in doc["ci_method"]
+    assert doc["metrics_std"]["roc_auc"] >= 0 and doc["cv"]["repeats"] == 2
+    assert doc["cv"]["n_scores"] == doc["folds"] * 2 == len(doc["cv"]["fold_scores"]["roc_auc"])
+    lines = (out / "predictions.csv").read_text().splitlines()
+    assert lines[0] == "row,fold,repeat,y_true,score" and len(lines) == 1 + 2 * rows
+    assert {p.name for p in (out / "figures").iterdir()} == {"roc.png", "calibration.png", "confusion.png"}
 
 
 def check_saved_model(out: Path, job: str) -> None:
@@ -94,16 +107,23 @@ def test_script_runs_in_smoke_mode_and_writes_the_contract(job, tmp_path):
     proc = run_script(script, [*args, "--output-dir", str(out)], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = check_contract(out, job, rows, features, epochs=None if job == "baseline_models" else 1, folds=2)
-    assert f"best model: {doc['best_model']}" in proc.stdout
+    assert f"model: {doc['best_model']}" in proc.stdout
     if job != "baseline_models":
+        check_nested_outputs(out, doc, rows)
         check_saved_model(out, job)
+    if job in ("alzheimers", "parkinsons"):  # sex subgroups, with their sizes
+        groups = next(iter(doc["subgroups"].values()))
+        assert sum(g["n"] for g in groups.values()) == rows
     if job == "baseline_models":
         board = json.loads((out / "leaderboard.json").read_text())
         assert {(r["dataset"], r["model"]) for r in board} == {
             (d, m) for d in ("alzheimers", "parkinsons", "diabetes", "cardiovascular", "biopsy")
             for m in ("majority", "logistic_regression", "random_forest")}
         assert all(r["roc_auc"] == 0.5 for r in board if r["model"] == "majority")
+        assert all(r["roc_auc_ci_lo"] <= r["roc_auc"] + 0.05 and r["roc_auc_ci_hi"] >= r["roc_auc"] - 0.05
+                   for r in board)
         assert (out / "leaderboard.csv").read_text().startswith("dataset,model,roc_auc,")
+        assert (out / "figures" / "leaderboard.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("job", list(JOBS))
@@ -111,7 +131,7 @@ def test_help_explains_every_shared_flag(job, tmp_path):
     script = JOBS[job][0]
     proc = run_script(script, ["--help"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    for flag in ["--folds", "--seed", "--output-dir", "--n-jobs"]:
+    for flag in ["--folds", "--repeats", "--seed", "--output-dir", "--n-jobs"]:
         assert flag in proc.stdout
     assert ("--epochs" in proc.stdout) == (job != "baseline_models")
 
@@ -134,9 +154,9 @@ def test_generic_pipeline_trains_on_a_user_csv(tmp_path):
     marker = rng.normal(size=n)
     site = rng.choice(["north", "south"], size=n)
     risk = 0.05 * (age - 55) + 1.5 * marker + rng.normal(scale=0.5, size=n)
-    lines = ["patient_id,age,marker,site,outcome"]
+    lines = ["patient_id,record,age,marker,site,outcome"]
     for i in range(n):
-        lines.append(f"P{i:04d},{age[i]},{'' if i == 5 else round(marker[i], 4)},{site[i]},"
+        lines.append(f"P{i:04d},{1000 + 7 * i},{age[i]},{'' if i == 5 else round(marker[i], 4)},{site[i]},"
                      f"{'event' if risk[i] > 0 else 'none'}")
     csv = tmp_path / "cohort.csv"
     csv.write_text("\n".join(lines) + "\n")
@@ -145,10 +165,11 @@ def test_generic_pipeline_trains_on_a_user_csv(tmp_path):
                       ["--data", str(csv), "--target", "outcome", "--positive-label", "event", *SMOKE,
                        "--output-dir", str(out)], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = check_contract(out, "model", n, 3, epochs=1, folds=2)  # patient_id dropped as an identifier
+    # patient_id (text) and record (an integer, unique per row) are dropped as identifiers
+    doc = check_contract(out, "model", n, 3, epochs=1, folds=2)
     assert doc["data"]["source"] == str(csv.resolve())
-    assert "patient_id" in proc.stderr
-    assert doc["models"]["logistic_regression"]["roc_auc"] > 0.8
+    assert "warning" in proc.stderr and "'patient_id'" in proc.stderr and "'record'" in proc.stderr
+    assert doc["metrics"]["roc_auc"] > 0.8
 
 
 @pytest.mark.slow
@@ -167,7 +188,8 @@ def test_generic_pipeline_regression_task(tmp_path):
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["task"] == "regression" and doc["primary_metric"] == "rmse"
     assert set(doc["metrics"]) == {"rmse", "mae", "r2"} and doc["best_model"] in doc["models"]
-    assert doc["models"]["ridge"]["r2"] > 0.8
+    assert doc["metrics"]["r2"] > 0.8 and doc["metrics_ci"]["rmse"][0] < doc["metrics"]["rmse"]
+    assert (out / "figures" / "predicted_vs_observed.png").is_file()
 
 
 @pytest.mark.parametrize("case", ["missing", "no_target_column", "empty"])
@@ -210,5 +232,20 @@ def test_parkinsons_per_recording_csv_is_split_by_subject(tmp_path):
     recordings.to_csv(csv, index=False)
     ds = train_parkinsons.load_data(csv)
     assert ds.groups is not None and "id" not in ds.X.columns and ds.X.shape[1] == 751
-    for train_idx, test_idx in common.fold_indices(ds, folds=3, seed=42):
+    for train_idx, test_idx in common.outer_splits(ds, folds=3, repeats=2, seed=42):
         assert set(ds.groups.iloc[train_idx]).isdisjoint(ds.groups.iloc[test_idx])
+
+
+@pytest.mark.slow
+def test_same_seed_same_metrics_whatever_n_jobs(tmp_path):
+    """--n-jobs 1 and 2 (standalone default vs. the plugin's budget) give the same figures."""
+    docs = []
+    for n_jobs in ("1", "2"):
+        out = tmp_path / n_jobs
+        args = ["--epochs", "1", "--folds", "2", "--repeats", "2", "--n-jobs", n_jobs, "--output-dir", str(out)]
+        proc = run_script(JOBS["diabetes"][0], args, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        docs.append(json.loads((out / "metrics.json").read_text()))
+        docs[-1]["predictions"] = (out / "predictions.csv").read_text()
+    for key in ("metrics", "metrics_ci", "metrics_std", "predictions"):
+        assert docs[0][key] == docs[1][key], key

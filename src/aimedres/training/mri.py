@@ -23,14 +23,22 @@ from aimedres.training.synthetic import ImageSet
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-def load_image_folder(root: Path, size: int = 64) -> ImageSet:
-    """Read a one-folder-per-class image tree (``root/<class>/<image>``) into an :class:`ImageSet`.
+def load_image_folder(root: Path, size: int = 64, patient_pattern: str | None = None) -> ImageSet:
+    """Read a one-folder-per-class image tree into an :class:`ImageSet`, with a patient per image.
 
-    Class names are the sub-folder names, sorted.  Every image is converted to grayscale, resized
-    to ``size`` x ``size`` (bilinear) and scaled to [0, 1].  Raises :class:`DataError` when the
-    folder is missing, has fewer than two class folders, a class folder has no images, or an
-    image cannot be read.
+    Layouts: ``root/<class>/<image>`` or ``root/<class>/<patient>/<image>``. The patient of an
+    image is its ``<patient>`` folder when there is one; else, with ``patient_pattern`` (a regular
+    expression), group 1 of its match on the file name (``(P\\d+)_`` reads ``P017`` from
+    ``P017_slice12.png``); else the image is its own patient (a warning says that slices of one
+    patient could then fall on both sides of the split).
+
+    Class names are the sub-folder names, sorted. Every image is converted to grayscale, resized
+    to ``size`` x ``size`` (bilinear) and scaled to [0, 1]. Raises :class:`DataError` when the
+    folder is missing, has fewer than two class folders, a class folder has no images, an image
+    cannot be read, or a file name does not match ``patient_pattern``.
     """
+    import re
+
     from PIL import Image, UnidentifiedImageError
 
     root = Path(root)
@@ -45,11 +53,15 @@ def load_image_folder(root: Path, size: int = 64) -> ImageSet:
             f"--data-dir {root}: found {len(class_dirs)} class folder(s); expected at least two "
             f"sub-folders, one per class, each holding images ({', '.join(IMAGE_SUFFIXES)})"
         )
+    pattern = re.compile(patient_pattern) if patient_pattern else None
     images: list[np.ndarray] = []
     labels: list[int] = []
+    patients: list[str] = []
+    by_folder = False
     for k, d in enumerate(class_dirs):
         files = sorted(
-            p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(d).parts)
         )
         if not files:
             raise DataError(
@@ -57,6 +69,18 @@ def load_image_folder(root: Path, size: int = 64) -> ImageSet:
                 f"({', '.join(IMAGE_SUFFIXES)})"
             )
         for f in files:
+            rel = f.relative_to(d)
+            if len(rel.parts) > 1:
+                patients.append(rel.parts[0])
+                by_folder = True
+            elif pattern is not None:
+                m = pattern.search(f.name)
+                if m is None:
+                    raise DataError(f"--data-dir {root}: file name {f.name!r} does not match "
+                                    f"--patient-pattern {patient_pattern!r}")
+                patients.append(m.group(1) if m.groups() else m.group(0))
+            else:
+                patients.append(f"{d.name}/{f.name}")
             try:
                 with Image.open(f) as im:
                     im = im.convert("L").resize((size, size), Image.BILINEAR)
@@ -65,12 +89,14 @@ def load_image_folder(root: Path, size: int = 64) -> ImageSet:
                 raise DataError(f"--data-dir {root}: cannot read image {f}: {exc}") from exc
             images.append(arr)
             labels.append(k)
+    grouped = by_folder or pattern is not None
     return ImageSet(
         images=np.stack(images).astype(np.float32),
         labels=np.asarray(labels, dtype=np.int64),
         classes=[d.name for d in class_dirs],
         source=str(root),
         synthetic=False,
+        groups=np.asarray(patients) if grouped else None,
     )
 
 
@@ -134,10 +160,16 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def set_determinism(seed: int, n_threads: int | None) -> None:
-    """Seed torch and make its CPU kernels deterministic; cap its thread pool at ``n_threads``."""
-    if n_threads:
-        torch.set_num_threads(n_threads)
+#: torch intra-op threads while training and predicting. One, whatever ``--n-jobs`` says: with
+#: more threads the order of floating-point reductions (convolutions, batch norm) depends on the
+#: thread count, and so do the weights after a few hundred steps and the reported metrics.
+TRAIN_THREADS = 1
+
+
+def set_determinism(seed: int, n_threads: int | None = None) -> None:
+    """Seed torch, make its CPU kernels deterministic and run them on :data:`TRAIN_THREADS`
+    thread(s); ``n_threads`` is accepted for the command line's sake and does not change it."""
+    torch.set_num_threads(TRAIN_THREADS)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
 

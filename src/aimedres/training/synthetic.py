@@ -241,6 +241,7 @@ class ImageSet:
     classes: list[str]
     source: str
     synthetic: bool
+    groups: np.ndarray | None = None  # patient id per image (real data); None: every image its own
 
     def sha256(self) -> str:
         """Hash of the pixel data, labels and class names (a data fingerprint for the manifest)."""

@@ -9,12 +9,14 @@ Because the synthetic target is a known function plus Gaussian noise of known SD
 also reports the noise floor under ``data.noise_floor`` (the best achievable RMSE and R2) and
 ``data.oracle_on_sample`` (the true function's RMSE and R2 on the generated cohort).
 
-Models, all scored on the same K folds (preprocessing fitted inside each fold):
-  elastic_net        ElasticNetCV (penalty and l1 ratio chosen by inner CV on the training fold)
-  gradient_boosting  HistGradientBoostingRegressor, --epochs boosting rounds
-  mlp                a small PyTorch MLP (aimedres.training.torch_tabular), --epochs epochs
+Candidates (preprocessing fitted inside each fold), searched by nested CV (an inner 3-fold search
+picks the family and its settings, an outer K-fold x R-repeat CV scores that procedure):
+  elastic_net        ElasticNet, alpha and l1 ratio searched
+  gradient_boosting  HistGradientBoostingRegressor, --epochs boosting rounds, leaf count searched
 
-Primary metric: rmse (points/month, lower is better); mae and r2 are reported too.
+Primary metric: rmse (points/month, lower is better); mae and r2 are reported too, each with a
+bootstrap interval; predictions.csv and figures/predicted_vs_observed.png hold the out-of-fold
+predictions.
 
     python src/aimedres/training/train_als.py                      # synthetic cohort, 1,000 rows
     python src/aimedres/training/train_als.py --data my_als.csv    # real data, same columns
@@ -132,18 +134,18 @@ def load_data(args: argparse.Namespace) -> tuple[common.Dataset, dict]:
     return ds, data
 
 
-def build_models(X: pd.DataFrame, *, epochs: int, seed: int, n_jobs: int) -> dict:
-    """The candidate models: each a Pipeline (feature derivation -> fold-fitted preprocessing -> model)."""
+def build_candidates(X: pd.DataFrame, *, epochs: int, seed: int) -> dict[str, common.Candidate]:
+    """The candidate families: Pipelines (feature derivation -> fold-fitted preprocessing -> model)
+    with their grids."""
     from sklearn.ensemble import HistGradientBoostingRegressor
-    from sklearn.linear_model import ElasticNetCV
+    from sklearn.linear_model import ElasticNet
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
-
-    from aimedres.training.torch_tabular import TorchMLPRegressor
 
     sample = synthetic.add_delta_frs(X.head(50))
 
     def pipe(model, *, scale: bool = True) -> Pipeline:
+        # add_delta_frs lives in an importable module so the saved pipeline unpickles anywhere.
         return Pipeline(
             [
                 ("derive", FunctionTransformer(synthetic.add_delta_frs)),
@@ -153,66 +155,46 @@ def build_models(X: pd.DataFrame, *, epochs: int, seed: int, n_jobs: int) -> dic
         )
 
     return {
-        "elastic_net": pipe(
-            ElasticNetCV(l1_ratio=[0.1, 0.5, 0.9, 1.0], alphas=40, cv=5, random_state=seed)
+        "elastic_net": common.Candidate(
+            pipe(ElasticNet(max_iter=10000, random_state=seed)),
+            {"model__alpha": [0.001, 0.01, 0.1], "model__l1_ratio": [0.2, 1.0]},
         ),
-        "gradient_boosting": pipe(
-            HistGradientBoostingRegressor(
-                max_iter=epochs,
-                learning_rate=0.05,
-                max_leaf_nodes=8,
-                min_samples_leaf=20,
-                l2_regularization=1.0,
-                early_stopping=False,
-                random_state=seed,
+        "gradient_boosting": common.Candidate(
+            pipe(
+                HistGradientBoostingRegressor(
+                    max_iter=epochs,
+                    learning_rate=0.05,
+                    min_samples_leaf=20,
+                    l2_regularization=1.0,
+                    early_stopping=False,
+                    random_state=seed,
+                ),
+                scale=False,
             ),
-            scale=False,
-        ),
-        "mlp": pipe(
-            TorchMLPRegressor(
-                hidden_layer_sizes=(32, 16),
-                epochs=epochs,
-                learning_rate=3e-3,
-                weight_decay=1e-3,
-                batch_size=32,
-                patience=15,
-                random_state=seed,
-                n_jobs=n_jobs,
-            )
+            {"model__max_leaf_nodes": [4, 8]},
         ),
     }
 
 
 def train(args: argparse.Namespace) -> dict:
-    """Cross-validate the models, refit the best on all rows, write the outputs; return their paths."""
+    """Nested CV of the candidates, refit of the search on all rows, outputs; return their paths."""
     started = time.time()
     ds, data = load_data(args)
-    models = build_models(ds.X, epochs=args.epochs, seed=args.seed, n_jobs=args.n_jobs)
-    # add_delta_frs lives in an importable module so the saved pipeline unpickles anywhere.
+    candidates = build_candidates(ds.X, epochs=args.epochs, seed=args.seed)
     common.log(
-        f"{JOB}: {len(ds.X)} rows, {ds.X.shape[1]} features; {args.folds}-fold CV, "
-        f"epochs/boosting rounds {args.epochs}, seed {args.seed}, {args.n_jobs} thread(s)"
+        f"{JOB}: {len(ds.X)} rows, {ds.X.shape[1]} features; nested CV {args.folds} folds x "
+        f"{args.repeats} repeats, boosting rounds {args.epochs}, seed {args.seed}, n_jobs {args.n_jobs}"
     )
-    cv = common.cross_validate(models, ds, folds=args.folds, seed=args.seed, n_jobs=args.n_jobs)
-    best = cv["best_model"]
-    final = common.fit_final(models[best], ds, n_jobs=args.n_jobs)
+    nested = common.nested_cv(candidates, ds, folds=args.folds, repeats=args.repeats, seed=args.seed,
+                              n_jobs=args.n_jobs)
     if ds.synthetic:
         floor = data["noise_floor"]
-        m = cv["models"][best]
+        m = nested.means
         common.log(
-            f"{best}: rmse {m['rmse']:.4f} vs floor {floor['rmse']:.4f}; "
+            f"nested CV: rmse {m['rmse']:.4f} vs floor {floor['rmse']:.4f}; "
             f"r2 {m['r2']:.4f} vs ceiling {floor['r2']:.4f}"
         )
-    return common.write_outputs(
-        common.output_dir(args, JOB),
-        job=JOB,
-        ds=ds,
-        cv_result=cv,
-        data=data,
-        model=final,
-        args=args,
-        started=started,
-    )
+    return common.write_tabular_job(JOB, args, ds, candidates, nested, started=started, data=data)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,14 +6,28 @@ synthetic in the log, in metrics.json (``data.synthetic: true``) and in the data
 ``--data-dir DIR`` trains on real images instead, one sub-folder per class (PNG/JPG/...; read with
 Pillow, converted to grayscale and resized) -- never a silent fallback.
 
-Protocol: ONE stratified split into train / validation / test (60 / 20 / 20 % per class, seeded),
-so there is no ``--folds`` flag.  The network trains on the training split; early stopping and the
+Split by patient on real data: all slices of one patient stay on one side of every split. The
+patient of an image is its folder in ``DIR/<class>/<patient>/<image>``, or, for a flat
+``DIR/<class>/<image>`` layout, group 1 of ``--patient-pattern REGEX`` matched on the file name
+(``"(P\\d+)_"`` reads ``P017`` from ``P017_slice12.png``). A flat layout without a pattern treats
+every image as its own patient and warns that slices of one patient could straddle the split.
+
+Protocol: ONE stratified split into train / validation / test (60 / 20 / 20 % per class, seeded;
+stratified by patient with StratifiedGroupKFold when patients are known), so there is no
+``--folds`` flag.  The network trains on the training split; early stopping and the
 choice of the saved epoch use the validation split only; every reported metric (accuracy,
 balanced_accuracy, f1_macro, roc_auc one-vs-rest macro; primary: accuracy) is measured once on
 the held-out test split, which training never sees.
 
-Outputs: metrics.json, model.pt (state dict + architecture + training config + class names + the
-per-epoch history), manifest.json.
+The 95 % intervals in metrics.json (``metrics_ci``) are a percentile bootstrap over the test
+images. Determinism: torch trains on one intra-op thread whatever ``--n-jobs`` says (the
+reduction order of a multi-threaded convolution depends on the thread count), so a seed gives the
+same metrics standalone and under the plugin.
+
+Outputs: metrics.json, predictions.csv (the test split: row, fold, repeat, y_true, score = P(predicted
+class), y_pred, one p_<class> column per class), figures/ (sample slices per class, confusion
+matrix), model.pt (state dict + architecture + training config + class names + the per-epoch
+history), manifest.json.
 
     python src/aimedres/training/train_brain_mri.py                       # synthetic slices
     python src/aimedres/training/train_brain_mri.py --data-dir scans/     # scans/<class>/*.png
@@ -83,6 +97,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "each); converted to grayscale and resized. Default: the synthetic slices.",
     )
     parser.add_argument(
+        "--patient-pattern",
+        default=None,
+        metavar="REGEX",
+        help="with --data-dir in a flat DIR/<class>/<image> layout: a regular expression whose group 1, "
+        "matched on the file name, is the patient id (e.g. '(P\\d+)_'); all slices of a patient stay "
+        "on one side of the split. Patient sub-folders DIR/<class>/<patient>/ need no pattern.",
+    )
+    parser.add_argument(
         "--n-samples",
         type=_positive_int,
         default=None,
@@ -106,6 +128,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--image-size must be >= 16, got {args.image_size}")
     if args.data_dir is not None and args.n_samples is not None:
         parser.error("--n-samples sizes the synthetic set; it cannot be combined with --data-dir")
+    if args.patient_pattern is not None:
+        if args.data_dir is None:
+            parser.error("--patient-pattern reads patient ids from real file names; it needs --data-dir")
+        import re
+
+        try:
+            re.compile(args.patient_pattern)
+        except re.error as exc:
+            parser.error(f"--patient-pattern {args.patient_pattern!r} is not a regular expression: {exc}")
     if args.n_samples is None:
         args.n_samples = DEFAULT_N_SAMPLES
     if args.data_dir is None and args.n_samples < 5 * len(synthetic.MRI_CLASSES):
@@ -123,7 +154,14 @@ def load_data(args: argparse.Namespace) -> synthetic.ImageSet:
     from aimedres.training import mri
 
     if args.data_dir is not None:
-        data = mri.load_image_folder(args.data_dir, size=args.image_size)
+        data = mri.load_image_folder(args.data_dir, size=args.image_size, patient_pattern=args.patient_pattern)
+        if data.groups is None:
+            common.log(
+                f"warning: --data-dir {args.data_dir}: no patient folders and no --patient-pattern, so every "
+                "image counts as its own patient; slices of one patient may fall on both sides of the split"
+            )
+        else:
+            common.log(f"split by patient: {len(set(data.groups))} patients")
         counts = np.bincount(data.labels, minlength=len(data.classes))
         small = [f"{c} ({n})" for c, n in zip(data.classes, counts) if n < 3]
         if small:
@@ -139,6 +177,26 @@ def load_data(args: argparse.Namespace) -> synthetic.ImageSet:
         f"(classes {data.classes}). Use --data-dir DIR for real images."
     )
     return data
+
+
+def grouped_split(labels: np.ndarray, groups: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Train / val / test by patient: StratifiedGroupKFold (5 folds, seeded) holds out one fold as
+    test, a second StratifiedGroupKFold (4 folds) on the rest one as validation (about 60/20/20).
+
+    Raises:
+        DataError: fewer than 5 patients (no patient-disjoint three-way split).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_groups = len(set(groups.tolist()))
+    if n_groups < 5:
+        raise common.DataError(f"{n_groups} patient(s): a patient-disjoint train/validation/test split "
+                               "needs at least 5")
+    X = np.zeros((len(labels), 1))
+    rest, test = next(StratifiedGroupKFold(5, shuffle=True, random_state=seed).split(X, labels, groups))
+    tr, va = next(StratifiedGroupKFold(4, shuffle=True, random_state=seed + 1)
+                  .split(X[rest], labels[rest], groups[rest]))
+    return {"train": np.sort(rest[tr]), "val": np.sort(rest[va]), "test": np.sort(test)}
 
 
 def stratified_split(labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -165,7 +223,8 @@ def train(args: argparse.Namespace) -> dict:
     started = time.time()
     mri.set_determinism(args.seed, args.n_jobs)
     data = load_data(args)
-    split = stratified_split(data.labels, args.seed)
+    split = (stratified_split(data.labels, args.seed) if data.groups is None
+             else grouped_split(data.labels, data.groups, args.seed))
     common.log(
         f"{JOB}: {len(data.labels)} images {args.image_size}x{args.image_size}, classes {data.classes}; "
         f"split train {len(split['train'])} / val {len(split['val'])} / test {len(split['test'])}; "
@@ -183,13 +242,15 @@ def train(args: argparse.Namespace) -> dict:
         log=common.log,
     )
     # The one and only look at the test split.
-    proba = mri.predict_proba(result.model, data.images[split["test"]])
-    metrics = common.classification_metrics(
-        data.labels[split["test"]], proba, list(range(len(data.classes)))
-    )
+    test = split["test"]
+    y_test = data.labels[test]
+    proba = mri.predict_proba(result.model, data.images[test])
+    labels = list(range(len(data.classes)))
+    metrics = common.classification_metrics(y_test, proba, labels)
+    ci = common.bootstrap_intervals(y_test, [proba], "multiclass", seed=args.seed, classes=len(labels))
     common.log(
-        f"held-out test ({len(split['test'])} images): "
-        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        f"held-out test ({len(test)} images): "
+        + ", ".join(f"{k} {v:.4f} ({ci[k][0]:.3f}-{ci[k][1]:.3f})" for k, v in metrics.items() if k in ci)
         + f" (best epoch {result.best_epoch} of {result.epochs_run})"
     )
     checkpoint = {
@@ -214,13 +275,32 @@ def train(args: argparse.Namespace) -> dict:
         "sha256": data.sha256(),
         "classes": data.classes,
         "split": {name: int(len(idx)) for name, idx in split.items()},
+        "split_by": "patient" if data.groups is not None else "image",
     }
+    if data.groups is not None:
+        info["patients"] = {name: int(len(set(data.groups[idx].tolist()))) for name, idx in split.items()}
+    out = common.output_dir(args, JOB)
+    out.mkdir(parents=True, exist_ok=True)
+    import pandas as pd
+
+    pred = {"row": test, "fold": 0, "repeat": 0, "y_true": y_test, "score": proba.max(axis=1),
+            "y_pred": proba.argmax(axis=1)}
+    pred |= {f"p_{name}": proba[:, k] for k, name in enumerate(data.classes)}
+    common.write_predictions(out, pd.DataFrame(pred))
+    train_idx = split["train"]
+    common.figures.draw(out, "samples", common.figures.sample_images, data.images[train_idx],
+                        data.labels[train_idx], data.classes)
+    common.figures.draw(out, "confusion", common.figures.confusion, y_test, proba.argmax(axis=1),
+                        data.classes, f"{JOB}: held-out test split")
     return common.write_outputs(
-        common.output_dir(args, JOB),
+        out,
         job=JOB,
         task=task,
         primary_metric="accuracy",
         metrics=metrics,
+        metrics_ci={k: v for k, v in ci.items() if k in metrics},
+        ci_method=f"percentile bootstrap (95 %, {min(common.BOOTSTRAP, 200)} resamples) of the "
+                  "test images",
         models={"small_cnn": metrics},
         best_model="small_cnn",
         data=info,
@@ -230,6 +310,8 @@ def train(args: argparse.Namespace) -> dict:
             "evaluation": "held-out test split (never used for training or model selection)",
             "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run,
+            "classes": data.classes,
+            "torch_threads": mri.TRAIN_THREADS,
         },
         extra_files={"model.pt": buf.getvalue()},
     )
