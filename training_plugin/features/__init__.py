@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 
 #: The feature modules, in the order their hooks should see a job.
-FEATURES = ("gates", "history", "report", "tracking")
+FEATURES = ("gates", "history", "fingerprint", "report", "tracking")
 
 
 def modules() -> list[ModuleType]:
