@@ -118,9 +118,10 @@ class TrainingSession:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         """Attach the job's log path and record to its reports (xdist carries them)."""
         report = yield
-        if isinstance(item, TrainingItem):
+        if isinstance(item, TrainingItem) and call.when != "teardown":
             setattr(report, REPORT_LOG_ATTR, str(item.spec.log_path))
-            setattr(report, results.REPORT_ATTR, item.record(call.excinfo))
+            if call.when == "call" or not report.passed:  # the job's final report
+                setattr(report, results.REPORT_ATTR, item.record(call.excinfo))
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
