@@ -96,24 +96,13 @@ def _max_regression(text: str) -> tuple[str, tuple[str, float]]:
     return name, tol
 
 
-def _path_or_default(option: str) -> Any:
-    def parse(text: str) -> str:
-        if not text.strip():
-            raise pytest.UsageError(f"{option} expects a file name, got ''; e.g. "
-                                    f"{option}={DEFAULT_BASELINE}")
-        return text
-
-    parse.__name__ = option.lstrip("-")
-    return parse
-
-
 def add_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
     """``--save-baseline[=FILE]``, ``--compare[=FILE|last]``, ``--max-regression``."""
     group.addoption("--save-baseline", dest="training_save_baseline", nargs="?", const="",
-                    default=None, type=_path_or_default("--save-baseline"), metavar="FILE",
+                    default=None, metavar="FILE",
                     help=HELP_SAVE)
     group.addoption("--compare", dest="training_compare", nargs="?", const="", default=None,
-                    type=_path_or_default("--compare"), metavar="FILE|last", help=HELP_COMPARE)
+                    metavar="FILE|last", help=HELP_COMPARE)
     group.addoption("--max-regression", dest="training_max_regression", action="append",
                     type=_max_regression, default=[], metavar="METRIC=TOL", help=HELP_TOL)
 
