@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 train: venv
-	$(BIN)/python -m pytest -p training_plugin -n $(JOBS) $(TRAIN_ARGS)
+	$(BIN)/python -m pytest -p training_plugin -n $(JOBS) --html=training-results/report.html --self-contained-html $(TRAIN_ARGS)
 
 test: venv
 	$(BIN)/python -m pytest -n $(JOBS) $(TEST_ARGS)
