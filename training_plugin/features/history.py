@@ -162,12 +162,31 @@ class History:
         node.workerinput[WORKERINPUT_LAST] = last_passing(self.config)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Remember jobs that started, until their final report arrives."""
-        from training_plugin import results
+        """Remember jobs that started (a passed setup report of a training job: it carries
+        the log path), until their final report arrives."""
+        from training_plugin.session import REPORT_LOG_ATTR
 
-        record = getattr(report, results.REPORT_ATTR, None)
-        if isinstance(record, dict) and report.when == "setup" and report.passed:
-            self.running[report.nodeid] = dict(record)
+        log = getattr(report, REPORT_LOG_ATTR, None)
+        if log is not None and report.when == "setup" and report.passed:
+            self.running[report.nodeid] = self._started_record(Path(log))
+
+    def _started_record(self, log: Path) -> dict[str, Any]:
+        """What is known of a job that started: its id and output dir (from its log path)
+        and, where the session's job specs are at hand, its command."""
+        out = log.parent
+        try:
+            job = out.relative_to(output_dir(self.config)).as_posix()
+        except ValueError:
+            job = out.name
+        record: dict[str, Any] = {"id": job, "output_dir": str(out), "log": str(log)}
+        from training_plugin import plugin
+
+        state = self.config.stash.get(getattr(plugin, "_STATE_KEY"), None)
+        for specs in getattr(state, "specs", {}).values():
+            for spec in specs:
+                if spec.id == job:
+                    record["command"] = list(spec.argv)
+        return record
 
     def pytest_training_job_report(self, config: pytest.Config, report: pytest.TestReport,
                                    record: dict[str, Any]) -> None:
