@@ -1,0 +1,490 @@
+"""The Ray executor (``--ray ADDRESS``): every job is one Ray task on a cluster.
+
+- Connecting: ``ADDRESS`` is what ``ray.init`` takes (``auto``, ``HOST:PORT``,
+  ``ray://HOST:PORT``); ``local`` starts a private Ray instance for the session and shuts it
+  down at the end.  An address where nothing answers is a ``pytest.UsageError`` within seconds.
+- Code: the controller's rootdir travels as the job's runtime environment (``working_dir``),
+  without ``.git``, ``.venv``, output and cache folders and what ``.gitignore`` ignores; each
+  job runs inside Ray's copy.  The nodes share the Python environment (same image or venv).
+- Placement: each job asks for its ``cpus`` / ``gpus`` / ``memory`` / custom ``resources``;
+  Ray places it.  A request that no node of the cluster can hold fails at once, naming what
+  was asked and what the nodes offer (a Ray task on an infeasible request would wait forever).
+- All at once: ``submit_all`` submits every selected job before the first item runs; a thread
+  per job receives its stream (``_ray_node.run_job``, a streaming generator task): the log is
+  written to the controller's ``<output-dir>/<id>/train.log`` as it comes, the output folder
+  arrives as a tar at the end and is unpacked into ``<output-dir>/<id>/`` by ``run`` (after
+  the item has set the earlier metrics aside).  No shared filesystem is needed.
+- Stopping: the timeout is kept on the node (the job's whole tree is killed there, by the same
+  subreaper as locally); Ctrl-C / SIGTERM of pytest cancels every job in flight
+  (``ray.cancel(force=True)`` kills the worker, and with it the job's tree); when pytest dies,
+  Ray ends its driver's workers and their supervisors kill the trees.
+- A node that dies under a job fails that job with "node <ip> lost while the job ran".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training_plugin.executors.base import JobRun, RunResult
+
+MSG_UNREACHABLE = (
+    "--ray {address}: no Ray cluster answers there ({why}). Start one with "
+    "`ray start --head --port=6379` and pass --ray HOST:6379, or use --ray local for a private "
+    "instance on this machine."
+)
+MSG_CONNECT_FAILED = "--ray {address}: could not connect to the Ray cluster: {why}"
+MSG_INFEASIBLE = "asks for {asked}, which no node of the cluster has ({offer})"
+MSG_NODE_LOST = "node {node} lost while the job ran"
+MSG_WORKER_DIED = "the Ray worker running the job died ({why})"
+MSG_TASK_ERROR = "the Ray task failed: {why}"
+#: Seconds to wait for a TCP answer from HOST:PORT before calling the address a usage error.
+CONNECT_CHECK_S = 5.0
+#: Seconds past a job's timeout after which the controller cancels a task whose node is silent.
+TIMEOUT_GRACE_S = 30.0
+#: Folders never shipped to the nodes (besides what .gitignore ignores).
+EXCLUDES = [".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".mypy_cache",
+            ".ruff_cache", ".tox", ".nox", "node_modules", "*.egg-info"]
+
+_RAY_TO_OURS = {"CPU": "cpus", "GPU": "gpus", "memory": "memory"}
+
+
+def _format_amount(name: str, value: float) -> str:
+    if name == "memory":
+        return f"memory={value / 2**30:.3g}GiB"
+    return f"{name}={value:g}"
+
+
+def ray_request(resources: dict[str, Any]) -> dict[str, float]:
+    """A job's ``resources`` in Ray's names: CPU, GPU, memory, custom names."""
+    request: dict[str, float] = {"CPU": float(resources.get("cpus", 1) or 0)}
+    if resources.get("gpus"):
+        request["GPU"] = float(resources["gpus"])
+    if resources.get("memory"):
+        request["memory"] = float(resources["memory"])
+    for name, amount in (resources.get("resources") or {}).items():
+        request[name] = float(amount)
+    return {k: v for k, v in request.items() if v}
+
+
+def describe_request(request: dict[str, float]) -> str:
+    """``cpus=4, gpus=1, bigmem=1`` (the job table's names)."""
+    return ", ".join(_format_amount(_RAY_TO_OURS.get(k, k), v) for k, v in request.items())
+
+
+def _describe_offer(resources: dict[str, float]) -> str:
+    shown = []
+    for key in ("CPU", "GPU", "memory"):
+        if resources.get(key):
+            shown.append(_format_amount(_RAY_TO_OURS[key], resources[key]))
+    for key, value in sorted(resources.items()):
+        if key in ("CPU", "GPU", "memory", "object_store_memory") or key.startswith("node:") \
+                or key.startswith("accelerator_type:"):
+            continue
+        shown.append(_format_amount(key, value))
+    return ", ".join(shown) or "nothing"
+
+
+@dataclass
+class _Node:
+    node_id: str
+    ip: str
+    name: str
+    resources: dict[str, float]
+
+    @property
+    def label(self) -> str:
+        """The IP, with the node's name when it has its own."""
+        return self.ip if self.name in ("", self.ip) else f"{self.ip} ({self.name})"
+
+    @property
+    def where(self) -> str:
+        """``ray:<name>`` (the name is the IP unless the node was given one)."""
+        return f"ray:{self.name or self.ip}"
+
+
+@dataclass
+class _Flight:
+    """One submitted job: its task, what came back so far, and how it ended."""
+
+    job: JobRun
+    generator: Any = None
+    thread: threading.Thread | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    node: _Node | None = None
+    node_id: str | None = None
+    tar_path: str | None = None
+    exit: dict | None = None
+    error: str | None = None
+    cancelled: bool = False
+
+
+def _check_reachable(address: str) -> None:
+    """A usage error within seconds when nothing answers at ``address``."""
+    import ray
+
+    if address == "local":
+        return
+    target = address
+    if address == "auto":
+        try:
+            from ray._private.services import canonicalize_bootstrap_address_or_die
+
+            target = canonicalize_bootstrap_address_or_die("auto")
+        except (ConnectionError, Exception) as exc:  # noqa: BLE001 - Ray raises several kinds
+            raise pytest.UsageError(MSG_UNREACHABLE.format(address=address, why=exc)) from None
+    if target.startswith("ray://"):
+        target = target[len("ray://"):]
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise pytest.UsageError(
+            MSG_UNREACHABLE.format(address=address, why="expected auto, HOST:PORT, "
+                                   "ray://HOST:PORT or local"))
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_CHECK_S).close()
+    except OSError as exc:
+        raise pytest.UsageError(MSG_UNREACHABLE.format(address=address, why=exc)) from None
+    del ray
+
+
+class RayExecutor:
+    """Runs every job as a Ray task (see the module docstring)."""
+
+    name = "ray"
+
+    def __init__(self, config: pytest.Config, address: str) -> None:
+        import ray
+
+        from training_plugin.executors import _ray_node
+
+        self.config = config
+        self.address = address
+        self.rootdir = Path(config.rootpath)
+        self.flights: dict[str, _Flight] = {}
+        self.lock = threading.Lock()
+        self.closed = False
+        _check_reachable(address)
+        runtime_env = {"working_dir": str(self.rootdir), "excludes": self._excludes()}
+        previous_sigterm = signal.getsignal(signal.SIGTERM)  # ray.init installs its own
+        try:
+            kwargs: dict[str, Any] = dict(runtime_env=runtime_env, log_to_driver=False,
+                                          logging_level=logging.WARNING,
+                                          configure_logging=True)
+            if address == "local":
+                kwargs.update(address="local", include_dashboard=False)
+            else:
+                kwargs.update(address=address)
+            ray.init(**kwargs)
+        except pytest.UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError ...
+            raise pytest.UsageError(MSG_CONNECT_FAILED.format(address=address, why=exc)) from None
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous_sigterm)
+        ray.cloudpickle.register_pickle_by_value(_ray_node)
+        self._ray = ray
+        self._reaper_source = Path(__file__).parents[1].joinpath("_reaper.py").read_text()
+        self._task = ray.remote(_ray_node.run_job)
+        self._nodes: dict[str, _Node] = {}
+        self._refresh_nodes()
+
+    # -- the cluster ----------------------------------------------------------------------------
+    def _excludes(self) -> list[str]:
+        """What never travels: VCS, environments, caches, the output folder (.gitignore is
+        honoured by Ray itself)."""
+        excludes = list(EXCLUDES)
+        out = _output_root(self.config)
+        if out is not None:
+            try:
+                rel = Path(out).resolve().relative_to(self.rootdir.resolve())
+                if str(rel) not in ("", "."):
+                    excludes.append("/" + rel.as_posix())
+            except ValueError:
+                pass
+        return excludes
+
+    def _refresh_nodes(self) -> dict[str, _Node]:
+        nodes = {}
+        for info in self._ray.nodes():
+            if not info.get("Alive"):
+                continue
+            node = _Node(node_id=info["NodeID"], ip=info.get("NodeManagerAddress", "?"),
+                         name=info.get("NodeName") or "", resources=dict(info.get("Resources", {})))
+            nodes[node.node_id] = node
+        self._nodes = nodes
+        return nodes
+
+    def _fitting(self, request: dict[str, float]) -> list[_Node]:
+        return [n for n in self._nodes.values()
+                if all(n.resources.get(k, 0.0) >= v for k, v in request.items())]
+
+    def infeasible(self, job: JobRun) -> str | None:
+        """Why no node can ever run ``job`` (asked vs offered), or None when one can."""
+        request = ray_request(dict(job.resources))
+        if self._fitting(request):
+            return None
+        self._refresh_nodes()  # nodes may have joined since
+        if self._fitting(request):
+            return None
+        offer = "; ".join(f"node {n.label}: {_describe_offer(n.resources)}"
+                          for n in self._nodes.values()) or "no live nodes"
+        return MSG_INFEASIBLE.format(asked=describe_request(request), offer=offer)
+
+    def describe(self) -> str:
+        """Header line: where, how big, what travels."""
+        nodes = self._nodes.values()
+        cpus = sum(n.resources.get("CPU", 0) for n in nodes)
+        gpus = sum(n.resources.get("GPU", 0) for n in nodes)
+        where = "a private Ray instance" if self.address == "local" else f"Ray at {self.address}"
+        return (f"{where}: {len(self._nodes)} node(s), {cpus:g} CPUs, {gpus:g} GPUs; "
+                f"code ships from {self.rootdir} (runtime_env working_dir)")
+
+    def placement(self, job: JobRun) -> str:
+        """Where ``job`` could run: the nodes that can hold its request, or why none can."""
+        why = self.infeasible(job)
+        if why is not None:
+            return f"nowhere: {why}"
+        request = ray_request(dict(job.resources))
+        nodes = ", ".join(n.where for n in self._fitting(request))
+        return f"Ray places it on one of: {nodes} ({describe_request(request)})"
+
+    # -- submitting -----------------------------------------------------------------------------
+    def submit_all(self, jobs: list[JobRun]) -> None:
+        """Submit every job now (all in flight at once); infeasible ones fail at once."""
+        for job in jobs:
+            self._submit(job)
+
+    def _submit(self, job: JobRun) -> _Flight:
+        with self.lock:
+            flight = self.flights.get(job.id)
+            if flight is not None:
+                return flight
+            flight = self.flights[job.id] = _Flight(job=job)
+        why = self.infeasible(job)
+        if why is not None:
+            flight.error = why
+            flight.done.set()
+            return flight
+        request = ray_request(dict(job.resources))
+        custom = {k: v for k, v in request.items() if k not in ("CPU", "GPU", "memory")}
+        options: dict[str, Any] = dict(num_returns="streaming", max_retries=0,
+                                       num_cpus=request.get("CPU", 0),
+                                       num_gpus=request.get("GPU", 0), name=f"training:{job.id}")
+        if "memory" in request:
+            options["memory"] = int(request["memory"])
+        if custom:
+            options["resources"] = custom
+        controller = {"output_dir": str(job.output_dir), "cwd": str(job.cwd),
+                      "python": sys.executable}
+        flight.generator = self._task.options(**options).remote(
+            job.id, [str(a) for a in job.argv], dict(job.env), controller, job.timeout,
+            self._reaper_source)
+        flight.thread = threading.Thread(target=self._receive, args=(flight,),
+                                         name=f"ray-job-{job.id}", daemon=True)
+        flight.thread.start()
+        return flight
+
+    def _receive(self, flight: _Flight) -> None:
+        """Consume one job's stream: log to the controller's train.log, the output tar to a
+        temporary file, then how it ended."""
+        ray = self._ray
+        job = flight.job
+        log = None
+        tar = None
+        try:
+            for ref in flight.generator:
+                kind, payload = ray.get(ref)
+                if kind == "start":
+                    flight.started = time.monotonic()
+                    flight.node_id = payload["node_id"]
+                    flight.node = self._nodes.get(payload["node_id"]) or _Node(
+                        payload["node_id"], payload["ip"], "", {})
+                    if flight.node.node_id not in self._nodes:
+                        self._refresh_nodes()
+                        flight.node = self._nodes.get(payload["node_id"], flight.node)
+                    job.log_path.parent.mkdir(parents=True, exist_ok=True)
+                    log = open(job.log_path, "wb")  # noqa: SIM115 - closed in finally
+                elif kind == "log":
+                    if log is None:
+                        job.log_path.parent.mkdir(parents=True, exist_ok=True)
+                        log = open(job.log_path, "wb")  # noqa: SIM115
+                    log.write(payload)
+                    log.flush()
+                elif kind == "out":
+                    if tar is None:
+                        fd, flight.tar_path = tempfile.mkstemp(prefix="training-out-",
+                                                               suffix=".tar")
+                        tar = os.fdopen(fd, "wb")
+                    tar.write(payload)
+                elif kind == "exit":
+                    if "error" in payload:
+                        flight.error = payload["error"]
+                        _write_note(job.log_path, payload["error"])
+                    else:
+                        flight.exit = payload
+        except BaseException as exc:  # noqa: BLE001 - every Ray failure becomes the job's story
+            flight.error = self._story(flight, exc)
+        finally:
+            if log is not None:
+                log.close()
+            if tar is not None:
+                tar.close()
+            flight.done.set()
+
+    def _story(self, flight: _Flight, exc: BaseException) -> str:
+        ray = self._ray
+        if flight.cancelled or isinstance(exc, ray.exceptions.TaskCancelledError):
+            flight.cancelled = True
+            return "cancelled"
+        system = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                  ray.exceptions.ObjectLostError, ray.exceptions.RaySystemError,
+                  ray.exceptions.LocalRayletDiedError)
+        if flight.node is not None and isinstance(exc, system):
+            deadline = time.monotonic() + 60.0
+            while time.monotonic() < deadline:  # the head declares a node dead after a while
+                if flight.node.node_id not in self._refresh_nodes():
+                    return MSG_NODE_LOST.format(node=flight.node.label)
+                if isinstance(exc, ray.exceptions.NodeDiedError):
+                    break
+                time.sleep(1.0)
+            return MSG_WORKER_DIED.format(why=_first_line(exc))
+        if isinstance(exc, ray.exceptions.NodeDiedError):
+            return MSG_NODE_LOST.format(node=flight.node.label if flight.node else "?")
+        return MSG_TASK_ERROR.format(why=_first_line(exc))
+
+    # -- waiting --------------------------------------------------------------------------------
+    def run(self, job: JobRun) -> RunResult:
+        """Wait for ``job`` (submitted now unless ``submit_all`` did); unpack its outputs."""
+        flight = self._submit(job)
+        try:
+            while not flight.done.wait(0.5):
+                if (job.timeout and flight.started is not None
+                        and time.monotonic() > flight.started + job.timeout + TIMEOUT_GRACE_S):
+                    self._cancel(flight)  # the node stopped answering; end it from here
+                    flight.done.wait(TIMEOUT_GRACE_S)
+                    flight.exit = {"returncode": -signal.SIGKILL, "timed_out": True}
+                    break
+        except BaseException:
+            self.cancel_all()
+            raise
+        return self._result(flight)
+
+    def _result(self, flight: _Flight) -> RunResult:
+        job = flight.job
+        started = flight.started if flight.started is not None else flight.submitted
+        where = flight.node.where if flight.node is not None else None
+        if flight.tar_path is not None:
+            _unpack(flight.tar_path, job.output_dir)
+            flight.tar_path = None
+        if flight.exit is None:
+            if flight.error and flight.node is None:
+                _write_note(job.log_path, flight.error)
+            ran = flight.started is not None
+            return RunResult(returncode=None,
+                             duration_s=time.monotonic() - started if ran else 0.0,
+                             timed_out=False, timeout_s=job.timeout, log_path=job.log_path,
+                             interrupted=flight.cancelled, error=flight.error or "did not run",
+                             node=where)
+        runtime = flight.exit.get("runtime_s")
+        return RunResult(
+            returncode=int(flight.exit["returncode"]),
+            duration_s=float(runtime) if runtime and not flight.exit.get("timed_out")
+            else time.monotonic() - started,
+            timed_out=bool(flight.exit.get("timed_out")), timeout_s=job.timeout,
+            log_path=job.log_path, leftovers=int(flight.exit.get("leftovers", 0)), node=where,
+        )
+
+    # -- stopping -------------------------------------------------------------------------------
+    def _cancel(self, flight: _Flight) -> None:
+        if flight.generator is None or flight.done.is_set():
+            return
+        flight.cancelled = True
+        try:
+            self._ray.cancel(flight.generator, force=True)
+        except Exception:  # noqa: BLE001 - already finished, or the cluster is gone
+            pass
+
+    def cancel_all(self) -> None:
+        """Cancel every job still in flight (Ctrl-C, SIGTERM, session end) and wait a little
+        for the cancellations to land (each kills its job's tree on its node)."""
+        with self.lock:
+            flights = list(self.flights.values())
+        for flight in flights:
+            self._cancel(flight)
+        deadline = time.monotonic() + 10.0
+        for flight in flights:
+            flight.done.wait(max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        """Cancel what still runs and disconnect (``--ray local``: stop the private instance)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.cancel_all()
+        for flight in self.flights.values():
+            if flight.tar_path is not None:
+                try:
+                    os.unlink(flight.tar_path)
+                except OSError:
+                    pass
+        try:
+            self._ray.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _output_root(config: pytest.Config) -> Path | None:
+    """The session's ``--output-dir`` (absolute), if the plugin has worked it out."""
+    from training_plugin import plugin
+
+    try:
+        return Path(plugin._settings(config).output_dir)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _write_note(log_path: Path, message: str) -> None:
+    """Put why a job did not run where the user looks first: its log."""
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write(message + "\n")
+    except OSError:
+        pass
+
+
+def _unpack(tar_path: str, output_dir: Path) -> None:
+    """The job's output folder from its node, into ``<output-dir>/<id>/`` here."""
+    import tarfile
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(tar_path) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(output_dir, filter="data")
+            else:  # pragma: no cover - Python without extraction filters
+                tar.extractall(output_dir)
+    finally:
+        try:
+            os.unlink(tar_path)
+        except OSError:
+            pass
