@@ -150,6 +150,18 @@ class _Entry:
     duration_s: float = 0.0
 
 
+def job_duration(report: pytest.TestReport) -> float:
+    """How long a job ran: the item's call time, except on a cluster (``node`` "ray:..."),
+    where the jobs run at once and an item only waits for its own: there, the job's run time
+    as its node measured it."""
+    record = getattr(report, REPORT_ATTR, None)
+    if isinstance(record, dict) and str(record.get("node") or "").startswith("ray:"):
+        run = record.get("run_duration_s")
+        if isinstance(run, (int, float)):
+            return float(run)
+    return report.duration
+
+
 class SummaryCollector:
     """Collects training reports; writes the terminal table and ``summary.json`` (controller).
 
@@ -173,7 +185,7 @@ class SummaryCollector:
         else:
             entry.record.update(record)
         if report.when == "call":
-            entry.duration_s = report.duration
+            entry.duration_s = job_duration(report)
             entry.outcome = report.outcome
         elif report.outcome != "passed" and entry.outcome == "passed":
             entry.outcome = "error" if report.failed else report.outcome

@@ -136,7 +136,7 @@ class TrainingSession:
             elif report.when == "call" or report.failed:
                 self.progress.job_finished(report.nodeid)
         if report.when == "call":
-            self.measured[report.nodeid] = report.duration
+            self.measured[report.nodeid] = results.job_duration(report)
         if self.summary is None:
             return
         record = self.summary.add(report)

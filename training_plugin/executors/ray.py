@@ -402,8 +402,7 @@ class RayExecutor:
         runtime = flight.exit.get("runtime_s")
         return RunResult(
             returncode=int(flight.exit["returncode"]),
-            duration_s=float(runtime) if runtime and not flight.exit.get("timed_out")
-            else time.monotonic() - started,
+            duration_s=float(runtime) if runtime else time.monotonic() - started,
             timed_out=bool(flight.exit.get("timed_out")), timeout_s=job.timeout,
             log_path=job.log_path, leftovers=int(flight.exit.get("leftovers", 0)), node=where,
         )
@@ -466,7 +465,7 @@ def _write_note(log_path: Path, message: str) -> None:
     """Put why a job did not run where the user looks first: its log."""
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "a", encoding="utf-8") as fh:
+        with open(log_path, "w", encoding="utf-8") as fh:
             fh.write(message + "\n")
     except OSError:
         pass
