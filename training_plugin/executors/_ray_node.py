@@ -11,10 +11,10 @@ The task is a streaming generator; it yields ``(kind, payload)`` pairs to the co
 
 The job runs under the same supervisor as locally (``_reaper.py``, passed in as source text and
 run with ``python -I -S -c``): a child subreaper, so every process of the job's tree stays
-findable and is killed on timeout and when the job ends; it dies with the Ray worker that runs
-this task (PR_SET_PDEATHSIG when the task runs on the worker's main thread, and a pidfd on the
-worker either way), so a cancelled task (``ray.cancel(force=True)``), a worker killed because
-its driver (pytest) died, or a lost raylet all take the job's whole tree with them.
+findable and is killed on timeout and when the job ends.  It is a grandchild of the Ray worker
+(Ray SIGKILLs a dying worker's own children, which would orphan the job) and watches the worker
+through a pidfd, so a cancelled task (``ray.cancel(force=True)``), a worker ended because its
+driver (pytest) died, or a lost raylet all take the job's whole tree with them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,21 @@ OUT_CHUNK = 16 << 20
 POLL_S = 0.2
 #: Appended to the log when the job left processes running (like the local runner).
 MSG_LEFTOVERS = "[training_plugin] the job ended; {n} process(es) it left running were killed\n"
+
+
+#: Starts the supervisor as a grandchild: fork, the child waits until it is reparented, then
+#: becomes ``_reaper.py`` (argv: source, guard pid) with its new parent as the one to check.
+_LAUNCHER = """
+import os, sys, time
+source, guard = sys.argv[1], sys.argv[2]
+launcher = os.getpid()
+if os.fork():
+    os._exit(0)
+while os.getppid() == launcher:
+    time.sleep(0.001)
+os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", source, str(os.getppid()), "0",
+                          guard])
+"""
 
 
 def _localize(value: str, mapping: list[tuple[str, str]]) -> str:
@@ -53,7 +68,6 @@ def run_job(job_id: str, argv: list, env_add: dict, controller: dict, timeout: f
     import sys
     import tarfile
     import tempfile
-    import threading
     import time
 
     import ray
@@ -72,13 +86,15 @@ def run_job(job_id: str, argv: list, env_add: dict, controller: dict, timeout: f
     env.update({k: _localize(str(v), mapping) for k, v in env_add.items()})
     env["TRAINING_OUTPUT_DIR"] = out_dir
 
-    in_main = threading.current_thread() is threading.main_thread()
     me = os.getpid()
+    # The supervisor is a grandchild of this worker, not a child: Ray SIGKILLs a dying
+    # worker's children, which would leave the job's tree orphaned.  It watches the worker
+    # through a pidfd instead (a guard), and kills every tree as soon as the worker is gone.
     reaper = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", reaper_source, str(me), "1" if in_main else "0",
-         str(me)],
+        [sys.executable, "-I", "-S", "-c", _LAUNCHER, reaper_source, str(me)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, close_fds=True,
     )
+    reaper.wait()
     buf = b""
 
     def send(**request) -> None:
@@ -166,9 +182,13 @@ def run_job(job_id: str, argv: list, env_add: dict, controller: dict, timeout: f
             reaper.stdin.close()  # EOF: the supervisor kills whatever still runs, then exits
         except OSError:
             pass
+        deadline = time.monotonic() + 40  # its stdout closes when it has killed and exited
         try:
-            reaper.wait(40)
-        except subprocess.TimeoutExpired:
-            reaper.kill()
-            reaper.wait()
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([reaper.stdout], [], [], 1.0)
+                if ready and not os.read(reaper.stdout.fileno(), 65536):
+                    break
+        except OSError:
+            pass
+        reaper.stdout.close()
         shutil.rmtree(base, ignore_errors=True)
