@@ -50,16 +50,17 @@ def collect(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 def test_a_helper_module_edit_makes_a_job_stale(pytester: pytest.Pytester) -> None:
     project(pytester)
     collect(pytester).stdout.fnmatch_lines(
-        ["job a: changed: no passing run in training-results/history.jsonl"])
+        ["up to date? (each job against its last passing run in training-results/history.jsonl)",
+         "    a: changed: no passing run"])
     run(pytester).assert_outcomes(passed=2)
     collect(pytester).stdout.fnmatch_lines_random([
-        "job a: unchanged since * UTC (roc_auc 0.9)",
-        "job b: unchanged since * UTC (roc_auc 0.8)",
+        "    a: unchanged since * UTC (roc_auc 0.9)",
+        "    b: unchanged since * UTC (roc_auc 0.8)",
     ])
     (pytester.path / "pkg" / "helper.py").write_text("AUC = 0.85\n")  # two imports away
     collect(pytester).stdout.fnmatch_lines_random([
-        "job a: changed since * UTC: pkg/helper.py edited",
-        "job b: unchanged since *",
+        "    a: changed since * UTC: pkg/helper.py edited",
+        "    b: unchanged since *",
     ])
     result = run(pytester, "--skip-unchanged")
     result.assert_outcomes(passed=1, skipped=1)
@@ -73,12 +74,12 @@ def test_collect_only_says_why_args_config_and_inputs_changed(pytester: pytest.P
     (pytester.path / "configs" / "a.yaml").write_text("depth: 4\n")
     (pytester.path / "data" / "b.csv").write_text("x,y\n1,3\n")
     collect(pytester, "--epochs", "10").stdout.fnmatch_lines_random([
-        "job a: changed since * UTC: configs/a.yaml edited; --epochs 10 added",
-        "job b: changed since * UTC: data/b.csv edited; --epochs 10 added",
+        "    a: changed since * UTC: configs/a.yaml edited; --epochs 10 added",
+        "    b: changed since * UTC: data/b.csv edited; --epochs 10 added",
     ])
     run(pytester, "--epochs", "200").assert_outcomes(passed=2)
     collect(pytester, "--epochs", "10").stdout.fnmatch_lines(
-        ["job a: changed since * UTC: --epochs 10 instead of 200"])
+        ["    a: changed since * UTC: --epochs 10 instead of 200"])
 
 
 def test_an_unchanged_job_is_skipped_under_xdist(pytester: pytest.Pytester) -> None:

@@ -510,7 +510,7 @@ class Fingerprints:
         spec = item.spec
         last = history.last_passing(self.config).get(spec.id)
         if last is None:
-            return f"changed: no passing run in {_rel(history.history_path(self.config), Path(self.config.rootpath))}"
+            return "changed: no passing run"
         fp = of_item(item)
         if last.get("fingerprint") == fp["sha256"]:
             phrase = metric_phrase(last)
@@ -537,9 +537,12 @@ class Fingerprints:
             return None
         from training_plugin.items import TrainingItem
 
-        lines = [f"job {item.spec.id}: {self.status(item)}"
+        lines = [f"    {item.spec.id}: {self.status(item)}"
                  for item in items if isinstance(item, TrainingItem)]
-        return lines or None
+        if not lines:
+            return None
+        where = _rel(history.history_path(config), Path(config.rootpath))
+        return [f"up to date? (each job against its last passing run in {where})", *lines]
 
 
 def configure(config: pytest.Config) -> None:
