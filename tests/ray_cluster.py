@@ -1,0 +1,268 @@
+"""A real two-node Ray cluster on this machine, for the Ray tests and bench/bench_ray.py.
+
+Each node is its own ``ray start ... --block`` process in its own process group, on private
+ports (found free) and a private ``--temp-dir``, and is stopped by its process id (never
+``ray stop``, which would kill every Ray process on the machine).  Every process of the cluster
+carries ``TP_RAY_CLUSTER=<marker>`` in its environment, so that the stop can sweep what the
+process group missed.
+
+The second node has the custom resource ``second`` and can run in its own mount namespace with
+private tmpfs mounts over given paths (the checkout, the test's temp dirs) and the Python
+environment bound back: it then shares no files with the controller except the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+CLUSTER_VAR = "TP_RAY_CLUSTER"
+RAY = os.path.join(os.path.abspath(sys.prefix), "bin", "ray")
+#: Health checks fast enough that a lost node is noticed in seconds.
+FAST_HEALTH = {
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "1000",
+    "RAY_health_check_failure_threshold": "3",
+    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_DEDUP_LOGS": "0",
+}
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _pids_with(var: str, value: str) -> list[int]:
+    needle = f"{var}={value}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                if needle not in fh.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                if fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X"):
+                    continue
+        except OSError:
+            continue
+        found.append(int(name))
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                kids += [int(k) for k in fh.read().split()]
+    except OSError:
+        pass
+    return kids
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+class Node:
+    """One ``ray start --block`` process."""
+
+    def __init__(self, name: str, proc: subprocess.Popen, marker: str, log: Path) -> None:
+        self.name = name
+        self.proc = proc
+        self.marker = marker
+        self.log = log
+
+    def raylet_pid(self) -> int | None:
+        """The pid of this node's raylet (a descendant of its ``ray start``)."""
+        stack = [self.proc.pid]
+        while stack:
+            pid = stack.pop()
+            if _comm(pid) == "raylet":
+                return pid
+            stack += _children(pid)
+        return None
+
+    def alive(self) -> bool:
+        """Whether its ``ray start`` still runs and its raylet is up."""
+        return self.proc.poll() is None and self.raylet_pid() is not None
+
+    def stop(self) -> None:
+        """SIGTERM its process group, then SIGKILL whatever of this node is left (its
+        descendants, its group, and what carries its marker)."""
+        tree, stack = [], [self.proc.pid]
+        while stack:
+            kids = _children(stack.pop())
+            tree += kids
+            stack += kids
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except OSError:
+                pass
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                time.sleep(0.1)
+            if self.proc.poll() is not None:
+                break
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        for pid in tree + _pids_with(CLUSTER_VAR, self.marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+class Cluster:
+    """A head node and a second node with the custom resource ``second`` (1 CPU each)."""
+
+    def __init__(self, cpus: int = 1, hide: list[Path] | None = None,
+                 head_resources: dict[str, float] | None = None) -> None:
+        self.cpus = cpus
+        self.head_resources = head_resources or {}
+        self.hide = [Path(p) for p in hide or []]
+        self.temp = Path(tempfile.mkdtemp(prefix="tp-ray-"))
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.head: Node | None = None
+        self.second: Node | None = None
+        self.started_s = 0.0
+        #: Whether the second node runs with the hidden paths hidden (root, unshare).
+        self.hidden = bool(self._hide_wrapper())
+
+    def _env(self, marker: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("RAY_", "PYTEST_", "TP_TEST_MARKER")) and k != "PYTHONPATH"}
+        env.update(FAST_HEALTH)
+        env[CLUSTER_VAR] = marker
+        return env
+
+    def _start(self, name: str, args: list[str], wrap: list[str] | None = None) -> Node:
+        marker = f"{name}-{uuid.uuid4().hex}"
+        log = self.temp / f"{name}.log"
+        temp_dir = self.temp / name
+        temp_dir.mkdir(exist_ok=True)
+        ports = ["--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
+                 "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port"]
+        argv = [RAY, "start", "--block", "--node-name", name, "--node-ip-address", "127.0.0.1",
+                "--num-cpus", str(self.cpus), "--num-gpus", "0", "--disable-usage-stats",
+                "--object-store-memory", "100000000", "--temp-dir", str(temp_dir), *args]
+        for option in ports:
+            argv += [option, str(free_port())]
+        if wrap:
+            argv = [*wrap, *argv]
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                    env=self._env(marker), start_new_session=True, cwd=self.temp)
+        return Node(name, proc, marker, log)
+
+    def _hide_wrapper(self) -> list[str] | None:
+        """``unshare --mount`` with a tmpfs over each hidden path, the venv bound back."""
+        if not self.hide or os.geteuid() != 0 or shutil.which("unshare") is None:
+            return None
+        venv = Path(sys.prefix).resolve()
+        stash = self.temp / "venv-stash"
+        stash.mkdir(exist_ok=True)
+        lines = ["set -e", f"mount --bind '{venv}' '{stash}'"]
+        for path in self.hide:
+            lines.append(f"mount -t tmpfs tmpfs '{path.resolve()}'")
+        lines += [f"mkdir -p '{venv}'", f"mount --bind '{stash}' '{venv}'", 'exec "$@"']
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                "\n".join(lines), "sh"]
+
+    def start(self, timeout: float = 180.0) -> Cluster:
+        """Start both nodes; return once the cluster has two live nodes."""
+        began = time.monotonic()
+        self.head = self._start("head", ["--head", "--port", str(self.port),
+                                         "--include-dashboard=false",
+                                         "--resources", json.dumps(self.head_resources),
+                                         "--ray-client-server-port", str(free_port())])
+        self._wait_port(timeout)
+        self.start_second(timeout)
+        self.started_s = time.monotonic() - began
+        return self
+
+    def start_second(self, timeout: float = 180.0) -> None:
+        """(Re)start the second node and wait until the cluster sees two live nodes."""
+        if self.second is not None:
+            self.second.stop()
+        self.second = self._start(
+            "second", ["--address", self.address, "--resources", json.dumps({"second": 1})],
+            wrap=self._hide_wrapper())
+        self.wait_nodes(2, timeout)
+
+    def _wait_port(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.head is not None and self.head.proc.poll() is not None:
+                raise RuntimeError(f"ray head ended: {self.head.log.read_text()[-3000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("ray head did not open its port")
+
+    def wait_nodes(self, count: int, timeout: float = 180.0) -> None:
+        """Wait until ``count`` nodes are alive with their raylets up (read from each node's
+        raylet log: no driver is connected for it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            nodes = [n for n in (self.head, self.second) if n is not None]
+            for node in nodes:
+                if node.proc.poll() is not None:
+                    raise RuntimeError(f"ray node {node.name} ended: "
+                                       f"{node.log.read_text(errors='replace')[-3000:]}")
+            if len(nodes) >= count and all(self._registered(n) for n in nodes):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"the ray cluster did not reach {count} nodes in {timeout:.0f} s")
+
+    def _registered(self, node: Node) -> bool:
+        for log in (self.temp / node.name).glob("session_*/logs/raylet.out"):
+            try:
+                text = log.read_text(errors="replace")
+            except OSError:
+                continue
+            if "Raylet of id" in text and "started" in text or "Registered to GCS" in text:
+                return True
+        return False
+
+    def stop(self) -> None:
+        """Stop both nodes by pid and remove the temp dir."""
+        for node in (self.second, self.head):
+            if node is not None:
+                node.stop()
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+if __name__ == "__main__":  # a quick manual check: start, report, stop
+    began = time.monotonic()
+    cluster = Cluster(hide=[Path(__file__).resolve().parents[1]]).start()
+    print(f"cluster at {cluster.address} up in {time.monotonic() - began:.1f} s")
+    print("head raylet", cluster.head.raylet_pid(), "second raylet", cluster.second.raylet_pid())
+    if len(sys.argv) > 1:
+        time.sleep(float(sys.argv[1]))
+    cluster.stop()

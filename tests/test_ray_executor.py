@@ -1,0 +1,314 @@
+"""The Ray executor on a real two-node Ray cluster started by these tests (tests/ray_cluster.py).
+
+The head has the custom resource ``head``, the second node ``second``; the second node runs in
+its own mount namespace with the checkout and this session's temp dirs hidden under tmpfs
+(only the Python environment is bound back), so it shares no files with the controller.
+Every job's tree carries ``proctable.MARKER_VAR=<marker>`` through the job table's ``env``;
+"nothing left" = no live process carries it.  Deselect with ``-m "not ray"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from proctable import MARKER_VAR, marked_pids
+from ray_cluster import Cluster, free_port
+from training_plugin.executors.ray import MSG_NODE_LOST, MSG_UNREACHABLE
+from training_plugin.plugin import MSG_RAY_WITH_XDIST
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+ARGS = ("-p", "training_plugin", "--output-dir", "out", "-p", "no:randomly",
+        "-p", "no:cacheprovider", "-rA")
+GONE_WITHIN_S = 30.0
+
+#: A job whose tree has a plain child, a setsid child and a SIGTERM-ignoring child; prints
+#: "ready" once they all run, then sleeps.
+TREE_JOB = textwrap.dedent(
+    '''
+    import os, subprocess, sys, time
+    out = os.environ["TRAINING_OUTPUT_DIR"]
+    ign = ("import signal,sys,time,pathlib; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+           "pathlib.Path(sys.argv[1]).touch(); time.sleep(300)")
+    subprocess.Popen(["sleep", "300"])
+    subprocess.Popen(["sleep", "301"], start_new_session=True)
+    flag = os.path.join(out, "ign.ready")
+    subprocess.Popen([sys.executable, "-c", ign, flag])
+    while not os.path.exists(flag):
+        time.sleep(0.01)
+    print("ready", flush=True)
+    time.sleep({sleep})
+    '''
+)
+#: A job that reports where it runs and writes the contract's files.
+WHERE_JOB = textwrap.dedent(
+    '''
+    import json, os, sys
+    out = os.environ["TRAINING_OUTPUT_DIR"]
+    print("cwd=" + os.getcwd(), flush=True)
+    print("shipped=" + json.dumps(sorted(os.listdir("."))), flush=True)
+    print("sees-checkout=" + str(os.path.exists({project!r})), flush=True)
+    os.makedirs(os.path.join(out, "model"), exist_ok=True)
+    with open(os.path.join(out, "model", "weights.bin"), "wb") as fh:
+        fh.write(b"w" * 300000)
+    with open(os.path.join(out, "metrics.json"), "w") as fh:
+        json.dump({{"job": os.environ["TRAINING_JOB_ID"], "task": "binary",
+                   "primary_metric": "roc_auc", "metrics": {{"roc_auc": 0.75}}}}, fh)
+    print("threads=" + os.environ.get("OMP_NUM_THREADS", "?"), flush=True)
+    '''
+)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """One two-node cluster for this test process (each xdist worker gets its own, on its own
+    ports and temp dirs)."""
+    hide = [REPO, tmp_path_factory.getbasetemp()]
+    started = Cluster(hide=hide, head_resources={"head": 1}).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def ray_cluster(cluster: Cluster) -> Cluster:
+    """The cluster with both nodes up (a test may have killed the second one)."""
+    if not cluster.second.alive():
+        cluster.start_second()
+    return cluster
+
+
+@pytest.fixture
+def marker():
+    """A unique value for MARKER_VAR; every marked process is killed afterwards."""
+    value = uuid.uuid4().hex
+    yield value
+    for pid in marked_pids(value):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def project(pytester: pytest.Pytester, marker: str, scripts: dict[str, str],
+            table: str) -> Path:
+    """A temp project: scripts, a job table that marks every job, its own pytest.ini."""
+    pytester.makeini("[pytest]\n")
+    for name, text in scripts.items():
+        (pytester.path / f"{name}.py").write_text(text)
+    env = f'env = {{ {MARKER_VAR} = "{marker}" }}\n'
+    for job in (name.removeprefix("train_") for name in scripts):
+        header = f"[tool.training_plugin.jobs.{job}]\n"
+        table = table.replace(header, header + env) if header in table else table + header + env
+    (pytester.path / "pyproject.toml").write_text(table)
+    return pytester.path
+
+
+def start(root: Path, marker: str, *args: str) -> subprocess.Popen:
+    """pytest in a subprocess, in its own process group, carrying the marker."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST_", "RAY_")) and k != "PYTHONPATH"}
+    env[MARKER_VAR] = marker
+    return subprocess.Popen([sys.executable, "-m", "pytest", *ARGS, *args], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0)
+
+
+def finish(proc: subprocess.Popen, within_s: float = 300) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=within_s)
+    return proc.returncode, out.decode(errors="replace")
+
+
+def run(root: Path, marker: str, *args: str) -> tuple[int, str]:
+    return finish(start(root, marker, *args))
+
+
+def wait_log(root: Path, job: str, text: str, proc: subprocess.Popen, within_s: float = 120):
+    """Wait until the controller's copy of ``job``'s log contains ``text`` (it streams)."""
+    log = root / "out" / job / "train.log"
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            if text in log.read_text(errors="replace"):
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(f"pytest ended before {job} printed {text!r}: "
+                                 f"{proc.stdout.read().decode(errors='replace')}")
+        assert time.monotonic() < deadline, f"{job} never printed {text!r}"
+        time.sleep(0.1)
+
+
+def wait_gone(marker: str, within_s: float = GONE_WITHIN_S) -> list[int]:
+    deadline = time.monotonic() + within_s
+    while (pids := marked_pids(marker)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return pids
+
+
+def summary(root: Path) -> dict[str, dict]:
+    data = json.loads((root / "out" / "summary.json").read_text())
+    return {job["id"]: job for job in data["jobs"]}
+
+
+def test_placement_code_shipping_and_outputs_come_back(pytester, ray_cluster, marker):
+    scripts = {"train_far": "", "train_near": ""}
+    root = pytester.path
+    scripts = {k: WHERE_JOB.format(project=str(root)) for k in scripts}
+    (root / ".gitignore").write_text("secret.txt\n")
+    (root / "secret.txt").write_text("never shipped")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    project(pytester, marker, scripts, textwrap.dedent('''
+        [tool.training_plugin.jobs.far]
+        resources = { second = 1 }
+        [tool.training_plugin.jobs.near]
+        cpus = 1
+        resources = { head = 1 }
+        '''))
+    rc, out = run(root, marker, "--ray", ray_cluster.address, "-n", "2",
+                  "--junitxml", "junit.xml")
+    assert rc == 0, out
+    assert MSG_RAY_WITH_XDIST.format(n=2) in out  # -n is turned off, and said so
+    jobs = summary(root)
+    assert jobs["far"]["node"] == "ray:second" and jobs["near"]["node"] == "ray:head", jobs
+    assert re.search(r"^far\s+passed .* ray:second", out, re.M), out
+    props = {(case.get("name"), p.get("name")): p.get("value")
+             for case in ET.parse(root / "junit.xml").iter("testcase")
+             for p in case.iter("property")}
+    assert props[("far", "node")] == "ray:second", props
+    for job in ("far", "near"):
+        out_dir = root / "out" / job
+        log = (out_dir / "train.log").read_text()
+        cwd = re.search(r"^cwd=(.*)$", log, re.M).group(1)
+        assert cwd != str(root) and "working_dir" in cwd, log  # Ray's copy, not the checkout
+        shipped = json.loads(re.search(r"^shipped=(.*)$", log, re.M).group(1))
+        assert "train_far.py" in shipped and "pyproject.toml" in shipped, shipped
+        assert "secret.txt" not in shipped and ".git" not in shipped, shipped
+        assert "out" not in shipped, shipped
+        assert "threads=1" in log, log  # cpus is the thread budget
+        # everything the job wrote is here, as after a local run
+        assert (out_dir / "model" / "weights.bin").stat().st_size == 300000
+        assert json.loads((out_dir / "metrics.json").read_text())["metrics"]["roc_auc"] == 0.75
+    if ray_cluster.hidden:
+        assert "sees-checkout=False" in (root / "out" / "far" / "train.log").read_text()
+
+
+def test_collect_only_shows_resources_and_placement(pytester, ray_cluster, marker):
+    root = project(pytester, marker, {"train_far": "", "train_big": ""}, textwrap.dedent('''
+        [tool.training_plugin.jobs.far]
+        resources = { second = 1 }
+        [tool.training_plugin.jobs.big]
+        cpus = 64
+        memory = "1GiB"
+        '''))
+    rc, out = run(root, marker, "--ray", ray_cluster.address, "--collect-only")
+    assert rc == 0, out
+    assert "resources: cpus=1, resources={'second': 1.0}" in out, out
+    assert re.search(r"job far:.*\n(.*\n)*?\s+runs on: .*ray:second", out), out
+    assert re.search(r"runs on: nowhere: asks for cpus=64", out), out
+    assert not (root / "out").exists()
+
+
+def test_infeasible_resources_fail_at_once_naming_asked_and_offered(pytester, ray_cluster,
+                                                                   marker):
+    root = project(pytester, marker, {"train_big": "print('ran')\n", "train_ok": "print(1)\n"},
+                   '[tool.training_plugin.jobs.big]\ncpus = 3\nresources = { bigmem = 1 }\n')
+    rc, out = run(root, marker, "--ray", ray_cluster.address)
+    assert rc == 1, out
+    jobs = summary(root)
+    assert jobs["ok"]["outcome"] == "passed" and jobs["big"]["outcome"] == "failed", jobs
+    story = jobs["big"]["story"]
+    assert "cpus=3, bigmem=1" in story and "which no node of the cluster has" in story, story
+    assert "second=1" in story and "cpus=1" in story, story  # what the nodes offer
+    assert "ran" not in (root / "out" / "big" / "train.log").read_text()
+
+
+def test_timeout_kills_the_whole_tree_on_its_node(pytester, ray_cluster, marker):
+    root = project(pytester, marker, {"train_slow": TREE_JOB.format(sleep=300)},
+                   '[tool.training_plugin.jobs.slow]\ntimeout = 4\nresources = { second = 1 }\n')
+    rc, out = run(root, marker, "--ray", ray_cluster.address)
+    assert rc == 1, out
+    assert "timed out after 4 s" in out, out
+    assert "ready" in (root / "out" / "slow" / "train.log").read_text()
+    assert wait_gone(marker) == []
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_stopping_pytest_leaves_nothing_running_on_any_node(pytester, ray_cluster, marker,
+                                                           how):
+    root = project(pytester, marker,
+                   {"train_far": TREE_JOB.format(sleep=300), "train_near": TREE_JOB.format(
+                       sleep=300)},
+                   '[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n'
+                   '[tool.training_plugin.jobs.near]\nresources = { head = 1 }\n')
+    proc = start(root, marker, "--ray", ray_cluster.address)
+    try:
+        wait_log(root, "far", "ready", proc)  # the log streams live from the node
+        wait_log(root, "near", "ready", proc)
+        assert len(marked_pids(marker)) >= 2 * 4 + 1
+        proc.send_signal(getattr(signal, how))
+        rc, out = finish(proc, 120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if how == "SIGTERM":
+        assert rc == 2, out  # interrupted, like Ctrl-C
+        assert "pytest received SIGTERM" in out, out
+    assert wait_gone(marker) == []
+
+
+def test_a_lost_node_fails_its_job_and_no_other(pytester, ray_cluster, marker):
+    root = project(pytester, marker,
+                   {"train_far": TREE_JOB.format(sleep=300), "train_near": TREE_JOB.format(
+                       sleep=0) + "import time; time.sleep(1)\n"},
+                   '[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n'
+                   '[tool.training_plugin.jobs.near]\nresources = { head = 1 }\n')
+    proc = start(root, marker, "--ray", ray_cluster.address)
+    try:
+        wait_log(root, "far", "ready", proc)
+        os.kill(ray_cluster.second.raylet_pid(), signal.SIGKILL)
+        rc, out = finish(proc, 180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 1, out
+    jobs = summary(root)
+    assert jobs["near"]["outcome"] == "passed", jobs
+    assert jobs["far"]["outcome"] == "failed", jobs
+    pattern = re.escape(MSG_NODE_LOST).replace(re.escape("{node}"), r"\S+ \(second\)")
+    assert re.search(pattern, jobs["far"]["story"]), jobs["far"]["story"]
+    ray_cluster.second.stop()
+    assert wait_gone(marker) == []
+
+
+def test_an_address_where_nothing_answers_is_a_usage_error(pytester, marker):
+    root = project(pytester, marker, {"train_a": "print(1)\n"}, "")
+    address = f"127.0.0.1:{free_port()}"
+    rc, out = run(root, marker, "--ray", address)
+    assert rc == 4, out
+    assert MSG_UNREACHABLE.split("(")[0].format(address=address) in out, out
+    assert "--ray local" in out, out
+    assert not (root / "out").exists()
+
+
+def test_ray_local_starts_a_private_instance_and_stops_it(pytester, marker):
+    root = project(pytester, marker, {"train_a": "import os; print('on', os.getcwd())\n"}, "")
+    rc, out = run(root, marker, "--ray", "local")
+    assert rc == 0, out
+    assert "a private Ray instance" in out, out
+    assert summary(root)["a"]["node"].startswith("ray:"), out
+    assert wait_gone(marker) == []  # pytest and its private Ray instance are gone
+
