@@ -1,5 +1,5 @@
 """Thread budget and GPU assignment: pure rules, option handling, and the environment each job
-actually receives under xdist (the stand-in harness of test_parallel_process_safety)."""
+actually receives under xdist (the real plugin, fakejobs.ENV_JOB)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from training_plugin import budget
 from training_plugin.budget import detect_gpus, gpus_for_worker
 
-from test_parallel_process_safety import PLUGIN_ARGS, plugin_project
+from fakejobs import PLUGIN_ARGS, plugin_project
 
 #: A job that records the environment it received.
 ENV_JOB = (

@@ -16,7 +16,7 @@ from _pytest._io.terminalwriter import TerminalWriter
 
 from training_plugin.progress import Progress, format_elapsed, last_log_line
 
-from test_parallel_process_safety import PLUGIN_ARGS, plugin_project
+from fakejobs import PLUGIN_ARGS, plugin_project
 
 CLEAR = "\r\x1b[K"
 

@@ -11,7 +11,7 @@ from training_plugin import scheduler, xdist_scheduler
 from training_plugin.scheduler import longest_first, simulate_makespan
 from training_plugin.xdist_scheduler import LongestFirstScheduling
 
-from test_parallel_process_safety import PLUGIN_ARGS, plugin_project
+from fakejobs import PLUGIN_ARGS, plugin_project
 
 #: The issue's set: eight jobs, named so that the longest sort last.
 ISSUE_SET = {"a1": 2, "a2": 2, "b1": 4, "b2": 4, "c1": 6, "c2": 6, "d": 8, "e": 12}

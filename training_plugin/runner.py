@@ -34,6 +34,8 @@ MSG_REAPER_DIED = (
     "the job supervisor (training_plugin reaper) died while the job ran; "
     "the job's process group was killed"
 )
+#: The interruption a SIGTERM of pytest raises (a KeyboardInterrupt).
+MSG_TERMINATED = "pytest received {signal}"
 MSG_LEFTOVERS = "[training_plugin] the job ended; {n} process(es) it left running were killed\n"
 
 _REAPER_PATH = str(Path(__file__).with_name("_reaper.py"))
@@ -159,7 +161,7 @@ atexit.register(shutdown)
 
 
 def _raise_terminated(signum: int, _frame: object) -> None:
-    raise TerminatedBySignal(f"pytest received {signal.Signals(signum).name}")
+    raise TerminatedBySignal(MSG_TERMINATED.format(signal=signal.Signals(signum).name))
 
 
 def interrupt_on_sigterm() -> object:

@@ -1,0 +1,33 @@
+"""Fixtures shared by the test suite.
+
+Two homes for shared test scaffolding:
+- fixtures, here: ``marker`` (the process marker every fake job's tree carries, with clean-up)
+  and ``project`` (a pytester project for ``pytest -p training_plugin``);
+- plain helpers, in tests/fakejobs.py (fake-script makers, ``Session``, ``wait_gone``,
+  ``PLUGIN_ARGS``, ``CONTRACT_KEYS``) and tests/proctable.py (reading the process table),
+  imported as ``from fakejobs import ...``.  Never ``from conftest import ...``: the repository
+  root has a conftest.py too, and that name is ambiguous.
+Message texts are imported from the plugin's modules (``MSG_*``), never retyped in tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from fakejobs import kill_marked, plugin_project
+
+
+@pytest.fixture
+def marker():
+    """A unique value for ``proctable.MARKER_VAR``; every marked process is killed afterwards."""
+    value = uuid.uuid4().hex
+    yield value
+    kill_marked(value)
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A temp project for ``pytest -p training_plugin`` (its own pytest.ini)."""
+    return plugin_project(pytester)
