@@ -1,7 +1,8 @@
 """runner.run_job with real processes, real signals and the process table.
 
 Every fake job carries a unique marker in its environment; "no process left" means that no
-process in /proc carries it (polled for a few seconds where a kernel signal is in flight).
+process in /proc carries it: checked at once where run_job has returned (it returns once the
+tree is gone), polled (fakejobs.wait_gone) where a signal is in flight.
 """
 
 from __future__ import annotations
@@ -13,110 +14,73 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from training_plugin import runner
-from training_plugin.runner import RunResult, log_tail, run_job
+from training_plugin.executors.base import MSG_EXIT_CODE, MSG_KILLED, MSG_OOM_HINT, MSG_TIMED_OUT
+from training_plugin.runner import MSG_LEFTOVERS, RunResult, log_tail, run_job
 
+from fakejobs import (TREE_PROCESSES, job_was_ready, tree_job, until_ready_before_timeout,
+                      wait_gone)
 from proctable import MARKER_VAR, marked_pids
 
-#: A job that starts three kinds of grandchildren: a plain child, a `setsid` one (own session)
-#: and one that ignores SIGTERM; prints "ready" once all three run, then sleeps argv[1] seconds.
-TREE_JOB = textwrap.dedent(
-    """
-    import os, signal, subprocess, sys, time
-    d = sys.argv[2]
-    ign = "import signal,sys,time,pathlib; signal.signal(signal.SIGTERM, signal.SIG_IGN); " \\
-          "pathlib.Path(sys.argv[1]).touch(); time.sleep(300)"
-    subprocess.Popen(["sleep", "300"])
-    subprocess.Popen(["sleep", "301"], start_new_session=True)
-    subprocess.Popen([sys.executable, "-c", ign, os.path.join(d, "ign.ready")])
-    while not os.path.exists(os.path.join(d, "ign.ready")):
-        time.sleep(0.01)
-    print("ready", flush=True)
-    time.sleep(float(sys.argv[1]))
-    print("main done", flush=True)
-    """
-)
-
-
-
-def wait_gone(marker: str, within_s: float = 8.0) -> list[int]:
-    """Poll until no marked process is left; return the survivors after ``within_s``."""
-    deadline = time.monotonic() + within_s
-    while True:
-        pids = marked_pids(marker)
-        if not pids or time.monotonic() > deadline:
-            return pids
-        time.sleep(0.1)
-
-
-def kill_marked(marker: str) -> None:
-    """Test hygiene: never leave a process behind even when an assertion failed."""
-    for pid in marked_pids(marker):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
 
 @pytest.fixture
-def marker():
-    value = uuid.uuid4().hex
-    yield value
-    kill_marked(value)
-
-
-@pytest.fixture
-def job_env(marker):
+def job_env(marker, tmp_path):
     env = dict(os.environ)
     env[MARKER_VAR] = marker
+    env["TRAINING_OUTPUT_DIR"] = str(tmp_path / "out")
     return env
 
 
-def write_job(tmp_path: Path) -> Path:
+def write_job(tmp_path: Path, sleep: float) -> Path:
+    """The tree job (fakejobs.tree_job), sleeping ``sleep`` s once its tree is up."""
     script = tmp_path / "train_tree.py"
-    script.write_text(TREE_JOB)
+    script.write_text(tree_job(sleep))
     return script
 
 
 def test_normal_end_kills_leftover_grandchildren(tmp_path, job_env, marker):
-    script = write_job(tmp_path)
+    script = write_job(tmp_path, 0)
     log = tmp_path / "out" / "tree" / "train.log"
-    result = run_job([sys.executable, str(script), "0", str(tmp_path)], cwd=tmp_path,
-                     env=job_env, log_path=log)
+    result = run_job([sys.executable, str(script)], cwd=tmp_path, env=job_env, log_path=log)
     assert result.ok, log_tail(log)
-    assert result.describe() == "exit code 0"
-    assert result.leftovers == 3
-    assert wait_gone(marker, 0.5) == []
+    assert result.describe() == MSG_EXIT_CODE.format(code=0)
+    assert result.leftovers == TREE_PROCESSES - 1
+    assert marked_pids(marker) == []  # run_job returns once the tree is gone
     text = log.read_text()
     assert "main done" in text
-    assert "3 process(es) it left running were killed" in text
+    assert MSG_LEFTOVERS.format(n=TREE_PROCESSES - 1) in text
 
 
 def test_timeout_kills_whole_tree(tmp_path, job_env, marker):
-    script = write_job(tmp_path)
+    script = write_job(tmp_path, 300)
     log = tmp_path / "train.log"
-    result = run_job([sys.executable, str(script), "300", str(tmp_path)], cwd=tmp_path,
-                     env=job_env, log_path=log, timeout=1.5)
+
+    def run(timeout: float) -> RunResult:
+        result = run_job([sys.executable, str(script)], cwd=tmp_path, env=job_env,
+                         log_path=log, timeout=timeout)
+        assert marked_pids(marker) == []  # run_job returns once the tree is gone
+        return result
+
+    timeout, result = until_ready_before_timeout(run, lambda: log)
     assert result.timed_out and not result.ok
-    assert result.describe() == "timed out after 1.5 s (process tree killed)"
-    assert result.timeout_s == 1.5
-    assert 1.5 <= result.duration_s < 10
-    assert "ready" in log_tail(log)
-    assert wait_gone(marker, 0.5) == []
+    assert result.describe() == MSG_TIMED_OUT.format(timeout=timeout)
+    assert result.timeout_s == timeout
+    assert result.duration_s >= timeout
+    assert "main done" not in log.read_text()
 
 
 @pytest.mark.parametrize(
     ("code", "expected"),
     [
-        ("raise SystemExit(2)", "exit code 2"),
+        ("raise SystemExit(2)", MSG_EXIT_CODE.format(code=2)),
         ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
-         "killed by SIGKILL (out of memory?)"),
-        ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", "killed by SIGSEGV"),
+         MSG_KILLED.format(signal="SIGKILL") + MSG_OOM_HINT),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)",
+         MSG_KILLED.format(signal="SIGSEGV")),
     ],
 )
 def test_failure_is_named(tmp_path, code, expected):
@@ -199,7 +163,7 @@ DRIVER = textwrap.dedent(
     from training_plugin.runner import run_job
     script, workdir = sys.argv[1], sys.argv[2]
     try:
-        run_job([sys.executable, script, "300", workdir], cwd=Path(workdir),
+        run_job([sys.executable, script], cwd=Path(workdir),
                 env=dict(os.environ), log_path=Path(workdir) / "train.log", timeout=120)
     except KeyboardInterrupt as exc:
         print("interrupted:", type(exc).__name__, flush=True)
@@ -211,15 +175,15 @@ DRIVER = textwrap.dedent(
 def start_driver(tmp_path: Path, job_env: dict[str, str]) -> subprocess.Popen:
     """A Python process running one tree job through run_job, in its own process group (like a
     foreground job of a terminal); returns once the job's tree is up."""
-    script = write_job(tmp_path)
+    script = write_job(tmp_path, 300)
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     proc = subprocess.Popen([sys.executable, str(driver), str(script), str(tmp_path)],
                             env=job_env, stdout=subprocess.PIPE, text=True,
                             process_group=0)
     log = tmp_path / "train.log"
-    deadline = time.monotonic() + 20
-    while "ready" not in (log.read_text() if log.exists() else ""):
+    deadline = time.monotonic() + 120
+    while not job_was_ready(log):
         assert time.monotonic() < deadline, "job did not start"
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.05)
@@ -232,13 +196,13 @@ def start_driver(tmp_path: Path, job_env: dict[str, str]) -> subprocess.Popen:
 )
 def test_driver_interrupted_or_killed_leaves_nothing(tmp_path, job_env, marker, how, expect_rc):
     proc = start_driver(tmp_path, job_env)
-    # The job's tree: the job, its three children, the reaper -- all carry the marker.
-    assert len(marked_pids(marker)) >= 5
+    # The job's tree, the driver and the reaper: all carry the marker.
+    assert len(marked_pids(marker)) >= TREE_PROCESSES + 2
     if how == "SIGINT":  # a terminal's Ctrl-C goes to the whole foreground process group
         os.killpg(proc.pid, signal.SIGINT)
     else:
         os.kill(proc.pid, getattr(signal, how))
-    out, _ = proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=120)
     assert proc.returncode == expect_rc
     if how == "SIGTERM":
         assert "interrupted: TerminatedBySignal" in out
