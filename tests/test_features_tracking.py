@@ -1,0 +1,334 @@
+"""MLflow tracking (``--mlflow``): runs on a real SQLite store and a real ``mlflow server``.
+
+The sessions run ``pytest -p training_plugin`` in subprocesses with fake jobs; the runs are read
+back with ``MlflowClient`` (SQLite) or over the REST API (server).  Nothing reaches the network:
+telemetry is off and the server listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+PLUGIN = ("-p", "training_plugin", "-p", "no:randomly", "-p", "no:cacheprovider")
+
+#: A job that trains a tiny LogisticRegression on a frame with a categorical column and writes
+#: what the AIMedRes jobs write: model.joblib (a bundle dict), manifest.json, figures/,
+#: metrics.json (with candidate models and data provenance).
+SKLEARN_JOB = textwrap.dedent('''
+    import argparse, json, os
+    import joblib, numpy as np, pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--output-dir")
+    p.add_argument("--penalty", default="l2")
+    ns = p.parse_args()
+    out = ns.output_dir
+    os.makedirs(os.path.join(out, "figures"), exist_ok=True)
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"age": rng.integers(40, 90, 40), "score": rng.normal(size=40),
+                      "sex": ["F", "M"] * 20})
+    y = (X["score"] > 0).astype(int)
+    pre = ColumnTransformer([("num", StandardScaler(), ["age", "score"]),
+                             ("cat", OneHotEncoder(handle_unknown="ignore"), ["sex"])])
+    model = Pipeline([("preprocess", pre), ("model", LogisticRegression(penalty=ns.penalty))])
+    model.fit(X, y)
+    joblib.dump({"model": model, "classes": ["no", "yes"], "positive_label": "yes",
+                 "features": list(X.columns), "target": "y", "task": "binary", "job": "good"},
+                os.path.join(out, "model.joblib"))
+    open(os.path.join(out, "figures", "roc.png"), "wb").write(b"\\x89PNG fake")
+    data = {"source": "fake:frame", "synthetic": True, "rows": 40, "features": 3,
+            "sha256": "ab" * 32}
+    json.dump({"job": "good", "git": {"commit": "c0ffee" * 6 + "abcd"}, "data": data},
+              open(os.path.join(out, "manifest.json"), "w"))
+    json.dump({"job": "good", "task": "binary", "primary_metric": "roc_auc",
+               "metrics": {"roc_auc": 0.91, "accuracy": 0.8},
+               "models": {"logistic_regression": {"roc_auc": 0.91, "roc_auc_std": 0.02},
+                          "dummy": {"roc_auc": 0.5}},
+               "best_model": "logistic_regression", "data": data},
+              open(os.path.join(out, "metrics.json"), "w"))
+    print("trained good")
+''')
+BAD_JOB = "import sys\nprint('boom: the data file is missing', flush=True)\nsys.exit(3)\n"
+SLOW_JOB = "import time\nprint('starting slow', flush=True)\ntime.sleep(60)\n"
+#: Skips the job ``cached`` (as an up-to-date check would) and records whether mlflow was
+#: imported in the pytest process.
+CONFTEST = textwrap.dedent('''
+    import json, os, sys
+    from training_plugin.results import JobSkip
+
+    def pytest_training_skip_job(item):
+        if item.spec.id == "cached":
+            return JobSkip("unchanged since the last run")
+
+    def pytest_unconfigure(config):
+        if not hasattr(config, "workerinput"):
+            with open("imported.json", "w") as f:
+                json.dump({"mlflow": "mlflow" in sys.modules}, f)
+''')
+PYPROJECT = '[project]\nname = "demo-project"\n'
+#: Job-table entries of the jobs that have one.
+TABLE = {
+    "good": '[tool.training_plugin.jobs.good]\nargs = ["--penalty", "l2"]\nmin = {roc_auc = 0.5}\n',
+    "slow": "[tool.training_plugin.jobs.slow]\ntimeout = 2\n",
+}
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No telemetry, no inherited tracking settings."""
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID",
+                 "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def project(pytester: pytest.Pytester, jobs: dict[str, str]) -> Path:
+    pytester.makeini("[pytest]\n")
+    (pytester.path / "pyproject.toml").write_text(
+        PYPROJECT + "".join(TABLE[job] for job in jobs if job in TABLE))
+    (pytester.path / "conftest.py").write_text(CONFTEST)
+    for job, text in jobs.items():
+        (pytester.path / "jobs").mkdir(exist_ok=True)
+        (pytester.path / "jobs" / f"train_{job}.py").write_text(text)
+    return pytester.path
+
+
+def imported_mlflow(root: Path) -> bool:
+    return json.loads((root / "imported.json").read_text())["mlflow"]
+
+
+def children(client, experiment_id: str) -> tuple[object, dict[str, list]]:
+    runs = client.search_runs([experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1, [r.data.tags for r in runs]
+    by_job: dict[str, list] = {}
+    for run in runs:
+        if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id:
+            by_job.setdefault(run.data.tags["job"], []).append(run)
+    return parents[0], by_job
+
+
+@pytest.mark.slow
+def test_sqlite_store_holds_a_parent_run_and_one_child_run_per_job(
+    pytester: pytest.Pytester,
+) -> None:
+    root = project(pytester, {"good": SKLEARN_JOB, "bad": BAD_JOB, "slow": SLOW_JOB,
+                              "cached": SKLEARN_JOB})
+    result = pytester.runpytest_subprocess(*PLUGIN, "-n", "2", "--epochs", "3", "--mlflow")
+    result.assert_outcomes(passed=1, failed=2, skipped=1)
+    result.stdout.fnmatch_lines(["*mlflow: 3 job run(s) logged to sqlite:///*mlflow.db*"])
+    assert imported_mlflow(root)
+    db = root / "training-results" / "mlflow.db"
+    assert db.is_file()
+    assert (root / "training-results" / "good" / "metrics.json").is_file()  # results on disk
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("demo-project")  # pyproject [project] name
+    assert experiment is not None
+    assert experiment.artifact_location == (root / "training-results" / "mlartifacts").as_uri()
+    parent, by_job = children(client, experiment.experiment_id)
+    # under -n 2 each job is one run; the skipped (unchanged) job is not logged
+    assert {job: len(runs) for job, runs in by_job.items()} == {"good": 1, "bad": 1, "slow": 1}
+    assert parent.info.status == "FAILED"  # the session had failures
+    assert parent.data.params["epochs"] == "3"
+    assert parent.data.metrics["jobs_logged"] == 3
+
+    good = by_job["good"][0]
+    assert good.info.status == "FINISHED"
+    assert good.data.params["epochs"] == "3"  # resolved flags of the job's argv
+    assert good.data.params["penalty"] == "l2"
+    assert good.data.params["output-dir"].endswith("training-results/good")
+    assert good.data.params["job.args"] == "--penalty l2"  # job-table settings
+    assert good.data.params["job.min.roc_auc"] == "0.5"
+    assert good.data.metrics["roc_auc"] == pytest.approx(0.91)
+    assert good.data.metrics["models.logistic_regression.roc_auc_std"] == pytest.approx(0.02)
+    assert good.data.metrics["models.dummy.roc_auc"] == pytest.approx(0.5)
+    tags = good.data.tags
+    assert tags["script"] == "jobs/train_good.py"
+    assert tags["git_commit"] == "c0ffee" * 6 + "abcd"
+    assert tags["data_source"] == "fake:frame" and tags["data_sha256"] == "ab" * 32
+    assert tags["synthetic"] == "true"
+    assert tags["outcome"] == "passed" and tags["node"].startswith("local")
+    top = {a.path for a in client.list_artifacts(good.info.run_id)}
+    assert {"train.log", "metrics.json", "manifest.json", "model.joblib", "figures"} <= top
+    assert [a.path for a in client.list_artifacts(good.info.run_id, "figures")] == [
+        "figures/roc.png"]
+
+    import mlflow.pyfunc
+    import pandas as pd
+
+    mlflow.set_tracking_uri(f"sqlite:///{db}")
+    served = mlflow.pyfunc.load_model(f"runs:/{good.info.run_id}/model")
+    inputs = served.metadata.get_input_schema().input_names()
+    assert inputs == ["age", "score", "sex"]
+    rows = pd.DataFrame({"age": [50, 80, 61], "score": [-2.0, 2.0, 0.1], "sex": ["F", "M", "F"]})
+    assert list(served.predict(rows)) == [0, 1, 1]
+
+    bad = by_job["bad"][0]
+    assert bad.info.status == "FAILED"
+    assert bad.data.tags["outcome"] == "failed"
+    assert "exit code 3" in bad.data.tags["story"]
+    log = Path(client.download_artifacts(bad.info.run_id, "train.log", str(pytester.path)))
+    assert "boom: the data file is missing" in log.read_text()
+
+    slow = by_job["slow"][0]
+    assert slow.info.status == "KILLED"  # timed out
+    assert "timed out" in slow.data.tags["story"]
+    assert "train.log" in {a.path for a in client.list_artifacts(slow.info.run_id)}
+
+
+def test_without_mlflow_nothing_imports_mlflow(pytester: pytest.Pytester) -> None:
+    root = project(pytester, {"bad": BAD_JOB})
+    result = pytester.runpytest_subprocess(*PLUGIN)
+    result.assert_outcomes(failed=1)
+    assert not imported_mlflow(root)
+    assert not (root / "training-results" / "mlflow.db").exists()
+    assert "mlflow: " not in result.stdout.str()  # no tracking summary
+    help_text = pytester.runpytest_subprocess("-p", "training_plugin", "--help").stdout.str()
+    assert "--mlflow=[URI]" in help_text and "--mlflow-strict" in help_text
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_server_is_a_warning_and_keeps_the_results(
+    pytester: pytest.Pytester,
+) -> None:
+    root = project(pytester, {"bad": BAD_JOB})
+    (root / "jobs" / "train_ok.py").write_text(
+        "import json, os\nout = os.environ['TRAINING_OUTPUT_DIR']\n"
+        "json.dump({'metrics': {'accuracy': 0.9}}, open(os.path.join(out, 'metrics.json'), 'w'))\n"
+    )
+    uri = f"http://127.0.0.1:{_free_port()}"
+    result = pytester.runpytest_subprocess(*PLUGIN, f"--mlflow={uri}")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        f"WARNING mlflow tracking is off for this session: cannot track to {uri}: *"
+        "no tracking server answers*; the results are on disk in *training-results*",
+    ])
+    assert json.loads((root / "training-results" / "ok" / "metrics.json").read_text())
+
+    strict = pytester.runpytest_subprocess(*PLUGIN, f"--mlflow={uri}", "--mlflow-strict",
+                                           "--output-dir", "strict-out")
+    assert strict.ret == pytest.ExitCode.USAGE_ERROR
+    strict.stderr.fnmatch_lines([f"*--mlflow-strict: cannot track to {uri}: *"])
+    assert not (root / "strict-out").exists()  # nothing ran
+
+
+def test_a_value_that_is_no_tracking_uri_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    root = project(pytester, {"bad": BAD_JOB})
+    result = pytester.runpytest_subprocess(*PLUGIN, "--mlflow", "jobs/train_bad.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--mlflow jobs/train_bad.py: not a tracking URI*"
+                                 "write --mlflow after it, or --mlflow=default*"])
+    assert not (root / "training-results").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# a real tracking server
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """``mlflow server`` on 127.0.0.1 with a free port and its own store (started once per
+    module in its own process group; stopped by its pid)."""
+    where = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no background job workers
+    log = open(where / "server.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{where / 'server.db'}",
+         "--artifacts-destination", str(where / "artifacts"), "--workers", "1"],
+        cwd=where, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(uri + "/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("mlflow server did not start:\n"
+                            + (where / "server.log").read_text(errors="replace")[-3000:])
+            time.sleep(0.5)
+        yield uri
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)  # its group: the server and its workers
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _rest(uri: str, path: str, body: dict | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(uri + path, data=data,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_runs_logged_to_a_tracking_server_read_back_over_rest(
+    pytester: pytest.Pytester, mlflow_server: str,
+) -> None:
+    project(pytester, {"good": SKLEARN_JOB, "bad": BAD_JOB})
+    pytester.makeini("[pytest]\ntraining_mlflow_experiment = server-demo\n")
+    result = pytester.runpytest_subprocess(*PLUGIN, "--mlflow", mlflow_server)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([f"*mlflow: 2 job run(s) logged to {mlflow_server}*"])
+
+    experiment = _rest(mlflow_server,
+                       "/api/2.0/mlflow/experiments/get-by-name?experiment_name=server-demo")
+    found = _rest(mlflow_server, "/api/2.0/mlflow/runs/search",
+                  {"experiment_ids": [experiment["experiment"]["experiment_id"]],
+                   "max_results": 100})
+    runs = found["runs"]
+    tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
+    parent_ids = [r["info"]["run_id"] for r, t in zip(runs, tags)
+                  if "mlflow.parentRunId" not in t]
+    assert len(parent_ids) == 1
+    jobs = {t["job"]: r for r, t in zip(runs, tags) if t.get("mlflow.parentRunId") in parent_ids}
+    assert set(jobs) == {"good", "bad"}
+    assert jobs["good"]["info"]["status"] == "FINISHED"
+    assert jobs["bad"]["info"]["status"] == "FAILED"
+    metrics = {m["key"]: m["value"] for m in jobs["good"]["data"]["metrics"]}
+    assert metrics["roc_auc"] == pytest.approx(0.91)
+    params = {p["key"]: p["value"] for p in jobs["good"]["data"]["params"]}
+    assert params["penalty"] == "l2"
+    artifacts = _rest(mlflow_server, "/api/2.0/mlflow/artifacts/list?run_id="
+                      + jobs["bad"]["info"]["run_id"])
+    assert "train.log" in {f["path"] for f in artifacts.get("files", [])}
