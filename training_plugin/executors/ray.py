@@ -354,12 +354,14 @@ class RayExecutor:
                   ray.exceptions.ObjectLostError, ray.exceptions.RaySystemError,
                   ray.exceptions.LocalRayletDiedError)
         if flight.node is not None and isinstance(exc, system):
+            text = str(exc).lower()
+            if isinstance(exc, ray.exceptions.NodeDiedError) or (
+                    "node" in text and ("dead" in text or "died" in text)):
+                return MSG_NODE_LOST.format(node=flight.node.label)  # Ray says so itself
             deadline = time.monotonic() + 60.0
             while time.monotonic() < deadline:  # the head declares a node dead after a while
                 if flight.node.node_id not in self._refresh_nodes():
                     return MSG_NODE_LOST.format(node=flight.node.label)
-                if isinstance(exc, ray.exceptions.NodeDiedError):
-                    break
                 time.sleep(1.0)
             return MSG_WORKER_DIED.format(why=_first_line(exc))
         if isinstance(exc, ray.exceptions.NodeDiedError):
