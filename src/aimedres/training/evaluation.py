@@ -23,7 +23,6 @@ same seed gives the same figures whatever ``n_jobs`` is.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence

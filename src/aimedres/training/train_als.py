@@ -33,7 +33,6 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `aimedres` importable from src/
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import numpy as np
 import pandas as pd
 
 from aimedres.training import common, synthetic
