@@ -51,18 +51,18 @@ def plugin_project(pytester: pytest.Pytester) -> pytest.Pytester:
 class Session:
     """A pytest run in a subprocess, in its own process group (a terminal's foreground job);
     every process it starts carries ``MARKER_VAR=marker`` in its environment.  Its output is
-    read as it comes (``wait_output``)."""
+    read as it comes (``wait_output``).  pytest's cache is off unless ``cache``."""
 
     def __init__(self, pytester: pytest.Pytester, marker: str, *args: str,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, cache: bool = False) -> None:
         self.root = pytester.path
         full_env = dict(os.environ, **(env or {}))
         full_env[MARKER_VAR] = marker
         full_env.pop("PYTEST_XDIST_WORKER", None)
         full_env.pop("PYTEST_ADDOPTS", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", *PLUGIN_ARGS, "-p", "no:cacheprovider", "-rA",
-             *args],
+            [sys.executable, "-m", "pytest", *PLUGIN_ARGS,
+             *(() if cache else ("-p", "no:cacheprovider")), "-rA", *args],
             cwd=self.root, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             process_group=0,
         )

@@ -1,17 +1,17 @@
-"""Longest first: the order from remembered durations, the xdist scheduler (driven by a
-discrete-event model of xdist workers), and durations written to / read from pytest's cache."""
+"""Longest first: the order from remembered durations, the xdist scheduler driven through real
+xdist workers on a simulated clock, and durations written to / read from pytest's cache."""
 
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import pytest
 
-from training_plugin import scheduler, xdist_scheduler
 from training_plugin.scheduler import longest_first, simulate_makespan
-from training_plugin.xdist_scheduler import LongestFirstScheduling
 
-from fakejobs import PLUGIN_ARGS, plugin_project
+from fakejobs import PLUGIN_ARGS, Session, plugin_project
 
 #: The issue's set: eight jobs, named so that the longest sort last.
 ISSUE_SET = {"a1": 2, "a2": 2, "b1": 4, "b2": 4, "c1": 6, "c2": 6, "d": 8, "e": 12}
@@ -23,98 +23,114 @@ def test_longest_first_unknown_first_ties_by_nodeid():
         "x::new1", "x::new2", "x::b", "x::c", "x::a"]
 
 
-# -- the scheduler against a model of xdist workers -------------------------------------------
+# -- the scheduler in real xdist workers, on a simulated clock ---------------------------------
+#
+# Every job appends "start <job> <worker>" to ``events`` and then waits for ``release/<job>``.
+# The test is the clock: it ends the running job with the earliest simulated end, after setting
+# the controller's clock (the scheduler's time.monotonic) to that end.  It does so only once
+# every worker either runs a job or is down (xdist's pytest_testnodedown, logged by the
+# project's conftest), i.e. once the scheduler has made every decision of that instant.
+# Nothing depends on how fast the machine is.
 
-class FakeConfig:
-    def __init__(self, workers: int, durations: dict[str, float]) -> None:
-        self.workers = workers
-        self.cache = FakeCache({scheduler.DURATIONS_KEY: durations})
+CONDUCTED_CONFTEST = """\
+import pathlib
 
-    def getvalue(self, name):
-        return ["popen"] * self.workers if name == "tx" else None
-
-    getoption = getvalue
-
-
-class FakeCache:
-    def __init__(self, data):
-        self.data = data
-
-    def get(self, key, default):
-        return self.data.get(key, default)
+HERE = pathlib.Path(__file__).parent
 
 
-class FakeNode:
-    """An xdist worker as the scheduler sees it.  Like xdist's, it starts an item only once it
-    holds the next one (or was told to shut down)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.queue: list[int] = []
-        self.shutting_down = False
-        self.running: tuple[int, float] | None = None
-        self.gateway = type("Gateway", (), {"id": name})()
-
-    def send_runtest_some(self, indices):
-        self.queue.extend(indices)
-
-    def shutdown(self):
-        self.shutting_down = True
-
-    def __repr__(self):
-        return self.name
+class SimulatedTime:
+    @staticmethod
+    def monotonic():
+        return float((HERE / "clock").read_text())
 
 
-def run_model(sched_cls, true: dict[str, float], remembered: dict[str, float], workers: int,
-              monkeypatch) -> tuple[float, dict[str, list[str]]]:
-    """Drive a scheduler through a whole session; return (makespan, items per node)."""
-    clock = [0.0]
-    monkeypatch.setattr(xdist_scheduler.time, "monotonic", lambda: clock[0])
-    collection = longest_first([f"t.py::{k}" for k in true], remembered)
-    sched = sched_cls(FakeConfig(workers, remembered))
-    nodes = [FakeNode(f"gw{i}") for i in range(workers)]
-    for node in nodes:
-        sched.add_node(node)
-        sched.add_node_collection(node, collection)
-    sched.schedule()
-    ran: dict[str, list[str]] = {n.name: [] for n in nodes}
-    while True:
-        for node in nodes:
-            if node.running is None and node.queue and (len(node.queue) >= 2
-                                                        or node.shutting_down):
-                index = node.queue[0]
-                nodeid = collection[index]
-                node.running = (index, clock[0] + true[nodeid.split("::")[1]])
-                ran[node.name].append(nodeid.split("::")[1])
-        busy = [n for n in nodes if n.running is not None]
-        if not busy:
-            break
-        node = min(busy, key=lambda n: n.running[1])  # type: ignore[index]
-        index, clock[0] = node.running  # type: ignore[misc]
-        node.running = None
-        node.queue.pop(0)
-        sched.mark_test_complete(node, index, 0.0)
-    assert sched.tests_finished
-    assert sorted(j for js in ran.values() for j in js) == sorted(true)  # each job once
-    return clock[0], ran
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):
+        from training_plugin import xdist_scheduler
+        xdist_scheduler.time = SimulatedTime
 
 
-def test_remembered_durations_give_the_optimal_makespan(monkeypatch):
-    makespan, ran = run_model(LongestFirstScheduling, ISSUE_SET,
-                              {f"t.py::{k}": v for k, v in ISSUE_SET.items()}, 2, monkeypatch)
-    assert makespan == 22  # the optimum: 12+6+4 | 8+6+4+2+2
-    assert ran["gw0"][0] == "e" and ran["gw1"][0] == "d"
+def pytest_testnodedown(node, error):
+    with open(HERE / "events", "a") as f:
+        f.write(f"down {node.gateway.id}\\n")
+"""
+
+CONDUCTED_JOB = """\
+import os, pathlib, time
+job, worker = os.environ["TRAINING_JOB_ID"], os.environ["PYTEST_XDIST_WORKER"]
+with open("events", "a") as f:
+    f.write(f"start {job} {worker}\\n")
+while not pathlib.Path("release", job).exists():
+    time.sleep(0.02)
+"""
 
 
-def test_first_run_is_file_order_and_still_one_item_at_a_time(monkeypatch):
-    makespan, _ = run_model(LongestFirstScheduling, ISSUE_SET, {}, 2, monkeypatch)
-    assert makespan == simulate_makespan(sorted(ISSUE_SET.values()), 2) == 24
+def conduct(session: Session, root: Path, durations: dict[str, float],
+            workers: tuple[str, ...], within_s: float = 120,
+            ) -> tuple[float, list[tuple[str, str, float]]]:
+    """Run the session's jobs on the simulated clock; return (makespan, [(job, worker,
+    simulated start)] in the order the jobs started)."""
+    clock = 0.0
+    started: list[tuple[str, str, float]] = []
+    running: dict[str, tuple[float, str]] = {}  # job -> (simulated end, worker)
+    released = 0
+    while released < len(durations):
+        deadline = time.monotonic() + within_s
+        while True:
+            events = (root / "events").read_text().splitlines() if (root / "events").exists() \
+                else []
+            down = {line.split()[1] for line in events if line.startswith("down ")}
+            for line in events:
+                if line.startswith("start "):
+                    _, job, worker = line.split()
+                    if job not in running and job not in {s[0] for s in started}:
+                        started.append((job, worker, clock))
+                        running[job] = (clock + durations[job], worker)
+            busy = {worker for _, worker in running.values()}
+            if running and all(w in busy or w in down for w in workers):
+                break  # every decision of this instant is made
+            assert session.proc.poll() is None, session.output()
+            assert time.monotonic() < deadline, f"stalled at t={clock}: {events}\n" \
+                                                f"{session.output()}"
+            time.sleep(0.02)
+        job = min(running, key=lambda j: (running[j], j))
+        clock = running.pop(job)[0]
+        (root / "clock").write_text(str(clock))
+        (root / "release" / job).touch()
+        released += 1
+    return clock, started
 
 
-def test_wrong_estimates_do_not_lose_jobs(monkeypatch):
-    remembered = {f"t.py::{k}": 1.0 for k in ISSUE_SET}  # all wrong
-    makespan, _ = run_model(LongestFirstScheduling, ISSUE_SET, remembered, 3, monkeypatch)
-    assert makespan <= sum(ISSUE_SET.values())
+@pytest.mark.parametrize("remembered", [True, False], ids=["remembered", "first-run"])
+def test_real_workers_start_jobs_longest_first_on_a_simulated_clock(project, marker,
+                                                                     remembered):
+    project.makeconftest(CONDUCTED_CONFTEST)
+    project.makepyfile(**{f"train_{k}": CONDUCTED_JOB for k in ISSUE_SET})
+    (project.path / "clock").write_text("0")
+    (project.path / "release").mkdir()
+    if remembered:
+        cache = project.path / ".pytest_cache" / "v" / "training_plugin"
+        cache.mkdir(parents=True)
+        (cache / "durations").write_text(json.dumps(
+            {f"train_{k}.py::{k}": v for k, v in ISSUE_SET.items()}))
+    session = Session(project, marker, "-n", "2", "-v", cache=True)
+    makespan, started = conduct(session, project.path, ISSUE_SET, ("gw0", "gw1"))
+    rc, out = session.finish()
+    assert rc == 0, out
+    assert "scheduling tests via LongestFirstScheduling" in out
+    assert sorted(job for job, _, _ in started) == sorted(ISSUE_SET)  # each job once
+    at = {job: t for job, _, t in started}
+    if remembered:
+        # the two longest start at once, one on each worker; then longest first (a job never
+        # starts after a shorter one); the optimum: 12+6+4 | 8+6+4+2+2
+        assert {job for job, _, t in started if t == 0} == {"e", "d"}
+        assert len({worker for _, worker, t in started if t == 0}) == 2
+        expected = longest_first(at, {k: float(v) for k, v in ISSUE_SET.items()})
+        assert [at[k] for k in expected] == sorted(at.values()), started
+        assert makespan == 22
+    else:  # nothing known: node-id order (a job never starts after a later node id)
+        assert [at[k] for k in sorted(at)] == sorted(at.values()), started
+        assert makespan == simulate_makespan([ISSUE_SET[k] for k in sorted(ISSUE_SET)], 2) == 24
 
 
 # -- through pytest ------------------------------------------------------------------------------
@@ -129,18 +145,17 @@ def test_durations_are_remembered_and_order_the_next_run(pytester):
     jobs_with_sleeps(pytester, {"a": 0.05, "b": 0.6, "c": 0.3})
     first = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-v")
     first.assert_outcomes(passed=3)
-    first.stdout.fnmatch_lines(["*train_a.py::a PASSED*", "*train_b.py::b PASSED*",
-                                "*train_c.py::c PASSED*"])
     cache = pytester.path / ".pytest_cache" / "v" / "training_plugin" / "durations"
     remembered = json.loads(cache.read_text())
     assert set(remembered) == {"train_a.py::a", "train_b.py::b", "train_c.py::c"}
-    assert remembered["train_b.py::b"] >= 0.6 > remembered["train_a.py::a"]
+    assert remembered["train_b.py::b"] >= 0.6 and remembered["train_c.py::c"] >= 0.3
+    # the next run lists the jobs by what was remembered, longest first
     second = pytester.runpytest_subprocess(*PLUGIN_ARGS, "--collect-only", "-q")
-    second.stdout.fnmatch_lines(["train_b.py::b", "train_c.py::c", "train_a.py::a"])
+    expected = longest_first(remembered, remembered)
+    assert [line for line in second.outlines if "::" in line] == expected
     pytester.makepyfile(train_new="pass\n")  # never seen: treated as long, goes first
     third = pytester.runpytest_subprocess(*PLUGIN_ARGS, "--collect-only", "-q")
-    third.stdout.fnmatch_lines(["train_new.py::new", "train_b.py::b", "train_c.py::c",
-                                "train_a.py::a"])
+    assert [line for line in third.outlines if "::" in line] == ["train_new.py::new", *expected]
 
 
 def test_xdist_uses_the_longest_first_scheduler_and_records_durations(pytester):
@@ -171,21 +186,39 @@ def test_simulate_makespan(workers):
     assert simulate_makespan([5, 3, 3], workers) == {1: 11, 2: 6, 3: 5}[workers]
 
 
-def test_workers_sort_by_the_controllers_snapshot(pytester):
-    """The cache changing while workers start (another session finishing) must not make the
-    workers' collections differ (xdist would abort): workers sort by the controller's copy."""
-    jobs_with_sleeps(pytester, {"a": 0, "b": 0, "c": 0})
-    pytester.makeconftest('''
+#: A conftest under which each xdist worker reads its own, different durations from pytest's
+#: cache (as if another session rewrote the cache while the workers started).
+WORKER_CACHES = """\
+import os
 
-def pytest_collection_modifyitems(config, items):
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput and workerinput["workerid"] == "gw1":  # rewrite the cache under gw1's feet
-        config.cache.set("training_plugin/durations",
-                         {"train_a.py::a": 9.0, "train_b.py::b": 1.0, "train_c.py::c": 5.0})
-''')
+DIFFERENT = {
+    "gw0": {"train_a.py::a": 9.0, "train_b.py::b": 1.0, "train_c.py::c": 5.0},
+    "gw1": {"train_a.py::a": 1.0, "train_b.py::b": 5.0, "train_c.py::c": 9.0},
+}
+
+
+def pytest_configure(config):
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker is None:
+        return
+    real_get = config.cache.get
+    config.cache.get = lambda key, default: (
+        DIFFERENT[worker] if key == "training_plugin/durations" else real_get(key, default))
+"""
+
+
+def test_workers_sort_by_the_controllers_snapshot(pytester):
+    """Workers whose caches disagree still collect one order (xdist would abort on two): they
+    sort by the controller's snapshot, here b, c, a."""
+    jobs_with_sleeps(pytester, {"a": 0, "b": 0, "c": 0})
+    pytester.makeconftest(WORKER_CACHES)
     cache = pytester.path / ".pytest_cache" / "v" / "training_plugin"
     cache.mkdir(parents=True)
     (cache / "durations").write_text(json.dumps(
         {"train_a.py::a": 1.0, "train_b.py::b": 9.0, "train_c.py::c": 5.0}))
-    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-n", "2")
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-n", "2", "-v")
     result.assert_outcomes(passed=3)
+    assert "Different tests" not in result.stdout.str()
+    # xdist -v names each item as it starts, in the collection order the workers agreed on
+    started = [line.split()[-1] for line in result.outlines if line.startswith("train_")]
+    assert started[0] == "train_b.py::b"
