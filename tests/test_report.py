@@ -126,3 +126,15 @@ def test_without_html_the_report_plugin_is_not_registered(pytester: pytest.Pytes
     pytester.runpytest_subprocess("-p", "training_plugin", "--html=r.html").assert_outcomes(
         passed=1)
     assert json.loads((pytester.path / "state.json").read_text())["registered"] is True
+
+
+def test_session_header_names_jobs_that_did_not_run_when_the_session_stopped_early(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(train_a_fails="raise SystemExit(1)\n", train_b_waits="print('ok')\n")
+    result = pytester.runpytest_subprocess("-p", "training_plugin", "-x", "--html=report.html")
+    result.assert_outcomes(failed=1)
+    text = (pytester.path / "report.html").read_text(encoding="utf-8")
+    assert "1 did not run or finish (the session stopped early): b_waits" in text
+    assert "(2 in all)" in text

@@ -498,15 +498,18 @@ class JobView:
         if not names:
             return ""
         names = metric_order(names, self.primary)
+        has_sd = any(spread(self.doc, n) is not None for n in names)
         has_ci = any(interval(self.doc, n) for n in names)
         has_cmp = bool(self.comparison)
-        head = ["metric", "value", "± sd"] + (["95% CI"] if has_ci else [])
+        head = ["metric", "value"] + (["± sd"] if has_sd else []) + (["95% CI"] if has_ci else [])
         if has_cmp:
             against = "baseline" if self.comparison.get("against") == "baseline" else "last run"
             head += [esc(against), "change"]
         rows = []
         for name in names:
-            cells = [esc(name), fmt(self.metrics[name]), fmt_spread(spread(self.doc, name))]
+            cells = [esc(name), fmt(self.metrics[name])]
+            if has_sd:
+                cells.append(fmt_spread(spread(self.doc, name)))
             if has_ci:
                 ci = interval(self.doc, name)
                 cells.append(f"{fmt(ci[0])}–{fmt(ci[1])}" if ci else "")
@@ -519,11 +522,12 @@ class JobView:
                     cls = ' class="tp-regressed-row"'
             rows.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         note = self.doc.get("primary_metric_note")
-        spread_note = ("± sd: spread across folds" if not note else esc(note))
+        spread_note = esc(note) if note else "± sd: spread across folds" if has_sd else ""
         return ('<section class="tp-box"><h4>Metrics</h4><table class="tp-table"><thead><tr>'
                 + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
-                + "".join(rows) + f'</tbody></table><div class="tp-muted">{spread_note}</div>'
-                "</section>")
+                + "".join(rows) + "</tbody></table>"
+                + (f'<div class="tp-muted">{spread_note}</div>' if spread_note else "")
+                + "</section>")
 
     def models_table(self) -> str:
         """The candidate models the job compared, best first."""
@@ -649,7 +653,11 @@ class JobView:
         figures, _ = self.figures_html()
         boxes = "".join([self.metrics_table(), self.models_table(), self.run_table(),
                          self.trend_html(trend)])
-        return (f'<div class="tp-job" data-job="{esc(self.id)}">{banner}{self.headline()}'
+        script = self.record.get("script") or getattr(self.spec, "relpath", "")
+        title = (f'<div class="tp-job-title"><span class="tp-job-name">{esc(self.id)}</span> '
+                 f'<span class="tp-outcome tp-outcome-{esc(self.outcome)}">{esc(self.outcome)}'
+                 f'</span> <span class="tp-muted">{esc(script)}</span></div>')
+        return (f'<div class="tp-job" data-job="{esc(self.id)}">{title}{banner}{self.headline()}'
                 f'{self.failure_html()}{self.notes_html()}<div class="tp-boxes">{boxes}</div>'
                 f"{figures}</div>")
 
@@ -703,6 +711,12 @@ STYLE = """<style>
 .tp-banner{background:#ffebee;border:2px solid #c62828;color:#b71c1c;padding:8px 12px;
   margin:6px 0 10px;font-size:14px;border-radius:4px}
 .tp-job{font-family:Helvetica,Arial,sans-serif;font-size:13px;padding:4px 2px 10px}
+.tp-job-title{border-bottom:2px solid #1565c0;margin:2px 0 8px;padding-bottom:3px}
+.tp-job-name{font-size:18px;font-weight:700}
+.tp-outcome{display:inline-block;padding:1px 7px;border-radius:3px;font-size:12px;
+  font-weight:700;color:#fff;background:#777;vertical-align:2px}
+.tp-outcome-passed{background:#2e7d32}.tp-outcome-failed{background:#c62828}
+.tp-outcome-skipped{background:#f9a825;color:#000}
 .tp-headline{font-size:15px;margin:4px 0 8px}
 .tp-primary-name{color:#555}.tp-primary-value{font-size:22px;font-weight:700}
 .tp-spread,.tp-ci,.tp-muted{color:#666;font-size:12px}
@@ -844,17 +858,25 @@ class HtmlReport:
                                     postfix: list[str], session: pytest.Session) -> None:
         """The session header (when, commit, counts, time, where) and every job at a glance."""
         prefix.append(STYLE)
-        if not self.records:
-            return
-        prefix.append(self.session_html())
+        from training_plugin.items import TrainingItem
 
-    def session_html(self) -> str:
+        unfinished = [item for item in session.items
+                      if isinstance(item, TrainingItem) and item.nodeid not in self.records]
+        if not self.records and not unfinished:
+            return
+        prefix.append(self.session_html(unfinished))
+
+    def session_html(self, unfinished: list[Any]) -> str:
         """The "Training session" box."""
         outcomes = Counter(r.get("outcome", "passed") for r in self.records.values())
         counts = []
         for name in ("passed", "failed", "error", "skipped"):
             if outcomes.get(name):
                 counts.append(f'<span class="tp-count-{name}">{outcomes[name]} {name}</span>')
+        if unfinished:
+            counts.append(f'<span class="tp-count-failed">{len(unfinished)} did not run '
+                          "or finish (the session stopped early): "
+                          + esc(", ".join(item.spec.id for item in unfinished)) + "</span>")
         nodes = Counter(str(r.get("node") or "not started") for r in self.records.values()
                         if r.get("outcome") != "skipped" or r.get("node"))
         where = ", ".join(f"{esc(n)} ({c} job{'s' if c > 1 else ''})"
@@ -867,7 +889,7 @@ class HtmlReport:
             ("started", esc(self.started_utc.strftime("%Y-%m-%d %H:%M:%S UTC"))),
             ("commit", f"<code>{esc(commit)}</code>" if commit else "unknown (not a git "
              "checkout)"),
-            ("jobs", f"{len(self.records)}: " + ", ".join(counts)),
+            ("jobs", ", ".join(counts) + f" ({len(self.records) + len(unfinished)} in all)"),
             ("total time", f"{esc(fmt_duration(total))} (the jobs' own time added up: "
              f"{esc(fmt_duration(job_time))})"),
             ("ran on", where),
