@@ -209,7 +209,7 @@ def pytest_configure(config):
 
 def test_workers_sort_by_the_controllers_snapshot(pytester):
     """Workers whose caches disagree still collect one order (xdist would abort on two): they
-    sort by the controller's snapshot, here b, c, a."""
+    sort by the controller's snapshot (b, c, a)."""
     jobs_with_sleeps(pytester, {"a": 0, "b": 0, "c": 0})
     pytester.makeconftest(WORKER_CACHES)
     cache = pytester.path / ".pytest_cache" / "v" / "training_plugin"
@@ -219,6 +219,6 @@ def test_workers_sort_by_the_controllers_snapshot(pytester):
     result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-n", "2", "-v")
     result.assert_outcomes(passed=3)
     assert "Different tests" not in result.stdout.str()
-    # xdist -v names each item as it starts, in the collection order the workers agreed on
+    # xdist -v names each item as it starts: the two longest by the snapshot start first
     started = [line.split()[-1] for line in result.outlines if line.startswith("train_")]
-    assert started[0] == "train_b.py::b"
+    assert set(started[:2]) == {"train_b.py::b", "train_c.py::c"}
