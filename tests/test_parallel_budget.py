@@ -11,17 +11,7 @@ import pytest
 from training_plugin import budget
 from training_plugin.budget import detect_gpus, gpus_for_worker
 
-from fakejobs import PLUGIN_ARGS, plugin_project
-
-#: A job that records the environment it received.
-ENV_JOB = (
-    "import json, os, time\n"
-    "out = os.environ['TRAINING_OUTPUT_DIR']\n"
-    "os.makedirs(out, exist_ok=True)\n"
-    "time.sleep(0.4)\n"
-    "json.dump(dict(os.environ), open(os.path.join(out, 'env.json'), 'w'))\n"
-)
-
+from fakejobs import ENV_JOB, PLUGIN_ARGS, plugin_project
 
 # -- pure rules --------------------------------------------------------------------------------
 
@@ -63,18 +53,17 @@ def test_detect_gpus_sources(monkeypatch):
 @pytest.mark.parametrize(
     ("args", "workers"),
     [([], 0), (["-n", "0"], 0), (["-n", "2"], 2), (["-n", "3", "--maxprocesses", "2"], 2),
-     (["-n", "auto"], None)],
+     (["-n", "auto"], 4), (["-n", "logical"], 4)],
 )
-def test_threads_per_job_on_the_controller(pytester, args, workers):
+def test_threads_per_job_on_the_controller(pytester, monkeypatch, args, workers):
+    monkeypatch.setattr(budget, "usable_cpus", lambda: 16)
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "4")  # what xdist's "auto" counts
     config = pytester.parseconfigure(*args)
-    cpus = len(os.sched_getaffinity(0))
-    if workers is None:  # "auto": xdist's own count of CPUs
-        assert budget.threads_per_job(config) is not None
-    elif workers == 0:
+    if workers == 0:
         assert budget.threads_per_job(config) is None
         assert budget.job_environment(config, "x") == {}
     else:
-        threads = max(1, cpus // workers)
+        threads = 16 // workers
         assert budget.threads_per_job(config) == threads
         env = budget.job_environment(config, "x")
         assert env["OMP_NUM_THREADS"] == env["TRAINING_THREADS"] == str(threads)
