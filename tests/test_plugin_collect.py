@@ -8,27 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from training_plugin.discovery import discover, job_id
+from fakejobs import TRACE_JOB, write_files
+from training_plugin.discovery import (MSG_DUPLICATE_ID, MSG_IDENTICAL_COPY, MSG_MISSING_ROOT,
+                                       discover)
+from training_plugin.jobs import MSG_SWITCH_VALUE
+from training_plugin.plugin import MSG_NO_MATCH, MSG_NO_SCRIPTS, MSG_OUTPUT_DIR_IS_FILE
+from training_plugin.results import SUMMARY_FILE
 
 pytest_plugins = ["pytester"]
 
-#: A fake training script that leaves a trace when it runs.
-FAKE = """\
-import argparse, os, pathlib
-p = argparse.ArgumentParser()
-p.add_argument("--epochs", type=int)
-p.parse_args()
-pathlib.Path(os.environ["TRAINING_OUTPUT_DIR"]).mkdir(parents=True, exist_ok=True)
-(pathlib.Path(os.environ["TRAINING_OUTPUT_DIR"]) / "ran").write_text("yes")
-"""
+#: A fake training script that leaves a trace (``ran``) when it runs.
+FAKE = TRACE_JOB
 
 
 def make(pytester: pytest.Pytester, files: dict[str, str], ini: str = "") -> None:
     pytester.makeini("[pytest]\ntestpaths = tests\n" + textwrap.dedent(ini))
-    for rel, text in files.items():
-        path = pytester.path / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
+    write_files(pytester.path, files)
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -36,9 +31,14 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 # -- discovery (pure) ----------------------------------------------------------------------------
-def test_job_id_is_stem_without_train_prefix() -> None:
-    assert job_id(Path("a/train_als.py")) == "als"
-    assert job_id(Path("train_model.py")) == "model"
+def test_job_id_is_the_stem_without_train_prefix(tmp_path: Path) -> None:
+    for rel in ["a/train_als.py", "train_model.py", "b/train.py", "c/train_.py", "fit_x.py"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(f"# {rel}\n")
+    scripts = discover([tmp_path], rootdir=tmp_path, pattern="*.py")
+    assert {s.relpath: s.id for s in scripts} == {
+        "a/train_als.py": "als", "train_model.py": "model", "b/train.py": "train",
+        "c/train_.py": "train_", "fit_x.py": "fit_x"}
 
 
 def test_discovery_skips_ignored_dirs_skip_paths_and_outside_symlinks(tmp_path: Path) -> None:
@@ -75,9 +75,8 @@ def test_identical_copies_stop_the_run_naming_both_files(pytester: pytest.Pytest
     make(pytester, {"a/train_als.py": FAKE, "b/train_als.py": FAKE, "c/train_ok.py": FAKE})
     result = run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*identical copies have the job id 'als': a/train_als.py and "
-                                 "b/train_als.py; a copy is never run twice*",
-                                 "*training_skip*"])
+    assert MSG_IDENTICAL_COPY.format(id="als", first="a/train_als.py", second="b/train_als.py",
+                                     suggest="b") in result.stderr.str()
     assert not (pytester.path / "training-results").exists()  # nothing ran
 
 
@@ -130,9 +129,8 @@ def test_a_declared_job_with_a_discovered_id_is_refused_with_fitting_advice(
     make(pytester, {"train_one.py": FAKE, "other/train_two.py": FAKE, "pyproject.toml": table})
     result = run(pytester, "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*two jobs have the job id 'one': the discovered script "
-                                 "train_one.py and a job declared in pyproject.toml*"
-                                 "Give the declared job another id*"])
+    assert MSG_DUPLICATE_ID.format(id="one", first="train_one.py",
+                                   second="other/train_two.py") in result.stderr.str()
 
 
 def test_training_skip_resolves_a_duplicate(pytester: pytest.Pytester) -> None:
@@ -175,7 +173,7 @@ def test_training_paths_limits_the_roots_and_a_missing_root_is_an_error(
     make(pytester, {}, "training_paths = nowhere\n")
     missing = run(pytester, "--collect-only")
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
-    missing.stderr.fnmatch_lines(["*training_paths entry 'nowhere' does not exist*"])
+    assert MSG_MISSING_ROOT.format(entry="nowhere", rootdir=pytester.path) in missing.stderr.str()
 
 
 def test_pytest_ignore_rules_and_norecursedirs_drop_scripts(pytester: pytest.Pytester) -> None:
@@ -188,7 +186,10 @@ def test_pytest_ignore_rules_and_norecursedirs_drop_scripts(pytester: pytest.Pyt
             "notes/train_conf.py": FAKE,
             ".scratch/train_hidden.py": FAKE,
             "attic/train_attic.py": FAKE,
-            "notes/conftest.py": "collect_ignore = ['train_conf.py']\n",  # a folder's conftest
+            "notes/train_globbed.py": FAKE,
+            # a folder's conftest: collect_ignore and collect_ignore_glob
+            "notes/conftest.py": "collect_ignore = ['train_conf.py']\n"
+                                 "collect_ignore_glob = ['train_glob*.py']\n",
         },
         "norecursedirs = .* attic\n",
     )
@@ -276,8 +277,8 @@ def test_a_switch_given_a_value_that_is_not_yes_or_no_is_a_usage_error(
     make(pytester, {"train_one.py": switch})
     result = run(pytester, "--train-arg", "smoke=maybe")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--train-arg smoke=maybe: job 'one' takes --smoke as a switch*"
-                                 "smoke=true, 1, yes or on*smoke=false, 0, no or off*"])
+    assert MSG_SWITCH_VALUE.format(name="smoke", value="maybe", job="job 'one'",
+                                   option="--smoke") in result.stderr.str()
     assert not (pytester.path / "training-results").exists()
     ok = run(pytester, "--train-arg", "smoke=yes", "--collect-only")
     ok.stdout.fnmatch_lines(["job one: * train_one.py --smoke"])
@@ -397,4 +398,34 @@ def test_no_training_scripts_exit_5_and_say_so(pytester: pytest.Pytester) -> Non
     make(pytester, {"tests/test_suite.py": "def test_suite():\n    pass\n"})
     result = run(pytester)
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
-    result.stdout.fnmatch_lines(["training: no training scripts (train_*.py) found under ."])
+    result.stdout.fnmatch_lines([MSG_NO_SCRIPTS.format(glob="train_*.py", where=".")])
+
+
+def test_a_mark_expression_matching_no_job_exits_5_and_lists_ids(
+    pytester: pytest.Pytester,
+) -> None:
+    make(pytester, {"train_one.py": FAKE, "train_two.py": FAKE})
+    result = run(pytester, "-m", "gpu")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines([MSG_NO_MATCH.format(what="-m 'gpu'", ids="one, two")])
+    assert not (pytester.path / "training-results").exists()
+
+
+def test_training_output_dir_ini_key_is_the_default_output_dir(pytester: pytest.Pytester) -> None:
+    make(pytester, {"train_one.py": FAKE}, "training_output_dir = results/nightly\n")
+    run(pytester).assert_outcomes(passed=1)
+    out = pytester.path / "results" / "nightly"
+    assert (out / "one" / "ran").is_file() and (out / SUMMARY_FILE).is_file()
+    assert not (pytester.path / "training-results").exists()
+    run(pytester, "--output-dir=elsewhere").assert_outcomes(passed=1)  # the option wins
+    assert (pytester.path / "elsewhere" / "one" / "ran").is_file()
+
+
+def test_an_output_dir_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    make(pytester, {"train_one.py": FAKE})
+    taken = pytester.path / "training-results"
+    taken.write_text("not a folder\n")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert MSG_OUTPUT_DIR_IS_FILE.format(path=taken) in result.stderr.str()
+    assert taken.read_text() == "not a folder\n"  # nothing lost

@@ -70,13 +70,9 @@ class Script:
     qualified: bool = False  #: the id carries parent folders (another script has its stem)
 
 
-def job_id(path: Path) -> str:
-    """Job id of a script: its file stem without the ``train_`` prefix (``train_als.py`` -> ``als``)."""
-    stem = path.stem
-    return stem[len("train_") :] if stem.startswith("train_") and len(stem) > 6 else stem
-
-
 def _id_of(path: str) -> str:
+    """A script's id before folder qualification: its file stem without ``train_``
+    (``train_als.py`` -> ``als``; ``train.py`` and ``train_.py`` keep their stem)."""
     stem = os.path.splitext(os.path.basename(path))[0]
     return stem[len("train_") :] if stem.startswith("train_") and len(stem) > 6 else stem
 

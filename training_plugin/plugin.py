@@ -242,6 +242,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     session_mod.unregister(config)
 
 
+MSG_OUTPUT_DIR_IS_FILE = "output directory {path} is a file; pass another --output-dir"
+#: The line after a session that selected no job (-k / -m matched nothing).
+MSG_NO_MATCH = "training: no job matched {what}; job ids: {ids}"
+MSG_NO_SCRIPTS = "training: no training scripts ({glob}) found under {where}"
 MSG_UNUSED_TRAIN_ARG = (
     "--train-arg {name}={value} reaches no training job: no job's parser accepts --{name} "
     "(check the spelling; --collect-only lists each job's flags)"
@@ -325,9 +329,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise table
     settings = _settings(config)
     if settings.output_dir.is_file():
-        raise pytest.UsageError(
-            f"output directory {settings.output_dir} is a file; pass another --output-dir"
-        )
+        raise pytest.UsageError(MSG_OUTPUT_DIR_IS_FILE.format(path=settings.output_dir))
     rootdir = settings.rootdir
     pattern = str(config.getini("training_glob")).strip()
     if not pattern:
@@ -452,7 +454,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if not ids:
         where = ", ".join(state.roots) or "."
         terminalreporter.write_line(
-            f"training: no training scripts ({config.getini('training_glob')}) found under {where}"
+            MSG_NO_SCRIPTS.format(glob=config.getini("training_glob"), where=where)
         )
         return
     selection = []
@@ -461,4 +463,4 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if config.getoption("markexpr"):
         selection.append(f"-m {config.getoption('markexpr')!r}")
     what = " ".join(selection) or "the selection"
-    terminalreporter.write_line(f"training: no job matched {what}; job ids: {', '.join(ids)}")
+    terminalreporter.write_line(MSG_NO_MATCH.format(what=what, ids=", ".join(ids)))
