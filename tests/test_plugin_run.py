@@ -8,45 +8,18 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from fakejobs import fake, write_files
+from training_plugin.executors.base import MSG_EXIT_CODE, MSG_KILLED, MSG_TIMED_OUT
 from training_plugin.jobs import MSG_NOT_FORWARDED
+from training_plugin.plugin import MSG_NO_MATCH, MSG_UNUSED_TRAIN_ARG
+from training_plugin.results import SUMMARY_FILE
 
 pytest_plugins = ["pytester"]
-
-#: A fake training script: declares ``{args}``, records what it received, writes metrics.json.
-FAKE = """\
-import argparse, json, os, sys
-{pre}
-p = argparse.ArgumentParser()
-{args}
-ns = p.parse_args()
-out = os.environ["TRAINING_OUTPUT_DIR"]
-os.makedirs(out, exist_ok=True)
-env = {{k: v for k, v in os.environ.items() if k.startswith(("TRAINING_", "OMP_", "MY_"))}}
-with open(os.path.join(out, "received.json"), "w") as f:
-    json.dump({{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": env}}, f)
-print("training", os.environ["TRAINING_JOB_ID"])
-{post}
-"""
-METRICS = """\
-json.dump({{"job": os.environ["TRAINING_JOB_ID"], "task": "binary", "primary_metric": "roc_auc",
-           "metrics": {{"roc_auc": {auc}, "accuracy": 0.75}}, "data": {{"synthetic": {syn}}}}},
-          open(os.path.join(out, "metrics.json"), "w"))
-"""
-
-
-def fake(args: str = "", post: str = "", pre: str = "", auc: float = 0.875,
-         synthetic: bool = False) -> str:
-    """Source of a fake training script."""
-    metrics = METRICS.format(auc=auc, syn=synthetic)
-    return FAKE.format(args=textwrap.dedent(args), post=metrics + textwrap.dedent(post), pre=pre)
 
 
 def make(pytester: pytest.Pytester, files: dict[str, str], ini: str = "") -> None:
     pytester.makeini("[pytest]\ntestpaths = tests\n" + textwrap.dedent(ini))
-    for rel, text in files.items():
-        path = pytester.path / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+    write_files(pytester.path, files)
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -165,9 +138,10 @@ def test_missing_required_flag_fails_without_starting(pytester: pytest.Pytester)
 @pytest.mark.parametrize(
     ("post", "story"),
     [
-        ("print('loss exploded'); sys.exit(3)", "*training job 'bad' failed: exit code 3 after *"),
+        ("print('loss exploded'); sys.exit(3)",
+         f"*training job 'bad' failed: {MSG_EXIT_CODE.format(code=3)} after *"),
         ("import signal; print('loss exploded', flush=True); os.kill(os.getpid(), signal.SIGKILL)",
-         "*training job 'bad' failed: killed by SIGKILL*"),
+         f"*training job 'bad' failed: {MSG_KILLED.format(signal='SIGKILL')}*"),
     ],
     ids=["exit-code", "signal"],
 )
@@ -187,7 +161,8 @@ def test_syntax_error_fails_its_own_job_only(pytester: pytest.Pytester) -> None:
     make(pytester, {"train_broken.py": "def broken(:\n    pass\n", "train_good.py": fake()})
     result = run(pytester)
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*training job 'broken' failed: exit code 1*", "*SyntaxError*"])
+    result.stdout.fnmatch_lines([f"*training job 'broken' failed: {MSG_EXIT_CODE.format(code=1)}*",
+                                 "*SyntaxError*"])
 
 
 def test_timeout_from_job_table(pytester: pytest.Pytester) -> None:
@@ -200,7 +175,8 @@ def test_timeout_from_job_table(pytester: pytest.Pytester) -> None:
     )
     result = run(pytester)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*training job 'slow' failed: timed out after 0.5 s*"])
+    result.stdout.fnmatch_lines(
+        [f"*training job 'slow' failed: {MSG_TIMED_OUT.format(timeout=0.5)}*"])
 
 
 def test_summary_table_summary_json_and_junit_properties(pytester: pytest.Pytester) -> None:
@@ -227,7 +203,7 @@ def test_summary_table_summary_json_and_junit_properties(pytester: pytest.Pytest
         ]
     )
     result.stdout.fnmatch_lines(["*training job 'odd': *metrics.json is not valid JSON*"])
-    summary = json.loads((pytester.path / "training-results/summary.json").read_text())
+    summary = json.loads((pytester.path / f"training-results/{SUMMARY_FILE}").read_text())
     by_id = {job["id"]: job for job in summary["jobs"]}
     assert set(by_id) == {"bad", "odd", "real", "synth"}
     assert by_id["real"]["outcome"] == "passed" and by_id["bad"]["outcome"] == "failed"
@@ -251,7 +227,7 @@ def test_summary_table_summary_json_and_junit_properties(pytester: pytest.Pytest
 def test_an_earlier_runs_metrics_are_never_reported_as_this_runs(
     pytester: pytest.Pytester,
 ) -> None:
-    make(pytester, {"train_quiet.py": FAKE.format(args="", pre="", post="")})  # no metrics
+    make(pytester, {"train_quiet.py": fake(metrics=False)})  # no metrics.json
     old = pytester.path / "training-results/quiet"
     old.mkdir(parents=True)
     (old / "metrics.json").write_text(json.dumps(
@@ -260,7 +236,7 @@ def test_an_earlier_runs_metrics_are_never_reported_as_this_runs(
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["quiet * passed * s  - * no metrics.json"])
     assert "0.99" not in result.stdout.str()
-    summary = json.loads((pytester.path / "training-results/summary.json").read_text())
+    summary = json.loads((pytester.path / f"training-results/{SUMMARY_FILE}").read_text())
     assert "metrics" not in summary["jobs"][0] or not summary["jobs"][0]["metrics"]
     assert not (old / "metrics.json").exists()
     assert json.loads((old / "metrics.previous.json").read_text())["metrics"] == {"roc_auc": 0.99}
@@ -270,7 +246,7 @@ def test_k_matching_nothing_exits_5_and_lists_ids(pytester: pytest.Pytester) -> 
     make(pytester, {"train_als.py": fake(), "train_mri.py": fake()})
     result = run(pytester, "-k", "alzheimers")
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
-    result.stdout.fnmatch_lines(["training: no job matched -k 'alzheimers'; job ids: als, mri"])
+    result.stdout.fnmatch_lines([MSG_NO_MATCH.format(what="-k 'alzheimers'", ids="als, mri")])
     assert not (pytester.path / "training-results").exists()
     run(pytester, "-k", "als").assert_outcomes(passed=1, deselected=1)
 
@@ -300,7 +276,8 @@ def test_xdist_runs_jobs_in_parallel_with_summary_and_properties(
     )
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
-        ["*training job 'three' failed: exit code 4*", "*= training summary =*",
+        [f"*training job 'three' failed: {MSG_EXIT_CODE.format(code=4)}*",
+         "*= training summary =*",
          "job * outcome * duration * primary metric * node",
          "one * passed * roc_auc=0.5000 * local:gw*",
          "two * passed * roc_auc=0.2500 * local:gw* SYNTHETIC data"]
@@ -308,7 +285,7 @@ def test_xdist_runs_jobs_in_parallel_with_summary_and_properties(
     one = received(pytester, "one")
     assert one["argv"][:1] == ["--n-jobs"]  # the thread budget, in the script's spelling
     assert one["env"]["OMP_NUM_THREADS"] == one["argv"][1]
-    summary = json.loads((pytester.path / "training-results/summary.json").read_text())
+    summary = json.loads((pytester.path / f"training-results/{SUMMARY_FILE}").read_text())
     assert sorted(job["id"] for job in summary["jobs"]) == ["one", "three", "two"]
     props = {
         case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
@@ -321,7 +298,8 @@ def test_train_arg_that_no_job_accepts_is_warned_about(pytester: pytest.Pytester
     make(pytester, {"train_one.py": fake('p.add_argument("--lr", type=float)')})
     result = run(pytester, "--train-arg", "learnin-rate=0.1", "--train-arg", "lr=0.5")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*--train-arg learnin-rate=0.1 reaches no training job*"])
+    result.stdout.fnmatch_lines(
+        ["*" + MSG_UNUSED_TRAIN_ARG.format(name="learnin-rate", value="0.1") + "*"])
     assert received(pytester, "one")["argv"] == ["--lr", "0.5"]
 
 
@@ -353,4 +331,5 @@ def test_table_timeout_without_pytest_timeout_still_applies(pytester: pytest.Pyt
     )
     result = run(pytester, "-p", "no:timeout", "--strict-markers")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*training job 'slow' failed: timed out after 0.5 s*"])
+    result.stdout.fnmatch_lines(
+        [f"*training job 'slow' failed: {MSG_TIMED_OUT.format(timeout=0.5)}*"])
