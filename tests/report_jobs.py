@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import re
 import textwrap
 from pathlib import Path
@@ -110,13 +111,12 @@ def make_project(pytester: pytest.Pytester, gates: bool = True) -> None:
     out.mkdir()
     lines = [history_line("real", v, d) for d, v in ((20, 0.84), (21, 0.85), (22, 0.86))]
     (out / "history.jsonl").write_text("\n".join(lines) + "\n{not json\n")
-    # a figure an earlier run left in the failing job's folder: not this run's
-    (out / "broken" / "figures").mkdir(parents=True)
-    (out / "broken" / "figures" / "old.svg").write_text(
-        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
-    import os
-
-    os.utime(out / "broken" / "figures" / "old.svg", (1_000_000_000, 1_000_000_000))
+    # figures an earlier run left (a failing and a passing job's): not this run's
+    for job in ("broken", "real"):
+        (out / job / "figures").mkdir(parents=True)
+        old = out / job / "figures" / "old.svg"
+        old.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
+        os.utime(old, (1_000_000_000, 1_000_000_000))
 
 
 def report_data(path: Path) -> dict[str, Any]:

@@ -50,6 +50,7 @@ def test_report_under_xdist_shows_each_job_with_its_figures_metrics_and_story(
     png = next(raw for mime, raw in images if mime == "image/png")
     assert max(Image.open(io.BytesIO(png)).size) <= 640
     assert any(b"<svg" in raw for mime, raw in images if mime == "image/svg+xml")
+    assert "left by an earlier run: old.svg" in body
     # trend: three earlier runs from history.jsonl and this run, one point each
     trend = body[body.index("Trend: roc_auc"):]
     assert trend.count("<circle") == 4 and "c0ffee20" in trend and "this run" in trend

@@ -621,11 +621,25 @@ class JobView:
             return ""
         return f'<section class="tp-box"><h4>Trend: {esc(metric)}</h4>{svg}</section>'
 
+    def figures_since(self) -> float | None:
+        """When this run's figures began (epoch s): older files in ``figures/`` were left by
+        an earlier run.  Measured back from this run's metrics.json, written on the clock of
+        the node that drew the figures (under ``--ray`` a job may also have started before its
+        item); without one, from the start of the item.  None (all are shown) for a skipped job,
+        whose folder holds its last run."""
+        if self.outcome == "skipped":
+            return None
+        duration = _number(self.record.get("run_duration_s")) or 0.0
+        if self.doc:
+            try:
+                return (self.output_dir / "metrics.json").stat().st_mtime - duration - 2
+            except OSError:
+                pass
+        return None if self.started is None else self.started - duration - 2
+
     def figures_html(self) -> tuple[str, int]:
         """Every figure of ``figures/`` written by this run, embedded; and the bytes."""
-        # figures an earlier run left are not this run's (skipped jobs show the last run's)
-        since = None if self.outcome == "skipped" or self.started is None else self.started - 2
-        fresh, stale = figure_files(self.output_dir / FIGURES_DIR, since)
+        fresh, stale = figure_files(self.output_dir / FIGURES_DIR, self.figures_since())
         if not fresh and not stale:
             return "", 0
         parts, total = [], 0
