@@ -332,3 +332,30 @@ def test_runs_logged_to_a_tracking_server_read_back_over_rest(
     artifacts = _rest(mlflow_server, "/api/2.0/mlflow/artifacts/list?run_id="
                       + jobs["bad"]["info"]["run_id"])
     assert "train.log" in {f["path"] for f in artifacts.get("files", [])}
+
+
+@pytest.mark.slow
+def test_an_interrupted_job_is_a_killed_run_that_keeps_its_log(pytester: pytest.Pytester) -> None:
+    root = project(pytester, {"slow": SLOW_JOB})
+    (root / "pyproject.toml").write_text(PYPROJECT)  # no timeout: the job runs until stopped
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", *PLUGIN, "--mlflow"], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = root / "training-results" / "slow" / "train.log"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and "starting slow" in log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # ends the session like Ctrl-C
+    out = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert "mlflow: 1 job run(s) logged" in out
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'training-results' / 'mlflow.db'}")
+    parent, by_job = children(client, client.get_experiment_by_name("demo-project").experiment_id)
+    assert parent.info.status == "KILLED"
+    slow = by_job["slow"][0]
+    assert slow.info.status == "KILLED" and slow.data.tags["outcome"] == "interrupted"
+    saved = Path(client.download_artifacts(slow.info.run_id, "train.log", str(root)))
+    assert "starting slow" in saved.read_text()

@@ -764,12 +764,18 @@ class Tracker:
         self._submit(self._prewarm)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Remember jobs that started, to log the ones an interruption leaves unreported."""
-        from training_plugin.results import REPORT_ATTR
+        """Remember jobs that started (their log is known from the setup report), to log the
+        ones an interruption leaves without a final report."""
+        from training_plugin.session import REPORT_LOG_ATTR
 
-        record = getattr(report, REPORT_ATTR, None)
-        if self.active and isinstance(record, dict) and report.when == "setup" and report.passed:
-            self.pending[report.nodeid] = dict(record, nodeid=report.nodeid)
+        log = getattr(report, REPORT_LOG_ATTR, None)
+        if self.active and log and report.when == "setup" and report.passed:
+            script, _, job = report.nodeid.rpartition("::")
+            self.pending[report.nodeid] = {
+                "id": job, "script": script, "nodeid": report.nodeid, "log": str(log),
+                "output_dir": str(Path(str(log)).parent), "command": [],
+                "started": time.time(),
+            }
 
     def pytest_training_job_report(self, config: pytest.Config, report: pytest.TestReport,
                                    record: dict[str, Any]) -> None:
@@ -787,9 +793,10 @@ class Tracker:
         if not self.active:
             return
         ended = int(time.time() * 1000)
-        for nodeid, record in self.pending.items():
-            record = dict(record, outcome="interrupted", story=record.get("story")
-                          or "interrupted: the session ended while the job ran")
+        for record in self.pending.values():
+            record = dict(record, outcome="interrupted",
+                          duration_s=round(time.time() - record.pop("started"), 3),
+                          story="interrupted: the session ended while the job ran")
             self._submit(lambda r=record: self.log_job(r, ended))
         self.pending.clear()
         self._submit(lambda: self.finish(int(session.exitstatus)))
