@@ -8,9 +8,10 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
+import types
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -123,16 +124,42 @@ def test_unknown_key_exits_2_through_the_cli(tmp_path):
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
-def test_flags_override_the_config_only_when_given(script_module):
-    args = script_module.parse_args(["--seed", "7"])
-    assert args.seed == 7 and args.folds is None and args.epochs is None and args.repeats is None
-    assert script_module.parse_args([]).seed is None  # the config's cv.seed stays in charge
+def test_flags_override_the_config_only_when_given(script_module, monkeypatch):
+    """train() hands the nested CV the config's cv settings unless a flag gives one (the data,
+    the models and the outputs are stubbed: only the settings are looked at)."""
+    seen = []
+    stub = types.SimpleNamespace(source="stub", X=pd.DataFrame({"x": [0.0]}))
+    monkeypatch.setattr(script_module, "load_data", lambda cfg, path: stub)
+    monkeypatch.setattr(script_module, "build_candidates", lambda cfg, ds, **kw: {})
+    monkeypatch.setattr(script_module.common, "log", lambda *a, **kw: None)
+    monkeypatch.setattr(script_module.common, "nested_cv",
+                        lambda candidates, ds, **kw: seen.append(kw))
+    monkeypatch.setattr(script_module.common, "write_tabular_job", lambda *a, **kw: {})
+    cfg = script_module.load_config(BASELINE)["cv"]
+    for argv, expected in (
+        ([], (cfg["folds"], cfg["repeats"], cfg["seed"])),
+        (["--seed", "7", "--folds", "3"], (3, cfg["repeats"], 7)),
+        (["--repeats", "1"], (cfg["folds"], 1, cfg["seed"])),
+    ):
+        script_module.train(script_module.parse_args(["--config", str(BASELINE), *argv]))
+        kw = seen.pop()
+        assert (kw["folds"], kw["repeats"], kw["seed"]) == expected, argv
 
 
 def test_job_table_runs_both_configs():
-    jobs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["training_plugin"]["jobs"]
-    base, ens = jobs["alzheimers_structured"], jobs["alzheimers_structured_ensemble"]
-    assert "script" not in base  # configures the discovered job scripts/train_alzheimers_structured.py
-    assert ens["script"] == "scripts/train_alzheimers_structured.py"
-    for entry, config in ((base, BASELINE), (ens, ENSEMBLE)):
-        assert (ROOT / entry["args"][entry["args"].index("--config") + 1]).resolve() == config.resolve()
+    """Through the plugin, the discovered job runs the baseline config and the declared
+    variant the ensemble config (the commands --collect-only shows)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "training_plugin", "-p", "no:cacheprovider",
+         "--collect-only", "-k", "alzheimers_structured"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    commands = {line.split(":")[0].removeprefix("job "): line.split()
+                for line in proc.stdout.splitlines() if line.startswith("job ")}
+    assert set(commands) == {"alzheimers_structured", "alzheimers_structured_ensemble"}
+    for job, config in (("alzheimers_structured", BASELINE), ("alzheimers_structured_ensemble", ENSEMBLE)):
+        argv = commands[job]
+        assert argv[3] == "scripts/train_alzheimers_structured.py"
+        assert (ROOT / argv[argv.index("--config") + 1]).resolve() == config.resolve()
