@@ -90,8 +90,10 @@ def test_long_status_is_cut_to_the_terminal_width(tmp_path, writer):
 
 # -- end to end ------------------------------------------------------------------------------
 
-def run_in_pty(cwd, *args: str, within_s: float = 60) -> str:
-    """Run pytest with a pseudo-terminal as stdout (a TTY), return everything it wrote."""
+def run_in_pty(cwd, *args: str, within_s: float = 300, release_on: str | None = None) -> str:
+    """Run pytest with a pseudo-terminal as stdout (a TTY), return everything it wrote.  With
+    ``release_on``: once the output shows that text, create ``release`` in ``cwd`` (the file
+    GATED_JOB waits for)."""
     main, child = pty.openpty()
     env = dict(os.environ, COLUMNS="120")
     proc = subprocess.Popen([sys.executable, "-m", "pytest", *PLUGIN_ARGS,
@@ -99,7 +101,7 @@ def run_in_pty(cwd, *args: str, within_s: float = 60) -> str:
                             cwd=cwd, stdout=child, stderr=child, stdin=subprocess.DEVNULL,
                             env=env)
     os.close(child)
-    chunks = []
+    chunks: list[bytes] = []
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         ready, _, _ = select.select([main], [], [], 0.5)
@@ -111,21 +113,28 @@ def run_in_pty(cwd, *args: str, within_s: float = 60) -> str:
             if not data:
                 break
             chunks.append(data)
+            if release_on and release_on in b"".join(chunks).decode(errors="replace"):
+                (cwd / "release").touch()
         elif proc.poll() is not None:
             break
-    proc.wait(10)
+    (cwd / "release").touch()  # never leave the job waiting
+    proc.wait(60)
     os.close(main)
     return b"".join(chunks).decode(errors="replace")
 
 
+#: A job that prints a line and then runs until the test sees its status (the file ``release``).
+GATED_JOB = ("import os, time\nprint('warming up', flush=True)\n"
+             "while not os.path.exists('release'):\n    time.sleep(0.05)\n")
+#: A job that runs for a few refresh intervals of the status line.
 SLOW_JOB = "import time\nprint('warming up', flush=True)\ntime.sleep(3)\n"
 
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]])
 def test_tty_shows_running_jobs(pytester, xdist):
     plugin_project(pytester)
-    pytester.makepyfile(train_slow=SLOW_JOB)
-    out = run_in_pty(pytester.path, *xdist)
+    pytester.makepyfile(train_slow=GATED_JOB)
+    out = run_in_pty(pytester.path, *xdist, release_on="(warming up)")
     assert "running 1: slow" in out and "(warming up)" in out
     assert "1 passed" in out
 
