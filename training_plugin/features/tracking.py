@@ -73,6 +73,8 @@ EXAMPLE_FILE = "input_example.csv"
 MAX_PARAM = 6000
 MAX_TAG = 8000
 HEALTH_TIMEOUT_S = 5.0
+#: A ``filterwarnings`` line: deprecation notices raised inside mlflow and its libraries.
+QUIET_WARNINGS = r"ignore::DeprecationWarning:(mlflow|sqlalchemy|alembic|skops)(\.|$)"
 
 HELP_MLFLOW = (
     "log every job as an MLflow run (the session is the parent run); URI: a tracking URI "
@@ -863,4 +865,7 @@ def configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_Refused(pytest.UsageError(MSG_NOT_INSTALLED)), NAME)
         return
     strict = bool(config.getoption("training_mlflow_strict", False))
+    # mlflow's and SQLAlchemy's deprecation notices (from the tracking thread, while a job or
+    # the session's end is in pytest's warning capture) are not the user's to act on
+    config.addinivalue_line("filterwarnings", QUIET_WARNINGS)
     config.pluginmanager.register(Tracker(config, uri, experiment_name(config), strict), NAME)
