@@ -16,10 +16,8 @@ from sklearn.pipeline import Pipeline
 
 from aimedres.training import common
 from aimedres.training.common import DataError, Dataset
+from fakejobs import CONTRACT_KEYS, DATA_KEYS
 
-CONTRACT_KEYS = {"job", "task", "primary_metric", "metrics", "models", "best_model", "data",
-                 "folds", "epochs", "seed", "duration_s"}
-DATA_KEYS = {"source", "synthetic", "rows", "features", "sha256"}
 
 
 def toy_dataset(n: int = 60, seed: int = 0, task: str = "binary") -> Dataset:

@@ -14,14 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from fakejobs import CONTRACT_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train_alzheimers_structured.py"
 CONFIGS = ROOT / "src" / "aimedres" / "training" / "configs"
 BASELINE = CONFIGS / "alzheimers_baseline.yaml"
 ENSEMBLE = CONFIGS / "alzheimers_ensemble.yaml"
-CONTRACT_KEYS = {"job", "task", "primary_metric", "metrics", "models", "best_model", "data", "folds",
-                 "epochs", "seed", "duration_s"}
 CLASSIFICATION = {"roc_auc", "accuracy", "balanced_accuracy", "f1_macro"}
 
 

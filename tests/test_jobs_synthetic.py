@@ -17,13 +17,11 @@ import numpy as np
 import pytest
 
 from aimedres.training import synthetic
+from fakejobs import CONTRACT_KEYS, DATA_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 ALS = ROOT / "src" / "aimedres" / "training" / "train_als.py"
 MRI = ROOT / "src" / "aimedres" / "training" / "train_brain_mri.py"
-CONTRACT_KEYS = {"job", "task", "primary_metric", "metrics", "models", "best_model", "data", "folds",
-                 "epochs", "seed", "duration_s"}
-DATA_KEYS = {"source", "synthetic", "rows", "features", "sha256"}
 
 
 def run_script(script: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

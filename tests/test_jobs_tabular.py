@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakejobs import CONTRACT_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINING = ROOT / "src" / "aimedres" / "training"
@@ -30,8 +31,6 @@ JOBS: dict[str, tuple[Path, list[str], int, int]] = {
     "baseline_models": (PIPELINES / "train_baseline_models.py", ["--folds", "2", "--repeats", "1", "--n-jobs", "1"],
                         333 + 252 + 532 + 126 + 699, 130 + 751 + 7 + 28 + 9),
 }
-CONTRACT_KEYS = {"job", "task", "primary_metric", "metrics", "models", "best_model", "data",
-                 "folds", "epochs", "seed", "duration_s"}
 CLASSIFICATION = {"roc_auc", "accuracy", "balanced_accuracy", "f1_macro"}
 CALIBRATION = {"brier", "calibration_slope", "calibration_intercept", "sensitivity", "specificity"}
 
