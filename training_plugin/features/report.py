@@ -306,7 +306,7 @@ def trend_points(history: list[dict[str, Any]], metric: str | None,
 
 
 def trend_svg(points: list[dict[str, Any]], metric: str, lower_better: bool,
-              width: int = 340, height: int = 110, small: bool = False) -> str:
+              width: int = 300, height: int = 110, small: bool = False) -> str:
     """An inline SVG line plot of ``points`` (hover a point for its run)."""
     if len(points) < 2:
         return ""
@@ -354,6 +354,11 @@ def trend_svg(points: list[dict[str, Any]], metric: str, lower_better: bool,
 # ---------------------------------------------------------------------------------------------
 # one job: its digest (for the controller) and its HTML extra
 # ---------------------------------------------------------------------------------------------
+def short_hash(value: Any) -> str:
+    """The first 16 hex digits of a hash, the whole one on hover."""
+    return f'<code title="{esc(value)}">{esc(str(value)[:16])}…</code>'
+
+
 def synthetic_badge(big: bool = False) -> str:
     """The SYNTHETIC badge."""
     cls = "tp-synthetic tp-synthetic-big" if big else "tp-synthetic"
@@ -361,8 +366,9 @@ def synthetic_badge(big: bool = False) -> str:
             'say nothing about real patients">SYNTHETIC</span>')
 
 
-def delta_html(delta: Mapping[str, Any] | None) -> str:
-    """A change against the baseline or the last run, coloured by whether it is better."""
+def delta_html(delta: Mapping[str, Any] | None, short: bool = False) -> str:
+    """A change against the baseline or the last run, coloured by whether it is better
+    (``short``: without "vs ...", for a table whose header says it)."""
     if not delta or _number(delta.get("delta")) is None:
         return ""
     value = float(delta["delta"])
@@ -373,8 +379,9 @@ def delta_html(delta: Mapping[str, Any] | None) -> str:
     arrow = "▲" if value > 0 else "▼" if value < 0 else "="
     against = "baseline" if delta.get("against") == "baseline" else "last run"
     flag = " REGRESSED" if delta.get("regressed") else ""
+    text = f"{arrow} {fmt_delta(value)}" + ("" if short else f" vs {esc(against)}") + flag
     return (f'<span class="tp-delta {cls}" title="{esc(fmt(delta.get("reference")))} in the '
-            f'{esc(against)}">{arrow} {fmt_delta(value)} vs {esc(against)}{flag}</span>')
+            f'{esc(against)}">{text}</span>')
 
 
 class JobView:
@@ -517,7 +524,7 @@ class JobView:
             if has_cmp:
                 entry = self.compared(name)
                 cells += [fmt(entry.get("reference")) if entry else "",
-                          delta_html(entry) if entry else ""]
+                          delta_html(entry, short=True) if entry else ""]
                 if entry and entry.get("regressed"):
                     cls = ' class="tp-regressed-row"'
             rows.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -580,7 +587,7 @@ class JobView:
             if shape:
                 rows.append(("", esc(" × ".join(shape))))
             if self.data.get("sha256"):
-                rows.append(("data sha256", f"<code>{esc(str(self.data['sha256'])[:16])}…</code>"))
+                rows.append(("data sha256", short_hash(self.data["sha256"])))
         elif self.synthetic:
             rows.append(("data", synthetic_badge()))
         settings = [f"{k} {self.doc[k]}" for k in ("folds", "repeats", "epochs", "seed")
@@ -594,12 +601,13 @@ class JobView:
             rows.append(("ended", esc(rec["result"])))
         fingerprint = self.extra.get("fingerprint")
         if isinstance(fingerprint, Mapping) and fingerprint.get("sha256"):
-            rows.append(("fingerprint", f"<code>{esc(str(fingerprint['sha256'])[:16])}…</code>"))
+            rows.append(("fingerprint", short_hash(fingerprint["sha256"])))
         command = rec.get("command") or list(self.spec.argv)
         rows.append(("command", f'<code class="tp-command">{esc(shlex.join(command))}</code>'))
         rows.append(("outputs", f"<code>{esc(self.output_dir)}</code>"))
         body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
-        return f'<section class="tp-box tp-run"><h4>Run</h4><table class="tp-kv">{body}</table></section>'
+        return (f'<section class="tp-box tp-run"><h4>Run</h4><table class="tp-kv">{body}</table>'
+                "</section>")
 
     def notes_html(self) -> str:
         """Notes from the plugins, and a malformed metrics.json."""
@@ -757,7 +765,7 @@ STYLE = """<style>
 .tp-kv th{text-align:left;color:#666;font-weight:400;padding:1px 10px 1px 0;
   vertical-align:top;white-space:nowrap;font-size:12px}
 .tp-kv td{font-size:12px;padding:1px 0}
-.tp-run{max-width:560px}.tp-command{word-break:break-all;font-size:11px}
+.tp-run{max-width:470px}.tp-command{word-break:break-all;font-size:11px}
 .tp-figures{margin-top:10px}
 .tp-fig-grid{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
 .tp-fig{margin:0;border:1px solid #ddd;background:#fff;padding:4px;border-radius:4px}
@@ -933,7 +941,8 @@ class HtmlReport:
                 f'<tr class="tp-o-{esc(outcome)}"><td><a href="#{esc(nodeid)}">'
                 f'{esc(record.get("id"))}</a></td><td>{esc(outcome)}</td>'
                 f"<td>{primary_cell(digest) if digest else ''}</td><td>{data_cell(digest)}</td>"
-                f'<td>{esc(fmt_duration(record.get("duration_s")))}</td>'
+                f'<td>{esc(fmt_duration(digest.get("duration_s") or record.get("duration_s")))}'
+                "</td>"
                 f'<td>{esc(record.get("node") or "")}</td><td>{spark}</td>'
                 f'<td class="tp-story-cell">{esc(story or "")}</td></tr>')
         head = "".join(f"<th>{h}</th>" for h in ("job", "outcome", "primary metric", "data",
