@@ -139,3 +139,23 @@ def test_session_header_names_jobs_that_did_not_run_when_the_session_stopped_ear
     text = (pytester.path / "report.html").read_text(encoding="utf-8")
     assert "1 did not run or finish (the session stopped early): b_waits" in text
     assert "(2 in all)" in text
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_report_under_ray_shows_figures_that_came_back_from_the_node(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("ray")
+    make_project(pytester)
+    result = pytester.runpytest_subprocess(
+        "-p", "training_plugin", "--ray", "local", "--html=report.html", "--self-contained-html"
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    data = report_data(pytester.path / "report.html")
+    real = extra_html(job_entry(data, "real"))
+    assert sorted(mime for mime, _ in embedded_images(real)) == ["image/png", "image/svg+xml"]
+    assert "left by an earlier run: old.svg" in real and "Trend: roc_auc" in real
+    assert "ray:" in "".join(job_entry(data, "real")["resultsTableRow"])
+    assert "Why it failed" in extra_html(job_entry(data, "broken"))
+    assert "tp-banner" in extra_html(job_entry(data, "synth"))
