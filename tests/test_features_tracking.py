@@ -82,7 +82,9 @@ CONFTEST = textwrap.dedent('''
     def pytest_unconfigure(config):
         if not hasattr(config, "workerinput"):
             with open("imported.json", "w") as f:
-                json.dump({"mlflow": "mlflow" in sys.modules}, f)
+                json.dump({"mlflow": "mlflow" in sys.modules,
+                           "env": sorted(k for k in os.environ if k.startswith("MLFLOW_")
+                                         and k != "MLFLOW_DISABLE_TELEMETRY")}, f)
 ''')
 PYPROJECT = '[project]\nname = "demo-project"\n'
 #: Job-table entries of the jobs that have one.
@@ -138,6 +140,8 @@ def test_sqlite_store_holds_a_parent_run_and_one_child_run_per_job(
     result.assert_outcomes(passed=1, failed=2, skipped=1)
     result.stdout.fnmatch_lines(["*mlflow: 3 job run(s) logged to sqlite:///*mlflow.db*"])
     assert imported_mlflow(root)
+    # the controller's environment (which jobs inherit) gets no MLFLOW_* variables
+    assert json.loads((root / "imported.json").read_text())["env"] == []
     db = root / "training-results" / "mlflow.db"
     assert db.is_file()
     assert (root / "training-results" / "good" / "metrics.json").is_file()  # results on disk
@@ -185,6 +189,7 @@ def test_sqlite_store_holds_a_parent_run_and_one_child_run_per_job(
     assert inputs == ["age", "score", "sex"]
     rows = pd.DataFrame({"age": [50, 80, 61], "score": [-2.0, 2.0, 0.1], "sex": ["F", "M", "F"]})
     assert list(served.predict(rows)) == [0, 1, 1]
+    assert good.data.tags["model"].startswith(f"runs:/{good.info.run_id}/model (models:/")
 
     bad = by_job["bad"][0]
     assert bad.info.status == "FAILED"

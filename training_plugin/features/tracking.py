@@ -548,7 +548,6 @@ class Tracker:
         for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
             warnings.filterwarnings("ignore", category=category,
                                     module=r"(mlflow|sqlalchemy|alembic|skops)(\.|$)")
-        import mlflow
         from mlflow import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -589,7 +588,6 @@ class Tracker:
         client.log_batch(run.info.run_id, params=[
             Param(k, _clip(str(v), MAX_PARAM)) for k, v in params.items() if v is not None
         ])
-        mlflow.set_tracking_uri(self.uri)
         self.client, self.experiment_id, self.parent_id = client, experiment_id, run.info.run_id
 
     def _setup_or_stop(self) -> None:
@@ -678,8 +676,7 @@ class Tracker:
                                  and p.suffix.lower() in MODEL_SUFFIXES) if out.is_dir() else []
             for path in model_files:
                 client.log_artifact(run_id, str(path))
-            logged = (self._log_models(run_id, model_files, out, status)
-                      if status == "FINISHED" else [])
+            logged = self._log_models(run_id, model_files, out) if status == "FINISHED" else []
             client.set_tag(run_id, "model", ",".join(logged) if logged
                            else ",".join(p.name for p in model_files) or "none")
         except BaseException:
@@ -689,7 +686,7 @@ class Tracker:
         self.outcomes[str(record.get("outcome"))] = self.outcomes.get(
             str(record.get("outcome")), 0) + 1
 
-    def _log_models(self, run_id: str, files: list[Path], out: Path, status: str) -> list[str]:
+    def _log_models(self, run_id: str, files: list[Path], out: Path) -> list[str]:
         """Every scikit-learn model in ``files`` as an MLflow model; returns their URIs."""
         uris: list[str] = []
         for path in files:
@@ -702,35 +699,54 @@ class Tracker:
             except Exception:  # noqa: BLE001 - kept as a file (already logged)
                 continue
             for name, model, features in sklearn_models(obj):
-                uris.append(self._log_sklearn(run_id, name, model, features, out, status))
+                uris.append(self._log_sklearn(run_id, name, model, features, out))
         return uris
 
     def _log_sklearn(self, run_id: str, name: str, model: Any, features: list[str] | None,
-                     out: Path, status: str) -> str:
-        import mlflow
+                     out: Path) -> str:
+        """Save the model in MLflow's format (skops) and log it as the run's artifact
+        ``name`` (``runs:/<run id>/<name>``) and as a logged model of the experiment.  Only the
+        client is used: mlflow's fluent API would put MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_ID
+        into this process's environment, which the jobs inherit."""
+        import shutil
+        import tempfile
+
         import mlflow.sklearn
+        from mlflow.exceptions import MlflowException
 
         signature = model_signature(model, features, out)
         requirements = mlflow.sklearn.get_default_pip_requirements(include_skops=True)
-        mlflow.set_experiment(experiment_id=self.experiment_id)
-        mlflow.start_run(run_id=run_id)
-        try:
+        with tempfile.TemporaryDirectory(prefix="training-mlflow-") as tmp:
+            path = os.path.join(tmp, name)
             try:
-                info = mlflow.sklearn.log_model(model, name=name, signature=signature,
-                                                pip_requirements=requirements)
-            except mlflow.exceptions.MlflowException as exc:
+                mlflow.sklearn.save_model(model, path, signature=signature,
+                                          pip_requirements=requirements)
+            except MlflowException as exc:
                 if "untrusted" not in str(exc).lower():
                     raise
                 import skops.io
 
                 # the job's own classes: trusted, as the job that wrote them
                 trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-                info = mlflow.sklearn.log_model(model, name=name, signature=signature,
-                                                pip_requirements=requirements,
-                                                skops_trusted_types=trusted)
-        finally:
-            mlflow.end_run(status)
-        return f"runs:/{run_id}/{name} ({info.model_uri})"
+                shutil.rmtree(path, ignore_errors=True)
+                mlflow.sklearn.save_model(model, path, signature=signature,
+                                          pip_requirements=requirements,
+                                          skops_trusted_types=trusted)
+            self.client.log_artifacts(run_id, path, name)
+            uri = f"runs:/{run_id}/{name}"
+            try:  # MLflow 3's model entity (the experiment's "Models" tab); best effort
+                from mlflow.entities import LoggedModelOutput
+
+                logged = self.client.create_logged_model(self.experiment_id, name=name,
+                                                         source_run_id=run_id,
+                                                         model_type="sklearn")
+                self.client.log_model_artifacts(logged.model_id, path)
+                self.client.finalize_logged_model(logged.model_id, "READY")
+                self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, 0)])
+                uri += f" (models:/{logged.model_id})"
+            except Exception:  # noqa: BLE001 - the run's artifact is the model that matters
+                pass
+        return uri
 
     # -- end of the session -----------------------------------------------------------------
     def finish(self, exitstatus: int) -> None:
