@@ -27,8 +27,12 @@ from pathlib import Path
 
 CLUSTER_VAR = "TP_RAY_CLUSTER"
 RAY = os.path.join(os.path.abspath(sys.prefix), "bin", "ray")
-#: Health checks fast enough that a lost node is noticed in seconds.
+#: Health checks fast enough that a lost node is noticed in seconds; token authentication off
+#: (a head started while ``~/.ray/auth_token`` exists turns it on by itself, e.g. after a
+#: ``ray.init()`` of a local instance wrote that file, and then the second node, which joins by
+#: address, cannot connect).
 FAST_HEALTH = {
+    "RAY_AUTH_MODE": "disabled",
     "RAY_health_check_period_ms": "1000",
     "RAY_health_check_timeout_ms": "1000",
     "RAY_health_check_failure_threshold": "3",
