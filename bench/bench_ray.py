@@ -19,6 +19,7 @@ Prints the figures; never asserts.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -30,21 +31,50 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _bench import bench_env  # noqa: E402
 from ray_cluster import Cluster  # noqa: E402
 
+from training_plugin.executors.ray import TIMELINE_VAR  # noqa: E402
+
 SLEEPS = (2, 2, 4, 4, 6, 6, 8, 12)
 OPTIMUM_S = 22.0
 TARGET = 1.10
 
 
-def session(root: Path, *args: str) -> float:
-    """Wall time of one ``pytest -p training_plugin`` session in ``root``."""
+def session(root: Path, *args: str, timeline: Path | None = None) -> float:
+    """Wall time of one ``pytest -p training_plugin`` session in ``root`` (with each Ray job's
+    timeline appended to ``timeline`` when given)."""
+    extra = {TIMELINE_VAR: str(timeline)} if timeline is not None else {}
     began = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "training_plugin", "-q",
-                           "-p", "no:randomly", *args], cwd=root, env=bench_env(),
+                           "-p", "no:randomly", *args], cwd=root, env=bench_env(**extra),
                           capture_output=True, text=True)
     took = time.monotonic() - began
     if proc.returncode not in (0, 5):
         raise SystemExit(f"session failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
     return took
+
+
+def show_timeline(path: Path, label: str) -> None:
+    """Per job, seconds from the first submission: submitted, the task's first line on its
+    node, the job's process started, its end seen by the controller; and the node."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    path.unlink()
+    if not rows:
+        return
+    t0 = min(r["submitted"] for r in rows)
+
+    def at(row: dict, key: str) -> str:
+        return f"{row[key] - t0:7.2f}" if row.get(key) is not None else "      -"
+
+    print(f"{label}: per job, s from the first submission (queue = submitted -> task began "
+          "on its node; setup = task began -> job started)")
+    print(f"  {'job':10} {'submitted':>9} {'began':>7} {'started':>7} {'ended':>7} "
+          f"{'queue':>6} {'setup':>6}  node")
+    for row in sorted(rows, key=lambda r: r.get("spawned") or r["ended"]):
+        queue = (row["began"] - row["submitted"]) if row.get("began") else None
+        setup = (row["spawned"] - row["began"]) if row.get("spawned") else None
+        print(f"  {row['job']:10} {at(row, 'submitted'):>9} {at(row, 'began')} "
+              f"{at(row, 'spawned')} {at(row, 'ended')} "
+              f"{queue if queue is not None else float('nan'):6.2f} "
+              f"{setup if setup is not None else float('nan'):6.2f}  {row['node']}")
 
 
 def best(root: Path, *args: str, repeat: int = 3) -> float:
@@ -74,19 +104,22 @@ def main() -> int:
             f"s{i}_{s}": f"import time\ntime.sleep({s})\nprint('slept {s}')\n"
             for i, s in enumerate(SLEEPS)})
         session(sleeps, *ray)  # warm-up: durations remembered, workers and working_dir warm
-        total = session(sleeps, *ray)
+        timeline = tmp / "timeline.jsonl"
+        total = session(sleeps, *ray, timeline=timeline)
         empty = best(sleeps, *ray, "-k", "no_such_job")
         makespan = total - empty
         print(f"makespan: {makespan:.1f} s for jobs of {SLEEPS} s "
               f"(session {total:.1f} s - empty session {empty:.1f} s); optimum {OPTIMUM_S:.0f} s, "
               f"ratio {makespan / OPTIMUM_S:.3f}x (target <= {TARGET:.2f}x: "
               f"{'met' if makespan / OPTIMUM_S <= TARGET else 'MISSED'})")
+        show_timeline(timeline, "makespan session")
 
         trivial = "print('trained')\n"
         one = project(tmp / "one", {"job": trivial})
         many = project(tmp / "many", {f"job{i:03d}": trivial for i in range(args.trivial)})
         session(one, *ray)
-        session(many, *ray)
+        session(many, *ray, timeline=timeline)
+        show_timeline(timeline, f"{args.trivial} trivial jobs (warm-up session)")
         figures = {}
         for label, extra in (("local", ()), ("ray", ray)):
             base = best(one, *extra, "-k", "no_such_job")

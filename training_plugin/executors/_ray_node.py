@@ -4,7 +4,10 @@ Shipped to the cluster by value (``cloudpickle.register_pickle_by_value``): a no
 Python environment and Ray, not this package or a checkout.  Stdlib only at import time.
 
 The task is a streaming generator; it yields ``(kind, payload)`` pairs to the controller:
-  ("start", {"node_id", "ip", "pid", "workdir"})   the job's main process runs
+  ("start", {"node_id", "ip", "pid", "workdir", "began", "spawned"})
+                                                   the job's main process runs (``began``: the
+                                                   task's first line, ``spawned``: the job
+                                                   started; this node's wall clock)
   ("log", bytes)                                   new bytes of the job's stdout+stderr
   ("out", bytes)                                   a piece of a tar of the job's output folder
   ("exit", {"returncode", "timed_out", "leftovers", "runtime_s"} | {"error": message})
@@ -70,6 +73,7 @@ def run_job(job_id: str, argv: list, env_add: dict, controller: dict, timeout: f
     import tempfile
     import time
 
+    began = time.time()
     import ray
 
     ctx = ray.get_runtime_context()
@@ -142,7 +146,8 @@ def run_job(job_id: str, argv: list, env_add: dict, controller: dict, timeout: f
             return
         started = time.monotonic()
         yield "start", {"node_id": ctx.get_node_id(), "ip": ray.util.get_node_ip_address(),
-                        "pid": message["pid"], "workdir": workdir}
+                        "pid": message["pid"], "workdir": workdir, "began": began,
+                        "spawned": time.time()}
         timed_out = False
         while True:
             wait = POLL_S

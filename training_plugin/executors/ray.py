@@ -53,6 +53,9 @@ MSG_TASK_ERROR = "the Ray task failed: {why}"
 CONNECT_CHECK_S = 5.0
 #: Seconds past a job's timeout after which the controller cancels a task whose node is silent.
 TIMEOUT_GRACE_S = 30.0
+#: Env var: a file to which each job's timeline (submitted, began on its node, job started,
+#: ended, node; wall-clock seconds) is appended as one JSON line (bench/bench_ray.py reads it).
+TIMELINE_VAR = "TRAINING_RAY_TIMELINE"
 #: Folders never shipped to the nodes (besides what .gitignore ignores).
 EXCLUDES = [".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".mypy_cache",
             ".ruff_cache", ".tox", ".nox", "node_modules", "*.egg-info"]
@@ -123,6 +126,7 @@ class _Flight:
     thread: threading.Thread | None = None
     done: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.monotonic)
+    times: dict = field(default_factory=lambda: {"submitted": time.time()})
     started: float | None = None
     node: _Node | None = None
     node_id: str | None = None
@@ -310,6 +314,8 @@ class RayExecutor:
                 kind, payload = ray.get(ref)
                 if kind == "start":
                     flight.started = time.monotonic()
+                    flight.times.update(seen=time.time(), began=payload.get("began"),
+                                        spawned=payload.get("spawned"))
                     flight.node_id = payload["node_id"]
                     flight.node = self._nodes.get(payload["node_id"]) or _Node(
                         payload["node_id"], payload["ip"], "", {})
@@ -343,6 +349,8 @@ class RayExecutor:
                 log.close()
             if tar is not None:
                 tar.close()
+            flight.times["ended"] = time.time()
+            _record_timeline(flight)
             flight.done.set()
 
     def _story(self, flight: _Flight, exc: BaseException) -> str:
@@ -456,6 +464,22 @@ def _output_root(config: pytest.Config) -> Path | None:
         return Path(plugin._settings(config).output_dir)
     except Exception:  # noqa: BLE001
         return None
+
+
+def _record_timeline(flight: _Flight) -> None:
+    """Append the job's timeline to the file named by ``TRAINING_RAY_TIMELINE`` (if set)."""
+    path = os.environ.get(TIMELINE_VAR)
+    if not path:
+        return
+    import json
+
+    line = dict(flight.times, job=flight.job.id,
+                node=flight.node.where if flight.node is not None else None)
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line) + "\n")
+    except OSError:
+        pass
 
 
 def _first_line(exc: BaseException) -> str:
