@@ -136,6 +136,10 @@ def test_sqlite_store_holds_a_parent_run_and_one_child_run_per_job(
 ) -> None:
     root = project(pytester, {"good": SKLEARN_JOB, "bad": BAD_JOB, "slow": SLOW_JOB,
                               "cached": SKLEARN_JOB})
+    stale = root / "training-results" / "bad" / "model.joblib"  # from an earlier run
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old model")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
     result = pytester.runpytest_subprocess(*PLUGIN, "-n", "2", "--epochs", "3", "--mlflow")
     result.assert_outcomes(passed=1, failed=2, skipped=1)
     result.stdout.fnmatch_lines(["*mlflow: 3 job run(s) logged to sqlite:///*mlflow.db*"])
@@ -197,6 +201,7 @@ def test_sqlite_store_holds_a_parent_run_and_one_child_run_per_job(
     assert "exit code 3" in bad.data.tags["story"]
     log = Path(client.download_artifacts(bad.info.run_id, "train.log", str(pytester.path)))
     assert "boom: the data file is missing" in log.read_text()
+    assert "model.joblib" not in {a.path for a in client.list_artifacts(bad.info.run_id)}
 
     slow = by_job["slow"][0]
     assert slow.info.status == "KILLED"  # timed out

@@ -665,14 +665,23 @@ class Tracker:
             log = Path(str(record.get("log") or out / "train.log"))
             if log.is_file():
                 client.log_artifact(run_id, str(log))
+            # a job that did not pass may have left an earlier run's files: only its own count
+            since = (ended_ms - duration_ms - 2000) / 1000 if status != "FINISHED" else 0.0
+
+            def own(path: Path) -> bool:
+                try:
+                    return path.is_file() and path.stat().st_mtime >= since
+                except OSError:
+                    return False
+
             for name in ARTIFACT_FILES:
                 path = out / name
-                if path.is_file() and path != log:
+                if own(path) and path != log:
                     client.log_artifact(run_id, str(path))
             figures = out / FIGURES_DIR
-            if figures.is_dir() and any(figures.iterdir()):
+            if figures.is_dir() and any(own(p) for p in figures.iterdir()):
                 client.log_artifacts(run_id, str(figures), FIGURES_DIR)
-            model_files = sorted(p for p in out.glob("*") if p.is_file()
+            model_files = sorted(p for p in out.glob("*") if own(p)
                                  and p.suffix.lower() in MODEL_SUFFIXES) if out.is_dir() else []
             for path in model_files:
                 client.log_artifact(run_id, str(path))
