@@ -227,7 +227,7 @@ def _free_port() -> int:
 
 
 def test_unreachable_server_is_a_warning_and_keeps_the_results(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     root = project(pytester, {"bad": BAD_JOB})
     (root / "jobs" / "train_ok.py").write_text(
@@ -242,6 +242,15 @@ def test_unreachable_server_is_a_warning_and_keeps_the_results(
         "no tracking server answers*; the results are on disk in *training-results*",
     ])
     assert json.loads((root / "training-results" / "ok" / "metrics.json").read_text())
+
+    # a bare --mlflow honours MLFLOW_TRACKING_URI; ini training_mlflow_uri turns tracking on
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri + "/env")
+    from_env = pytester.runpytest_subprocess(*PLUGIN, "-k", "ok", "--mlflow")
+    from_env.stdout.fnmatch_lines([f"WARNING mlflow tracking is off*cannot track to {uri}/env:*"])
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    from_ini = pytester.runpytest_subprocess(*PLUGIN, "-k", "ok",
+                                             "-o", f"training_mlflow_uri={uri}/ini")
+    from_ini.stdout.fnmatch_lines([f"WARNING mlflow tracking is off*cannot track to {uri}/ini:*"])
 
     strict = pytester.runpytest_subprocess(*PLUGIN, f"--mlflow={uri}", "--mlflow-strict",
                                            "--output-dir", "strict-out")
