@@ -312,3 +312,39 @@ def test_ray_local_starts_a_private_instance_and_stops_it(pytester, marker):
     assert summary(root)["a"]["node"].startswith("ray:"), out
     assert wait_gone(marker) == []  # pytest and its private Ray instance are gone
 
+
+
+#: A job that prints when it started (this machine's clock: both nodes run here), then sleeps.
+STARTS_JOB = "import time\nprint('started', repr(time.time()), flush=True)\ntime.sleep({sleep})\n"
+
+
+@pytest.mark.parametrize("queue", ["executor", "ray"])
+def test_jobs_start_in_the_order_given_as_nodes_free_up(pytester, ray_cluster, marker, queue):
+    # Five jobs, each its own resource shape (Ray queues each shape apart), on two 1-CPU nodes,
+    # in collection order a..e (no remembered durations). a and b start at once; a ends first
+    # (1 s), then b (2 s), then c (3 s): c, d, e take the freed CPU in that order.
+    sleeps = {"a": 1, "b": 2, "c": 2, "d": 2, "e": 1}
+    table = "".join(f'[tool.training_plugin.jobs.{job}]\nmemory = "{i + 1}MiB"\n'
+                    for i, job in enumerate(sleeps))
+    root = project(pytester, marker,
+                   {f"train_{job}": STARTS_JOB.format(sleep=s) for job, s in sleeps.items()},
+                   table)
+    pytester.makeini(f"[pytest]\ntraining_ray_queue = {queue}\n")
+    rc, out = run(root, marker, "--ray", ray_cluster.address)
+    assert rc == 0, out
+    started = {job: float(re.search(r"^started (\S+)$", (root / "out" / job / "train.log")
+                                    .read_text(), re.M).group(1)) for job in sleeps}
+    order = sorted(started, key=started.get)
+    if queue == "executor":
+        assert set(order[:2]) == {"a", "b"} and order[2:] == ["c", "d", "e"], started
+    else:  # Ray's own queue: every job started, in whatever order Ray chose
+        assert set(order) == set(sleeps), started
+
+
+def test_a_bad_queue_setting_is_a_usage_error(pytester, ray_cluster, marker):
+    root = project(pytester, marker, {"train_a": "print(1)\n"}, "")
+    pytester.makeini("[pytest]\ntraining_ray_queue = fifo\n")
+    rc, out = run(root, marker, "--ray", ray_cluster.address)
+    assert rc == 4, out
+    assert "training_ray_queue = 'fifo': expected executor" in out, out
+    assert not (root / "out" / "a").exists()

@@ -152,6 +152,9 @@ def add_ini_options(parser: pytest.Parser) -> None:
                   "environment sets none (e.g. 0,1; none = no GPUs)", default="")
     parser.addini("training_ray_address", "Ray cluster address for the jobs (as --ray); "
                   "empty: run locally", default="")
+    parser.addini("training_ray_queue", "under --ray, who queues the jobs: executor (default; "
+                  "releases them longest first as the cluster has room) or ray (all to Ray at "
+                  "once, for autoscaling clusters)", default="executor")
     from training_plugin import features
 
     features.add_ini(parser)

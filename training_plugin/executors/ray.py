@@ -9,8 +9,16 @@
 - Placement: each job asks for its ``cpus`` / ``gpus`` / ``memory`` / custom ``resources``;
   Ray places it.  A request that no node of the cluster can hold fails at once, naming what
   was asked and what the nodes offer (a Ray task on an infeasible request would wait forever).
-- All at once: ``submit_all`` submits every selected job before the first item runs; a thread
-  per job receives its stream (``_ray_node.run_job``, a streaming generator task): the log is
+- The queue (ini ``training_ray_queue``): ``submit_all`` hands every selected job to the
+  executor before the first item runs.  With ``executor`` (default) the executor keeps them in
+  the order given (longest first) and releases a job to Ray only while the cluster has room for
+  it: the resources of the released, unfinished jobs are laid on the nodes (a started job on
+  its node, the others first fit), and the first waiting jobs that still fit somewhere go; each
+  job's end releases more.  Ray itself would not keep that order: the raylets queue lease
+  requests per resource shape and serve the shapes in no particular order, so a short job can
+  take a free node before a long one.  With ``ray`` every job goes to Ray at once (what an
+  autoscaler needs to see the demand).
+- Streams: a thread per released job receives its stream (``_ray_node.run_job``, a streaming generator task): the log is
   written to the controller's ``<output-dir>/<id>/train.log`` as it comes, the output folder
   arrives as a tar at the end and is unpacked into ``<output-dir>/<id>/`` by ``run`` (after
   the item has set the earlier metrics aside).  No shared filesystem is needed.
@@ -49,6 +57,10 @@ MSG_INFEASIBLE = "asks for {asked}, which no node of the cluster has ({offer})"
 MSG_NODE_LOST = "node {node} lost while the job ran"
 MSG_WORKER_DIED = "the Ray worker running the job died ({why})"
 MSG_TASK_ERROR = "the Ray task failed: {why}"
+MSG_BAD_QUEUE = ("training_ray_queue = {value!r}: expected executor (the executor releases jobs "
+                 "longest first as the cluster has room) or ray (every job to Ray at once, "
+                 "for autoscaling clusters)")
+QUEUE_MODES = ("executor", "ray")
 #: Seconds to wait for a TCP answer from HOST:PORT before calling the address a usage error.
 CONNECT_CHECK_S = 5.0
 #: Seconds past a job's timeout after which the controller cancels a task whose node is silent.
@@ -122,6 +134,8 @@ class _Flight:
     """One submitted job: its task, what came back so far, and how it ended."""
 
     job: JobRun
+    request: dict = field(default_factory=dict)
+    released: bool = False
     generator: Any = None
     thread: threading.Thread | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -180,6 +194,10 @@ class RayExecutor:
         self.flights: dict[str, _Flight] = {}
         self.lock = threading.Lock()
         self.closed = False
+        self.stopping = False  # cancel_all ran: release nothing more
+        #: Handed to the executor, not yet released to Ray (in the order given).
+        self.waiting: list[_Flight] = []
+        self.queue_mode = _queue_mode(config)
         _check_reachable(address)
         runtime_env = {"working_dir": str(self.rootdir), "excludes": self._excludes()}
         previous_sigterm = signal.getsignal(signal.SIGTERM)  # ray.init installs its own
@@ -244,9 +262,7 @@ class RayExecutor:
         self._refresh_nodes()  # nodes may have joined since
         if self._fitting(request):
             return None
-        offer = "; ".join(f"node {n.label}: {_describe_offer(n.resources)}"
-                          for n in self._nodes.values()) or "no live nodes"
-        return MSG_INFEASIBLE.format(asked=describe_request(request), offer=offer)
+        return self._infeasible_now(request)
 
     def describe(self) -> str:
         """Header line: where, how big, what travels."""
@@ -268,11 +284,13 @@ class RayExecutor:
 
     # -- submitting -----------------------------------------------------------------------------
     def submit_all(self, jobs: list[JobRun]) -> None:
-        """Submit every job now (all in flight at once); infeasible ones fail at once."""
+        """Hand every job to the executor now, in this order; infeasible ones fail at once.
+        Released to Ray as the cluster has room (``executor``) or all at once (``ray``)."""
         for job in jobs:
-            self._submit(job)
+            self._enqueue(job)
+        self._pump()
 
-    def _submit(self, job: JobRun) -> _Flight:
+    def _enqueue(self, job: JobRun) -> _Flight:
         with self.lock:
             flight = self.flights.get(job.id)
             if flight is not None:
@@ -283,7 +301,74 @@ class RayExecutor:
             flight.error = why
             flight.done.set()
             return flight
-        request = ray_request(dict(job.resources))
+        flight.request = ray_request(dict(job.resources))
+        with self.lock:
+            if self.stopping:
+                flight.cancelled = True
+                flight.error = "cancelled"
+                flight.done.set()
+            else:
+                self.waiting.append(flight)
+        return flight
+
+    def _pump(self) -> None:
+        """Release waiting jobs to Ray: all (``ray``), or, in order, those the cluster has
+        room for next to the released, unfinished ones (``executor``); a waiting job that no
+        live node can hold any more (its node left) fails."""
+        with self.lock:
+            if self.stopping or not self.waiting:
+                return
+            if self.queue_mode == "ray":
+                release, self.waiting = self.waiting, []
+            else:
+                release = self._fit_waiting()
+            for flight in release:
+                self._release(flight)
+
+    def _fit_waiting(self) -> list[_Flight]:
+        """The waiting flights that fit now (removed from ``waiting``); the lock is held."""
+        try:
+            self._refresh_nodes()
+        except Exception:  # noqa: BLE001 - the cluster is unreachable: keep the last view
+            pass
+        free = {nid: dict(node.resources) for nid, node in self._nodes.items()}
+
+        def place(request: dict[str, float], prefer: str | None = None) -> bool:
+            order = sorted(free, key=lambda nid: nid != prefer)
+            for nid in order:
+                room = free[nid]
+                if all(room.get(k, 0.0) >= v - 1e-9 for k, v in request.items()):
+                    for k, v in request.items():
+                        room[k] = room.get(k, 0.0) - v
+                    return True
+            return False
+
+        for flight in self.flights.values():
+            if flight.released and not flight.done.is_set():
+                place(flight.request, flight.node_id)
+        release, keep = [], []
+        for flight in self.waiting:
+            if place(flight.request):
+                release.append(flight)
+            elif not self._fitting(flight.request):
+                flight.error = self._infeasible_now(flight.request)
+                flight.done.set()
+            else:
+                keep.append(flight)
+        self.waiting = keep
+        return release
+
+    def _infeasible_now(self, request: dict[str, float]) -> str:
+        offer = "; ".join(f"node {n.label}: {_describe_offer(n.resources)}"
+                          for n in self._nodes.values()) or "no live nodes"
+        return MSG_INFEASIBLE.format(asked=describe_request(request), offer=offer)
+
+    def _release(self, flight: _Flight) -> None:
+        """Submit the flight's Ray task and start its receiving thread."""
+        job = flight.job
+        request = flight.request
+        flight.released = True
+        flight.times["released"] = time.time()
         custom = {k: v for k, v in request.items() if k not in ("CPU", "GPU", "memory")}
         options: dict[str, Any] = dict(num_returns="streaming", max_retries=0,
                                        num_cpus=request.get("CPU", 0),
@@ -294,13 +379,17 @@ class RayExecutor:
             options["resources"] = custom
         controller = {"output_dir": str(job.output_dir), "cwd": str(job.cwd),
                       "python": sys.executable}
-        flight.generator = self._task.options(**options).remote(
-            job.id, [str(a) for a in job.argv], dict(job.env), controller, job.timeout,
-            self._reaper_source)
+        try:
+            flight.generator = self._task.options(**options).remote(
+                job.id, [str(a) for a in job.argv], dict(job.env), controller, job.timeout,
+                self._reaper_source)
+        except Exception as exc:  # noqa: BLE001 - the cluster went away, a Ray error ...
+            flight.error = MSG_TASK_ERROR.format(why=_first_line(exc))
+            flight.done.set()
+            return
         flight.thread = threading.Thread(target=self._receive, args=(flight,),
                                          name=f"ray-job-{job.id}", daemon=True)
         flight.thread.start()
-        return flight
 
     def _receive(self, flight: _Flight) -> None:
         """Consume one job's stream: log to the controller's train.log, the output tar to a
@@ -352,6 +441,7 @@ class RayExecutor:
             flight.times["ended"] = time.time()
             _record_timeline(flight)
             flight.done.set()
+            self._pump()  # its resources are free: release what fits now
 
     def _story(self, flight: _Flight, exc: BaseException) -> str:
         ray = self._ray
@@ -378,8 +468,9 @@ class RayExecutor:
 
     # -- waiting --------------------------------------------------------------------------------
     def run(self, job: JobRun) -> RunResult:
-        """Wait for ``job`` (submitted now unless ``submit_all`` did); unpack its outputs."""
-        flight = self._submit(job)
+        """Wait for ``job`` (handed over now unless ``submit_all`` did); unpack its outputs."""
+        flight = self._enqueue(job)
+        self._pump()
         try:
             while not flight.done.wait(0.5):
                 if (job.timeout and flight.started is not None
@@ -431,6 +522,12 @@ class RayExecutor:
         """Cancel every job still in flight (Ctrl-C, SIGTERM, session end) and wait a little
         for the cancellations to land (each kills its job's tree on its node)."""
         with self.lock:
+            self.stopping = True
+            for flight in self.waiting:  # never released: nothing runs
+                flight.cancelled = True
+                flight.error = "cancelled"
+                flight.done.set()
+            self.waiting = []
             flights = list(self.flights.values())
         for flight in flights:
             self._cancel(flight)
@@ -454,6 +551,18 @@ class RayExecutor:
             self._ray.shutdown()
         except Exception:  # noqa: BLE001
             pass
+
+
+def _queue_mode(config: pytest.Config) -> str:
+    """ini ``training_ray_queue``: ``executor`` (default) or ``ray``."""
+    try:
+        raw = str(config.getini("training_ray_queue") or "").strip()
+    except ValueError:
+        raw = ""
+    value = raw.lower() or "executor"
+    if value not in QUEUE_MODES:
+        raise pytest.UsageError(MSG_BAD_QUEUE.format(value=raw))
+    return value
 
 
 def _output_root(config: pytest.Config) -> Path | None:
