@@ -48,7 +48,8 @@ def session(root: Path, *args: str, timeline: Path | None = None) -> float:
                           capture_output=True, text=True)
     took = time.monotonic() - began
     if proc.returncode not in (0, 5):
-        raise SystemExit(f"session failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
+        raise SystemExit(f"session failed ({proc.returncode}):\n{proc.stdout[-3000:]}"
+                         f"{proc.stderr[-3000:]}")
     return took
 
 

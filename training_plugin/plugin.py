@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -238,11 +239,23 @@ def pytest_configure(config: pytest.Config) -> None:
     from training_plugin import features
 
     features.configure(config)
+    if address is not None and not hasattr(config, "workerinput") and not any(
+            config.getoption(name, False) for name in _INFO_ONLY):
+        from training_plugin.executors import ray as ray_executor
+
+        ray_executor.preconnect(config, address)  # connects while the scripts are analysed
+
+
+#: Options under which pytest only prints information (no session: nothing to connect for).
+_INFO_ONLY = ("help", "version", "markers", "showfixtures", "show_fixtures_per_test")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Unregister the session object; stop the executor (kills anything still running)."""
     session_mod.unregister(config)
+    ray_executor = sys.modules.get("training_plugin.executors.ray")
+    if ray_executor is not None:
+        ray_executor.end_preconnect(config)
 
 
 MSG_OUTPUT_DIR_IS_FILE = "output directory {path} is a file; pass another --output-dir"

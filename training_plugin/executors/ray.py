@@ -3,6 +3,11 @@
 - Connecting: ``ADDRESS`` is what ``ray.init`` takes (``auto``, ``HOST:PORT``,
   ``ray://HOST:PORT``); ``local`` starts a private Ray instance for the session and shuts it
   down at the end.  An address where nothing answers is a ``pytest.UsageError`` within seconds.
+  ``preconnect`` (called at ``pytest_configure``) connects in a background thread while the
+  scripts are discovered and analysed, and then runs one no-op task per node (no CPU asked),
+  so that every node has started a worker for this session (a Ray worker starts per driver and
+  runtime environment: a second or two of imports) before the first job is released; the
+  executor, made at session start, waits for that connection and fails as it would have.
 - Code: the controller's rootdir travels as the job's runtime environment (``working_dir``),
   without ``.git``, ``.venv``, output and cache folders and what ``.gitignore`` ignores; each
   job runs inside Ray's copy.  The nodes share the Python environment (same image or venv).
@@ -71,6 +76,10 @@ TIMELINE_VAR = "TRAINING_RAY_TIMELINE"
 #: Folders never shipped to the nodes (besides what .gitignore ignores).
 EXCLUDES = [".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".mypy_cache",
             ".ruff_cache", ".tox", ".nox", "node_modules", "*.egg-info"]
+
+#: Log records of Ray's that a connection from a background thread makes (the SIGTERM handler
+#: is left alone there, as the executor wants).
+_QUIET = ("SIGTERM handler is not set",)
 
 _RAY_TO_OURS = {"CPU": "cpus", "GPU": "gpus", "memory": "memory"}
 
@@ -178,6 +187,137 @@ def _check_reachable(address: str) -> None:
     del ray
 
 
+def _runtime_env(config: pytest.Config) -> dict[str, Any]:
+    """The jobs' runtime environment: the rootdir, without what never travels (VCS,
+    environments, caches, the output folder; .gitignore is honoured by Ray itself)."""
+    rootdir = Path(config.rootpath)
+    excludes = list(EXCLUDES)
+    out = _output_root(config)
+    if out is not None:
+        try:
+            rel = Path(out).resolve().relative_to(rootdir.resolve())
+            if str(rel) not in ("", "."):
+                excludes.append("/" + rel.as_posix())
+        except ValueError:
+            pass
+    return {"working_dir": str(rootdir), "excludes": excludes}
+
+
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_QUIET)
+
+
+def _connect(address: str, runtime_env: dict[str, Any]) -> None:
+    """``ray.init`` for this session; a ``pytest.UsageError`` when it cannot connect."""
+    import ray
+
+    _check_reachable(address)
+    logging.getLogger("ray._private.worker").addFilter(_Quiet())
+    main = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.getsignal(signal.SIGTERM) if main else None  # ray.init sets one
+    try:
+        kwargs: dict[str, Any] = dict(runtime_env=runtime_env, log_to_driver=False,
+                                      logging_level=logging.WARNING, configure_logging=True)
+        if address == "local":
+            kwargs.update(address="local", include_dashboard=False)
+        else:
+            kwargs.update(address=address)
+        ray.init(**kwargs)
+    except pytest.UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError ...
+        raise pytest.UsageError(MSG_CONNECT_FAILED.format(address=address, why=exc)) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _warm_nodes() -> None:
+    """One no-op task on each live node (no CPU asked): each node starts a worker for this
+    session now; it waits idle for the first job's lease."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from training_plugin.executors import _ray_node
+
+    ray.cloudpickle.register_pickle_by_value(_ray_node)
+    warm = ray.remote(_ray_node.warm)
+    for info in ray.nodes():
+        if info.get("Alive"):
+            strategy = NodeAffinitySchedulingStrategy(info["NodeID"], soft=False)
+            warm.options(num_cpus=0, max_retries=0, scheduling_strategy=strategy,
+                         name="training:warm-up").remote()
+
+
+class _Preconnect:
+    """``ray.init`` and the warm-up in a background thread (see the module docstring)."""
+
+    def __init__(self, config: pytest.Config, address: str, warm: bool) -> None:
+        self.address = address
+        self.runtime_env = _runtime_env(config)
+        self.connected = threading.Event()
+        self.error: BaseException | None = None
+        self.used = False
+        self.thread = threading.Thread(target=self._run, args=(warm,), name="ray-connect",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, warm: bool) -> None:
+        try:
+            _connect(self.address, self.runtime_env)
+        except BaseException as exc:  # noqa: BLE001 - raised in the main thread by wait()
+            self.error = exc
+            return
+        finally:
+            self.connected.set()
+        if warm:
+            try:
+                _warm_nodes()
+            except Exception:  # noqa: BLE001 - only a head start; the jobs will tell
+                pass
+
+    def wait(self) -> None:
+        """Block until connected; raise what connecting raised."""
+        self.connected.wait()
+        if isinstance(self.error, pytest.UsageError):
+            raise pytest.UsageError(str(self.error))
+        if self.error is not None:
+            raise pytest.UsageError(MSG_CONNECT_FAILED.format(address=self.address,
+                                                              why=self.error))
+
+
+_PRECONNECT = pytest.StashKey[_Preconnect]()
+
+
+def preconnect(config: pytest.Config, address: str) -> None:
+    """Start connecting to ``address`` in the background (and warm every node's worker unless
+    only collecting); ``RayExecutor`` picks the connection up.  Not for ``local`` (a private
+    instance starts in the executor)."""
+    if address == "local" or _PRECONNECT in config.stash:
+        return
+    warm = not config.getoption("collectonly", False)
+    config.stash[_PRECONNECT] = _Preconnect(config, address, warm)
+
+
+def end_preconnect(config: pytest.Config) -> None:
+    """Disconnect a background connection no executor took over (the session ended early)."""
+    pre = config.stash.get(_PRECONNECT, None)
+    if pre is None:
+        return
+    del config.stash[_PRECONNECT]
+    if pre.used:
+        return
+    pre.thread.join(CONNECT_CHECK_S + 60.0)
+    if pre.error is None:
+        try:
+            import ray
+
+            ray.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 class RayExecutor:
     """Runs every job as a Ray task (see the module docstring)."""
 
@@ -198,25 +338,14 @@ class RayExecutor:
         #: Handed to the executor, not yet released to Ray (in the order given).
         self.waiting: list[_Flight] = []
         self.queue_mode = _queue_mode(config)
-        _check_reachable(address)
-        runtime_env = {"working_dir": str(self.rootdir), "excludes": self._excludes()}
-        previous_sigterm = signal.getsignal(signal.SIGTERM)  # ray.init installs its own
-        try:
-            kwargs: dict[str, Any] = dict(runtime_env=runtime_env, log_to_driver=False,
-                                          logging_level=logging.WARNING,
-                                          configure_logging=True)
-            if address == "local":
-                kwargs.update(address="local", include_dashboard=False)
-            else:
-                kwargs.update(address=address)
-            ray.init(**kwargs)
-        except pytest.UsageError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError ...
-            raise pytest.UsageError(MSG_CONNECT_FAILED.format(address=address, why=exc)) from None
-        finally:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, previous_sigterm)
+        pre = config.stash.get(_PRECONNECT, None)
+        self._pre: _Preconnect | None = None
+        if pre is not None and pre.address == address and not pre.used:
+            pre.used = True  # this executor's close() disconnects
+            self._pre = pre
+            pre.wait()
+        else:
+            _connect(address, _runtime_env(config))
         ray.cloudpickle.register_pickle_by_value(_ray_node)
         self._ray = ray
         self._reaper_source = Path(__file__).parents[1].joinpath("_reaper.py").read_text()
@@ -225,20 +354,6 @@ class RayExecutor:
         self._refresh_nodes()
 
     # -- the cluster ----------------------------------------------------------------------------
-    def _excludes(self) -> list[str]:
-        """What never travels: VCS, environments, caches, the output folder (.gitignore is
-        honoured by Ray itself)."""
-        excludes = list(EXCLUDES)
-        out = _output_root(self.config)
-        if out is not None:
-            try:
-                rel = Path(out).resolve().relative_to(self.rootdir.resolve())
-                if str(rel) not in ("", "."):
-                    excludes.append("/" + rel.as_posix())
-            except ValueError:
-                pass
-        return excludes
-
     def _refresh_nodes(self) -> dict[str, _Node]:
         nodes = {}
         for info in self._ray.nodes():
@@ -547,6 +662,8 @@ class RayExecutor:
                     os.unlink(flight.tar_path)
                 except OSError:
                     pass
+        if self._pre is not None:  # Ray ends the process if the warm-up uses it after shutdown
+            self._pre.thread.join(60.0)
         try:
             self._ray.shutdown()
         except Exception:  # noqa: BLE001
