@@ -405,36 +405,33 @@ def of_item(item: Any) -> dict[str, Any]:
     return fp
 
 
+def _diff(old: dict[str, Any], new: dict[str, Any], added: str, removed: str,
+          changed: str) -> list[str]:
+    """One phrase per key that was added, removed or changed (``str.format`` templates with
+    ``name``, ``old`` and ``new``)."""
+    phrases = []
+    for name in sorted(set(old) | set(new)):
+        if name not in old:
+            phrases.append(added.format(name=name, new=new[name]))
+        elif name not in new:
+            phrases.append(removed.format(name=name, old=old[name]))
+        elif old[name] != new[name]:
+            phrases.append(changed.format(name=name, old=old[name], new=new[name]))
+    return phrases
+
+
 def describe_change(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between two fingerprints, in words."""
-    changes: list[str] = []
-    old_files, new_files = old.get("files") or {}, new.get("files") or {}
-    for name in sorted(set(old_files) | set(new_files)):
-        if name not in old_files:
-            changes.append(f"{name} is a new input")
-        elif name not in new_files:
-            changes.append(f"{name} is no longer an input")
-        elif old_files[name] != new_files[name]:
-            changes.append(f"{name} edited")
+    changes = _diff(old.get("files") or {}, new.get("files") or {},
+                    "{name} is a new input", "{name} is no longer an input", "{name} edited")
     changes += describe_argv_change(old.get("argv") or [], new.get("argv") or [])
-    old_env, new_env = old.get("env") or {}, new.get("env") or {}
-    for name in sorted(set(old_env) | set(new_env)):
-        if name not in old_env:
-            changes.append(f"env {name}={new_env[name]} set")
-        elif name not in new_env:
-            changes.append(f"env {name} unset (was {old_env[name]})")
-        elif old_env[name] != new_env[name]:
-            changes.append(f"env {name}={new_env[name]} instead of {old_env[name]}")
+    changes += _diff(old.get("env") or {}, new.get("env") or {}, "env {name}={new} set",
+                     "env {name} unset (was {old})", "env {name}={new} instead of {old}")
     if old.get("python") != new.get("python"):
         changes.append(f"{new.get('python')} instead of {old.get('python')}")
-    old_pk, new_pk = old.get("packages") or {}, new.get("packages") or {}
-    for name in sorted(set(old_pk) | set(new_pk)):
-        if name not in old_pk:
-            changes.append(f"{name} {new_pk[name]} is a new dependency")
-        elif name not in new_pk:
-            changes.append(f"{name} {old_pk[name]} no longer a dependency")
-        elif old_pk[name] != new_pk[name]:
-            changes.append(f"{name} {new_pk[name]} instead of {old_pk[name]}")
+    changes += _diff(old.get("packages") or {}, new.get("packages") or {},
+                     "{name} {new} is a new dependency", "{name} {old} no longer a dependency",
+                     "{name} {new} instead of {old}")
     return changes
 
 
