@@ -258,6 +258,16 @@ def test_unreachable_server_is_a_warning_and_keeps_the_results(
     strict.stderr.fnmatch_lines([f"*--mlflow-strict: cannot track to {uri}: *"])
     assert not (root / "strict-out").exists()  # nothing ran
 
+    # a database that cannot be written (its folder is a file; root ignores permissions)
+    (root / "not-a-folder").write_text("a file\n")
+    unwritable = f"sqlite:///{root / 'not-a-folder' / 'mlflow.db'}"
+    blocked = pytester.runpytest_subprocess(*PLUGIN, "-k", "ok", f"--mlflow={unwritable}",
+                                            "--output-dir=db-out")
+    blocked.assert_outcomes(passed=1)
+    blocked.stdout.fnmatch_lines([
+        f"WARNING mlflow tracking is off for this session: cannot track to {unwritable}: *"])
+    assert json.loads((root / "db-out" / "ok" / "metrics.json").read_text())
+
 
 def test_a_value_that_is_no_tracking_uri_is_a_usage_error(pytester: pytest.Pytester) -> None:
     root = project(pytester, {"bad": BAD_JOB})
