@@ -94,6 +94,19 @@ TABLE = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _mlflow_imported_once(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Load mlflow, its SQL store and pyfunc in this process before any pytester fixture takes
+    its snapshot of sys.modules: modules first imported during a pytester test are dropped at
+    its end, and importing mlflow or SQLAlchemy a second time in one process breaks them (and
+    package metadata lookups of later tests in the same worker)."""
+    import mlflow.pyfunc  # noqa: F401
+    from mlflow import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow-warm") / "warm.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """No telemetry, no inherited tracking settings."""
