@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from fakejobs import tree_job
 from proctable import MARKER_VAR, marked_pids
 from ray_cluster import Cluster, free_port
 from training_plugin.executors.ray import MSG_NODE_LOST, MSG_UNREACHABLE
@@ -35,24 +36,7 @@ ARGS = ("-p", "training_plugin", "--output-dir", "out", "-p", "no:randomly",
         "-p", "no:cacheprovider", "-rA")
 GONE_WITHIN_S = 30.0
 
-#: A job whose tree has a plain child, a setsid child and a SIGTERM-ignoring child; prints
-#: "ready" once they all run, then sleeps.
-TREE_JOB = textwrap.dedent(
-    '''
-    import os, subprocess, sys, time
-    out = os.environ["TRAINING_OUTPUT_DIR"]
-    ign = ("import signal,sys,time,pathlib; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-           "pathlib.Path(sys.argv[1]).touch(); time.sleep(300)")
-    subprocess.Popen(["sleep", "300"])
-    subprocess.Popen(["sleep", "301"], start_new_session=True)
-    flag = os.path.join(out, "ign.ready")
-    subprocess.Popen([sys.executable, "-c", ign, flag])
-    while not os.path.exists(flag):
-        time.sleep(0.01)
-    print("ready", flush=True)
-    time.sleep({sleep})
-    '''
-)
+
 #: A job that reports where it runs and writes the contract's files.
 WHERE_JOB = textwrap.dedent(
     '''
@@ -237,7 +221,7 @@ def test_infeasible_resources_fail_at_once_naming_asked_and_offered(pytester, ra
 
 
 def test_timeout_kills_the_whole_tree_on_its_node(pytester, ray_cluster, marker):
-    root = project(pytester, marker, {"train_slow": TREE_JOB.format(sleep=300)},
+    root = project(pytester, marker, {"train_slow": tree_job(300)},
                    '[tool.training_plugin.jobs.slow]\ntimeout = 4\nresources = { second = 1 }\n')
     rc, out = run(root, marker, "--ray", ray_cluster.address)
     assert rc == 1, out
@@ -250,8 +234,7 @@ def test_timeout_kills_the_whole_tree_on_its_node(pytester, ray_cluster, marker)
 def test_stopping_pytest_leaves_nothing_running_on_any_node(pytester, ray_cluster, marker,
                                                            how):
     root = project(pytester, marker,
-                   {"train_far": TREE_JOB.format(sleep=300), "train_near": TREE_JOB.format(
-                       sleep=300)},
+                   {"train_far": tree_job(300), "train_near": tree_job(300)},
                    '[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n'
                    '[tool.training_plugin.jobs.near]\nresources = { head = 1 }\n')
     proc = start(root, marker, "--ray", ray_cluster.address)
@@ -272,8 +255,8 @@ def test_stopping_pytest_leaves_nothing_running_on_any_node(pytester, ray_cluste
 
 def test_a_lost_node_fails_its_job_and_no_other(pytester, ray_cluster, marker):
     root = project(pytester, marker,
-                   {"train_far": TREE_JOB.format(sleep=300), "train_near": TREE_JOB.format(
-                       sleep=0) + "import time; time.sleep(1)\n"},
+                   {"train_far": tree_job(300),
+                    "train_near": tree_job(0) + "import time; time.sleep(1)\n"},
                    '[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n'
                    '[tool.training_plugin.jobs.near]\nresources = { head = 1 }\n')
     proc = start(root, marker, "--ray", ray_cluster.address)
