@@ -837,9 +837,10 @@ class HtmlReport:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_report_title(self, report: Any) -> None:
-        """Title; every row expanded (figures visible) unless ``render_collapsed`` is set."""
+        """Title; every row expanded (figures visible) unless ``render_collapsed`` is set to
+        something other than pytest-html's default ("passed")."""
         report.title = f"Training report: {self.config.rootpath.name}"
-        if "render_collapsed" not in self.config.inicfg:
+        if self.config.getini("render_collapsed") == "passed":
             report.set_data("renderCollapsed", [])
 
     @pytest.hookimpl(optionalhook=True)
