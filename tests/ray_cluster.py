@@ -197,14 +197,19 @@ class Cluster:
                 "\n".join(lines), "sh"]
 
     def start(self, timeout: float = 180.0) -> Cluster:
-        """Start both nodes; return once the cluster has two live nodes."""
+        """Start both nodes; return once the cluster has two live nodes.  A cluster that does
+        not come up is stopped (by pid) before the error is raised: nothing is left running."""
         began = time.monotonic()
-        self.head = self._start("head", ["--head", "--port", str(self.port),
-                                         "--include-dashboard=false",
-                                         "--resources", json.dumps(self.head_resources),
-                                         "--ray-client-server-port", str(free_port())])
-        self._wait_port(timeout)
-        self.start_second(timeout)
+        try:
+            self.head = self._start("head", ["--head", "--port", str(self.port),
+                                             "--include-dashboard=false",
+                                             "--resources", json.dumps(self.head_resources),
+                                             "--ray-client-server-port", str(free_port())])
+            self._wait_port(timeout)
+            self.start_second(timeout)
+        except BaseException:
+            self.stop()
+            raise
         self.started_s = time.monotonic() - began
         return self
 
