@@ -328,8 +328,12 @@ def _distribution(name: str) -> tuple[str, str, tuple[str, ...]] | None:
 def package_versions(top_level: set[str]) -> dict[str, str]:
     """Installed versions of the distributions providing these modules, with their
     requirements (transitively)."""
-    mapping = _packages_distributions()
-    todo = [dist for module in sorted(top_level) for dist in mapping.get(module, [])]
+    todo: list[str] = []
+    for module in sorted(top_level):
+        if _distribution(module) is not None:  # most distributions share their module's name
+            todo.append(module)
+        else:  # e.g. sklearn -> scikit-learn: the full module map (slow to build, built once)
+            todo += _packages_distributions().get(module, [])
     versions: dict[str, str] = {}
     seen: set[str] = set()
     while todo:
