@@ -27,9 +27,6 @@ LOG_TAIL_LINES = 30
 TIMEOUT_KEY = pytest.StashKey["float | None"]()
 #: This process's executor (made by ``pytest_training_make_executor`` before the first job).
 EXECUTOR_KEY = pytest.StashKey[Executor]()
-#: Whether this session runs its jobs on a cluster (``--ray``): the thread budget is then
-#: each job's ``cpus``.
-CLUSTER_KEY = pytest.StashKey[bool]()
 
 
 class JobNotStarted(Exception):
@@ -172,8 +169,8 @@ class TrainingItem(pytest.Item):
     def job_env(self) -> dict[str, str]:
         """What the job adds to its environment: the thread budget (and GPUs) of this worker
         or, on a cluster, of its ``cpus``; ``TRAINING_*``; the job table's env (wins)."""
-        if self.config.stash.get(CLUSTER_KEY, False):
-            env = budget.thread_env(max(1, int(self.spec.resources["cpus"])))
+        if self.spec.settings.cluster:
+            env = budget.thread_env(self.spec.cluster_threads)
         else:
             env = budget.job_environment(self.config, self.spec.id)
         env["TRAINING_OUTPUT_DIR"] = str(self.spec.output_dir)

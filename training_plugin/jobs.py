@@ -30,8 +30,6 @@ JOB_KEYS = (
 )
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MARKER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: Where an earlier run's metrics.json is kept while the job runs again.
-PREVIOUS_METRICS_FILE = "metrics.previous.json"
 #: Lines of the log shown in a failure report.
 LOG_TAIL_LINES = 30
 
@@ -131,6 +129,19 @@ def _is_tolerance(value: Any) -> bool:
     if _is_number(value):
         return value >= 0
     return isinstance(value, str) and bool(re.match(r"^\s*\d+(\.\d+)?\s*%\s*$", value))
+
+
+def output_dir_of(config: pytest.Config, default: str = "training-results") -> Path:
+    """The session's output directory, absolute: ``--output-dir``, else the ini key
+    ``training_output_dir``, else ``default``; relative paths are relative to rootdir."""
+    out = config.getoption("training_output_dir", None)
+    if not out:
+        try:
+            out = config.getini("training_output_dir")
+        except ValueError:  # the ini keys are not registered
+            out = ""
+    out = str(out).strip() or default
+    return Path(os.path.normpath(Path(config.rootpath) / os.path.expanduser(out)))
 
 
 def load_job_table(rootdir: Path) -> dict[str, JobConfig]:
@@ -319,18 +330,23 @@ class JobSpec:
     configured_args: tuple[str, ...] = ()
     declared: bool = False  #: a variant declared with `script = ...` in the job table
     config: JobConfig | None = None  #: its job-table entry, if any
+    qualified: bool = False  #: the id carries parent folders (another script has its stem)
 
-    @property
+    @functools.cached_property
     def resources(self) -> dict[str, Any]:
         """Cluster resources asked for (``cpus`` defaults to 1)."""
         return (self.config or JobConfig(id=self.id)).resource_request()
+
+    @property
+    def cluster_threads(self) -> int:
+        """The job's thread budget on a cluster: its ``cpus``, at least 1."""
+        return max(1, int(self.resources["cpus"]))
 
     @functools.cached_property
     def _built(self) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
         settings = self.settings
         if settings.cluster:
-            threads = max(1, int(self.resources["cpus"]))
-            settings = dataclasses.replace(settings, threads=threads)
+            settings = dataclasses.replace(settings, threads=self.cluster_threads)
         return build_argv(self.relpath, self.parser, settings, self.configured_args,
                           self.output_dir)
 
@@ -522,6 +538,7 @@ def make_spec(
     settings: Settings,
     config: JobConfig | None,
     declared: bool = False,
+    qualified: bool = False,
 ) -> JobSpec:
     """The spec of one job: command, env, timeout, markers, output locations."""
     return JobSpec(
@@ -537,6 +554,7 @@ def make_spec(
         configured_args=tuple(config.args) if config else (),
         declared=declared,
         config=config,
+        qualified=qualified,
     )
 
 
@@ -571,7 +589,7 @@ def build_specs(
             check_unique([script, other])
         specs.setdefault(script.path, []).append(
             make_spec(script.id, script.path, parser=parser_of(script.path), settings=settings,
-                      config=cfg)
+                      config=cfg, qualified=script.qualified)
         )
     roots = [Path(os.path.abspath(r)) for r in restrict] if restrict is not None else None
     for job in sorted(table):

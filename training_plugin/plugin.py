@@ -195,9 +195,7 @@ def _flag_aliases(config: pytest.Config) -> tuple[tuple[str, tuple[str, ...]], .
 
 def _settings(config: pytest.Config) -> jobs.Settings:
     rootdir = Path(config.rootpath)
-    out = config.getoption("training_output_dir") or config.getini("training_output_dir")
-    out = str(out).strip() or DEFAULT_OUTPUT_DIR
-    output_dir = Path(os.path.normpath(rootdir / os.path.expanduser(out)))
+    output_dir = jobs.output_dir_of(config, DEFAULT_OUTPUT_DIR)
     return jobs.Settings(
         rootdir=rootdir,
         output_dir=output_dir,
@@ -445,11 +443,11 @@ def pytest_report_collectionfinish(
             continue
         spec = item.spec
         lines.append(f"job {spec.id}: {spec.command}")
-        if "/" in spec.id and not spec.declared:
+        if spec.qualified:
             lines.append(f"    id: qualified by folder (another script is also named "
                          f"{os.path.basename(spec.relpath)})")
         lines.append(f"    flags: {spec.parser.describe()}")
-        if cluster or (spec.config is not None and spec.config.resource_request() != {"cpus": 1}):
+        if cluster or spec.resources != {"cpus": 1}:
             asked = ", ".join(f"{k}={v}" for k, v in spec.resources.items())
             lines.append(f"    resources: {asked}")
         if executor is not None:

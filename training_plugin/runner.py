@@ -21,14 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from training_plugin.executors.base import (  # noqa: F401 - re-exported for callers of run_job
-    MSG_EXIT_CODE,
-    MSG_INTERRUPTED,
-    MSG_KILLED,
-    MSG_OOM_HINT,
-    MSG_TIMED_OUT,
-    RunResult,
-)
+from training_plugin.executors.base import RunResult
 
 MSG_REAPER_DIED = (
     "the job supervisor (training_plugin reaper) died while the job ran; "

@@ -25,6 +25,9 @@ REPORT_LOG_ATTR = "training_log"
 WORKERINPUT_DURATIONS = "training_plugin_durations"
 #: The name the session object is registered under.
 NAME = "training_plugin.session"
+#: The name ``xdist_scheduler.py`` is registered under (``-p no:`` it for xdist's own
+#: scheduler); kept here so that unregistering needs no import of xdist's schedulers.
+XDIST_SCHEDULER_NAME = "training_plugin.xdist_scheduler"
 
 
 def is_training_item(item: pytest.Item) -> bool:
@@ -53,7 +56,6 @@ class TrainingSession:
             self.durations = dict(workerinput[WORKERINPUT_DURATIONS])
         else:
             self.durations = load_durations(config)
-        config.stash[items_mod.CLUSTER_KEY] = ray_address is not None
 
     # -- the executor ---------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
@@ -210,7 +212,7 @@ def register(config: pytest.Config, output_dir: Any, ray_address: str | None) ->
         from training_plugin import xdist_scheduler
 
         if not config.pluginmanager.is_registered(xdist_scheduler):
-            config.pluginmanager.register(xdist_scheduler, xdist_scheduler.NAME)
+            config.pluginmanager.register(xdist_scheduler, XDIST_SCHEDULER_NAME)
     if session.controller and ray_address is None:
         message = budget.shared_gpu_warning(config)
         if message:
@@ -221,10 +223,7 @@ def register(config: pytest.Config, output_dir: Any, ray_address: str | None) ->
 def unregister(config: pytest.Config) -> None:
     """Unregister the session object; close the executor (kills anything still running)."""
     items_mod.close_executor(config)
-    for name in (NAME, "training_plugin.xdist_scheduler"):
+    for name in (NAME, XDIST_SCHEDULER_NAME):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:
             config.pluginmanager.unregister(plugin, name)
-    runner = __import__("sys").modules.get("training_plugin.runner")
-    if runner is not None:
-        runner.shutdown()

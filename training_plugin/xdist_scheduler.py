@@ -17,10 +17,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from xdist.workermanage import WorkerController
 
 
-#: The name this module is registered under as a plugin (``-p no:`` it to get xdist's own).
-NAME = "training_plugin.xdist_scheduler"
-
-
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under ``--dist load`` (what ``-n`` means), hand out items one job at a time in the
