@@ -128,6 +128,15 @@ class JobSkip:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def write_json_atomic(path: Path, data: Any, **dumps: Any) -> None:
+    """Write ``data`` as JSON (plus a newline) to ``path`` through a temporary file and
+    ``os.replace``: a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, **dumps) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def junit_properties(metrics: JobMetrics | None) -> list[tuple[str, object]]:
     """``item.user_properties`` entries: flat metrics, primary metric, data.synthetic."""
     if metrics is None:
@@ -235,9 +244,7 @@ class SummaryCollector:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / SUMMARY_FILE
-        tmp = path.with_name(f".{SUMMARY_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"jobs": self.rows()}, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_json_atomic(path, {"jobs": self.rows()}, indent=2)
         self.summary_path = path
 
     def terminal(self, tr: Any) -> None:

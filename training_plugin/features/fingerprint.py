@@ -499,10 +499,8 @@ class Fingerprints:
         if record.get("outcome") != "passed" or not isinstance(fp, dict) or "files" not in fp:
             return
         path = Path(record["output_dir"]) / FINGERPRINT_FILE
-        tmp = path.with_name(f".{FINGERPRINT_FILE}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(fp, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
+            results.write_json_atomic(path, fp, indent=1, sort_keys=True)
         except OSError:
             pass
 

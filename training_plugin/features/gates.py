@@ -41,6 +41,7 @@ from typing import Any
 
 import pytest
 
+from training_plugin import results
 from training_plugin.features import fingerprint, history
 
 NAME = "training_plugin.gates"
@@ -55,7 +56,8 @@ HIGHER = frozenset({
     "f1_macro", "f1_micro", "f1_weighted", "precision", "recall", "sensitivity",
     "specificity", "ppv", "npv", "r2", "dice", "iou", "mcc", "kappa", "c_index",
 })
-LOWER = frozenset({"rmse", "mse", "mae", "mape", "brier", "log_loss", "loss", "ece"})
+LOWER = frozenset({"rmse", "mse", "mae", "mape", "brier", "log_loss", "loss", "ece", "error",
+                   "calibration_error"})
 
 HELP_SAVE = ("write the metrics of the jobs that passed to a baseline file (default: ini "
              "training_baseline); entries of other jobs in it are kept")
@@ -532,9 +534,7 @@ class Gates:
         out = {"version": BASELINE_VERSION, "commit": facts["commit"], "date": history.now_iso(),
                "jobs": dict(sorted(jobs.items()))}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        results.write_json_atomic(path, out, indent=2)
         self.saved_path = path
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

@@ -48,14 +48,9 @@ def add_ini(parser: pytest.Parser) -> None:
 
 def output_dir(config: pytest.Config) -> Path:
     """The session's output directory (``--output-dir``, ini ``training_output_dir``)."""
-    out = config.getoption("training_output_dir", None)
-    if not out:
-        try:
-            out = config.getini("training_output_dir")
-        except ValueError:
-            out = ""
-    out = str(out).strip() or "training-results"
-    return Path(os.path.normpath(Path(config.rootpath) / os.path.expanduser(out)))
+    from training_plugin.jobs import output_dir_of
+
+    return output_dir_of(config)
 
 
 def history_path(config: pytest.Config) -> Path:

@@ -57,9 +57,6 @@ HISTORY_TAIL_BYTES = 4 * 1024 * 1024
 LOG_TAIL_LINES = 40
 #: Lines of the log shown with a failed job's story.
 STORY_LOG_LINES = 30
-#: Metrics for which lower is better, unless the job table's ``direction`` says otherwise.
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "brier", "log_loss", "loss", "error",
-                             "ece", "calibration_error"})
 #: The order in which known metrics are listed (others follow alphabetically).
 METRIC_ORDER = ("roc_auc", "accuracy", "balanced_accuracy", "f1_macro", "sensitivity",
                 "specificity", "ppv", "npv", "brier", "calibration_slope",
@@ -136,11 +133,12 @@ def fmt_duration(seconds: Any) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def lower_is_better(name: str, directions: Mapping[str, str] | None = None) -> bool:
-    """Whether a smaller value of metric ``name`` is better."""
-    if directions and name in directions:
-        return directions[name] == "lower"
-    return name in LOWER_IS_BETTER
+def lower_is_better(name: str, config: Any = None) -> bool:
+    """Whether a smaller value of metric ``name`` is better: the gates' rule (the job table's
+    ``direction``, then the known metric names), so the report and the gates agree."""
+    from training_plugin.features import gates
+
+    return gates.direction(name, config) == "lower"
 
 
 def metric_order(names: Iterable[str], primary: str | None = None) -> list[str]:
@@ -395,8 +393,7 @@ class JobView:
         self.outcome = outcome
         self.id = str(record.get("id") or spec.id)
         self.output_dir = Path(record.get("output_dir") or spec.output_dir)
-        config = getattr(spec, "config", None)
-        self.directions = dict(getattr(config, "direction", None) or {})
+        self.table = getattr(spec, "config", None)  #: the job-table entry (metric directions)
         # metrics.json: this run's; for a skipped job, the last run's (it was not moved aside)
         has_metrics = bool(record.get("metrics")) or outcome == "skipped"
         self.doc = (read_json(self.output_dir / "metrics.json") or {}) if has_metrics else {}
@@ -448,7 +445,7 @@ class JobView:
         if self.primary and self.primary in self.metrics:
             primary = {"name": self.primary, "value": self.metrics[self.primary],
                        "std": spread(self.doc, self.primary),
-                       "lower": lower_is_better(self.primary, self.directions)}
+                       "lower": lower_is_better(self.primary, self.table)}
         return {
             "id": self.id,
             "outcome": self.outcome,
@@ -551,7 +548,7 @@ class JobView:
         if not columns:
             return ""
         key = columns[0]
-        lower = lower_is_better(key.removeprefix("inner_"), self.directions)
+        lower = lower_is_better(key.removeprefix("inner_"), self.table)
         order = sorted(numeric, key=lambda m: (key not in numeric[m],
                                                (1 if lower else -1) * numeric[m].get(key, 0)))
         best = self.doc.get("best_model")
@@ -624,7 +621,7 @@ class JobView:
     def trend_html(self, trend: list[dict[str, Any]]) -> str:
         """The trend plot, where earlier runs exist."""
         metric = self.trend_metric
-        svg = trend_svg(trend, metric or "", lower_is_better(metric or "", self.directions))
+        svg = trend_svg(trend, metric or "", lower_is_better(metric or "", self.table))
         if not svg:
             return ""
         return f'<section class="tp-box"><h4>Trend: {esc(metric)}</h4>{svg}</section>'
@@ -687,21 +684,21 @@ class JobView:
 # ---------------------------------------------------------------------------------------------
 # the session: header and overview
 # ---------------------------------------------------------------------------------------------
-def git_commit(root: Path) -> str | None:
-    """``<short sha>`` of HEAD in ``root`` (``+ uncommitted changes`` when dirty), or None."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=root,
-                             capture_output=True, text=True, timeout=10)
-        if sha.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
+def git_commit(config: pytest.Config) -> str | None:
+    """The session's commit (as in the run history), shortened, with ``+ uncommitted
+    changes`` when the checkout is dirty; None outside a git checkout."""
+    from training_plugin.features import history
+
+    sha = history.session_facts(config)["commit"]
+    if sha is None:
         return None
-    text = sha.stdout.strip()
-    if dirty.returncode == 0 and dirty.stdout.strip():
-        text += " + uncommitted changes"
-    return text
+    try:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=config.rootpath, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return sha[:10]
+    return sha[:10] + (" + uncommitted changes"
+                       if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
 def primary_cell(digest: Mapping[str, Any] | None) -> str:
@@ -904,7 +901,7 @@ class HtmlReport:
                         if r.get("outcome") != "skipped" or r.get("node"))
         where = ", ".join(f"{esc(n)} ({c} job{'s' if c > 1 else ''})"
                           for n, c in sorted(nodes.items())) or "-"
-        commit = git_commit(self.config.rootpath)
+        commit = git_commit(self.config)
         synthetic = sorted(d["id"] for d in self.jobs.values() if d.get("synthetic"))
         total = time.time() - self.started
         job_time = sum(float(r.get("duration_s") or 0) for r in self.records.values())

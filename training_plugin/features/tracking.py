@@ -43,17 +43,18 @@ import os
 import queue
 import re
 import shlex
-import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from training_plugin.features import history
+from training_plugin.jobs import output_dir_of
 
 NAME = "training_plugin.tracking"
 #: ``--mlflow`` without a value, or ``training_mlflow_uri = default``: the embedded store.
@@ -128,13 +129,6 @@ def _ini(config: pytest.Config, name: str) -> str:
         return str(config.getini(name) or "").strip()
     except ValueError:  # not registered (the feature's ini keys missing): treat as unset
         return ""
-
-
-def output_dir_of(config: pytest.Config) -> Path:
-    """The session's output directory (``--output-dir``, ini, ``training-results``)."""
-    out = config.getoption("training_output_dir", None) or _ini(config, "training_output_dir")
-    out = str(out).strip() or "training-results"
-    return Path(os.path.normpath(Path(config.rootpath) / os.path.expanduser(out)))
 
 
 def normalize_uri(value: str, output_dir: Path, *, source: str = "--mlflow") -> str:
@@ -369,16 +363,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def git_commit(root: Path) -> str | None:
-    """HEAD of the repository at ``root``, or None."""
-    try:
-        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
-
-
 # ---------------------------------------------------------------------------------------------
 # scikit-learn models (imported only when a job wrote a model file)
 # ---------------------------------------------------------------------------------------------
@@ -476,7 +460,9 @@ class Tracker:
         self.experiment = experiment
         self.strict = strict
         self.output_dir = output_dir_of(config)
-        self.session_id = uuid.uuid4().hex[:12]
+        # the same session id and commit as the run history's lines
+        facts = history.session_facts(config)
+        self.session_id = facts["session"]
         self.started_ms = int(time.time() * 1000)
         self.client: Any = None
         self.experiment_id: str | None = None
@@ -561,7 +547,7 @@ class Tracker:
             experiment_id = exp.experiment_id
             if exp.lifecycle_stage == "deleted":
                 client.restore_experiment(experiment_id)
-        self.commit = git_commit(Path(self.config.rootpath))
+        self.commit = history.session_facts(self.config)["commit"]
         config = self.config
         tags = {
             "mlflow.runName": f"training session {time.strftime('%Y-%m-%d %H:%M:%S')}",
