@@ -35,6 +35,7 @@ NAME = "training_plugin.history"
 #: workerinput key: the controller's snapshot of the last passing run of each job.
 WORKERINPUT_LAST = "training_plugin_history_last"
 _LAST_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
+_BY_JOB_KEY = pytest.StashKey[dict[str, list[dict[str, Any]]]]()
 _SESSION_KEY = pytest.StashKey[dict[str, Any]]()
 
 
@@ -75,6 +76,18 @@ def read_history(path: Path) -> list[dict[str, Any]]:
         if isinstance(entry, dict) and isinstance(entry.get("job"), str):
             entries.append(entry)
     return entries
+
+
+def entries_by_job(config: pytest.Config) -> dict[str, list[dict[str, Any]]]:
+    """Job id -> its history lines, oldest first, as the file was when first asked in this
+    process (read once: the report's trend of each job looks here)."""
+    by_job = config.stash.get(_BY_JOB_KEY, None)
+    if by_job is None:
+        by_job = {}
+        for entry in read_history(history_path(config)):
+            by_job.setdefault(entry["job"], []).append(entry)
+        config.stash[_BY_JOB_KEY] = by_job
+    return by_job
 
 
 def last_passing(config: pytest.Config) -> dict[str, dict[str, Any]]:

@@ -21,7 +21,6 @@ import html
 import io
 import json
 import math
-import os
 import shlex
 import subprocess
 import time
@@ -47,12 +46,8 @@ MAX_FIGURE_PX = 640
 MAX_FIGURES = 24
 #: A figure still larger than this (bytes, after downscaling) is named, not embedded.
 MAX_FIGURE_BYTES = 600_000
-#: The run history written next to the jobs' folders (one JSON object a line).
-HISTORY_FILE = "history.jsonl"
 #: Earlier runs shown in a job's trend plot (the current run comes on top).
 TREND_RUNS = 20
-#: Only the end of a large history.jsonl is read for the trend plot.
-HISTORY_TAIL_BYTES = 4 * 1024 * 1024
 #: Lines of ``train.log`` kept in the report's log panel (failed jobs also get a tail).
 LOG_TAIL_LINES = 40
 #: Lines of the log shown with a failed job's story.
@@ -257,32 +252,6 @@ def figure_html(path: Path) -> tuple[str, int]:
             f'title="{esc(path.name)}">{caption}</figure>', len(uri))
 
 
-def read_history(path: Path, job: str) -> list[dict[str, Any]]:
-    """The lines of ``history.jsonl`` about ``job``, oldest first (unreadable lines skipped;
-    only the end of a large file is read)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            start = max(0, size - HISTORY_TAIL_BYTES)
-            fh.seek(start)
-            data = fh.read()
-    except OSError:
-        return []
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    if start:
-        lines = lines[1:]  # the first line may be cut
-    out = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and entry.get("job") == job:
-            out.append(entry)
-    return out
-
-
 def trend_points(history: list[dict[str, Any]], metric: str | None,
                  current: float | None) -> list[dict[str, Any]]:
     """The trend of ``metric``: the last earlier runs that report it, then this run."""
@@ -411,8 +380,7 @@ class JobView:
             self.synthetic = self.data["synthetic"]
         self.started = started
         self.trend_metric: str | None = None
-        root = getattr(getattr(spec, "settings", None), "output_dir", None)
-        self.history_path = Path(root) / HISTORY_FILE if root else None
+        self.config = item.config
 
     # -- facts --------------------------------------------------------------------------------
     def compared(self, name: str) -> dict[str, Any] | None:
@@ -426,9 +394,9 @@ class JobView:
 
     def trend(self) -> list[dict[str, Any]]:
         """The primary metric over the last runs (history.jsonl) and this one."""
-        if self.history_path is None:
-            return []
-        history = read_history(self.history_path, self.id)
+        from training_plugin.features import history as history_mod
+
+        history = history_mod.entries_by_job(self.config).get(self.id, [])
         metric = self.primary
         if metric is None:
             for entry in reversed(history):
