@@ -150,6 +150,8 @@ class Cluster:
         self.temp = Path(tempfile.mkdtemp(prefix="tp-ray-"))
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        #: The head's Ray Client server (``ray://`` addresses).
+        self.client_address = f"ray://127.0.0.1:{free_port()}"
         self.head: Node | None = None
         self.second: Node | None = None
         self.started_s = 0.0
@@ -204,7 +206,8 @@ class Cluster:
             self.head = self._start("head", ["--head", "--port", str(self.port),
                                              "--include-dashboard=false",
                                              "--resources", json.dumps(self.head_resources),
-                                             "--ray-client-server-port", str(free_port())])
+                                             "--ray-client-server-port",
+                                             self.client_address.rsplit(":", 1)[1]])
             self._wait_port(timeout)
             self.start_second(timeout)
         except BaseException:

@@ -60,13 +60,6 @@ def _localize(value: str, mapping: list[tuple[str, str]]) -> str:
     return value
 
 
-def warm() -> int:
-    """A no-op task: its worker, started for this session, then waits for the first job."""
-    import os
-
-    return os.getpid()
-
-
 def run_job(job_id: str, argv: list, env_add: dict, controller: dict, timeout: float | None,
             reaper_source: str):
     """Run one job on this node; a generator of ``(kind, payload)`` (see the module doc)."""

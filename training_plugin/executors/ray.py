@@ -4,10 +4,10 @@
   ``ray://HOST:PORT``); ``local`` starts a private Ray instance for the session and shuts it
   down at the end.  An address where nothing answers is a ``pytest.UsageError`` within seconds.
   ``preconnect`` (called at ``pytest_configure``) connects in a background thread while the
-  scripts are discovered and analysed, and then runs one no-op task per node (no CPU asked),
-  so that every node has started a worker for this session (a Ray worker starts per driver and
-  runtime environment: a second or two of imports) before the first job is released; the
-  executor, made at session start, waits for that connection and fails as it would have.
+  scripts are discovered and analysed; the executor, made at session start, waits for that
+  connection and fails as it would have.  (No warm-up task: a Ray worker starts per driver and
+  runtime environment, about a second, and a no-op task sent ahead to start one only raced the
+  first jobs' own worker starts; measured in bench/bench_ray.py.)
 - Code: the controller's rootdir travels as the job's runtime environment (``working_dir``),
   without ``.git``, ``.venv``, output and cache folders and what ``.gitignore`` ignores; each
   job runs inside Ray's copy.  The nodes share the Python environment (same image or venv).
@@ -233,49 +233,25 @@ def _connect(address: str, runtime_env: dict[str, Any]) -> None:
             signal.signal(signal.SIGTERM, previous_sigterm)
 
 
-def _warm_nodes() -> None:
-    """One no-op task on each live node (no CPU asked): each node starts a worker for this
-    session now; it waits idle for the first job's lease."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    from training_plugin.executors import _ray_node
-
-    ray.cloudpickle.register_pickle_by_value(_ray_node)
-    warm = ray.remote(_ray_node.warm)
-    for info in ray.nodes():
-        if info.get("Alive"):
-            strategy = NodeAffinitySchedulingStrategy(info["NodeID"], soft=False)
-            warm.options(num_cpus=0, max_retries=0, scheduling_strategy=strategy,
-                         name="training:warm-up").remote()
-
-
 class _Preconnect:
-    """``ray.init`` and the warm-up in a background thread (see the module docstring)."""
+    """``ray.init`` in a background thread (see the module docstring)."""
 
-    def __init__(self, config: pytest.Config, address: str, warm: bool) -> None:
+    def __init__(self, config: pytest.Config, address: str) -> None:
         self.address = address
         self.runtime_env = _runtime_env(config)
         self.connected = threading.Event()
         self.error: BaseException | None = None
         self.used = False
-        self.thread = threading.Thread(target=self._run, args=(warm,), name="ray-connect",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self._run, name="ray-connect", daemon=True)
         self.thread.start()
 
-    def _run(self, warm: bool) -> None:
+    def _run(self) -> None:
         try:
             _connect(self.address, self.runtime_env)
         except BaseException as exc:  # noqa: BLE001 - raised in the main thread by wait()
             self.error = exc
-            return
         finally:
             self.connected.set()
-        if warm:
-            try:
-                _warm_nodes()
-            except Exception:  # noqa: BLE001 - only a head start; the jobs will tell
-                pass
 
     def wait(self) -> None:
         """Block until connected; raise what connecting raised."""
@@ -291,13 +267,11 @@ _PRECONNECT = pytest.StashKey[_Preconnect]()
 
 
 def preconnect(config: pytest.Config, address: str) -> None:
-    """Start connecting to ``address`` in the background (and warm every node's worker unless
-    only collecting); ``RayExecutor`` picks the connection up.  Not for ``local`` (a private
-    instance starts in the executor)."""
+    """Start connecting to ``address`` in the background; ``RayExecutor`` picks the
+    connection up.  Not for ``local`` (a private instance starts in the executor)."""
     if address == "local" or _PRECONNECT in config.stash:
         return
-    warm = not config.getoption("collectonly", False)
-    config.stash[_PRECONNECT] = _Preconnect(config, address, warm)
+    config.stash[_PRECONNECT] = _Preconnect(config, address)
 
 
 def end_preconnect(config: pytest.Config) -> None:
@@ -662,8 +636,6 @@ class RayExecutor:
                     os.unlink(flight.tar_path)
                 except OSError:
                     pass
-        if self._pre is not None:  # Ray ends the process if the warm-up uses it after shutdown
-            self._pre.thread.join(60.0)
         try:
             self._ray.shutdown()
         except Exception:  # noqa: BLE001
