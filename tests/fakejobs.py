@@ -9,7 +9,9 @@ A plain module (not a conftest): tests import it as ``from fakejobs import ...``
 from __future__ import annotations
 
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -36,6 +38,41 @@ DATA_KEYS = frozenset({"source", "synthetic", "rows", "features", "sha256"})
 #: (train.log) under ``out/<id>/``.  ``--output-dir=out`` (the '=' spelling) can never be taken
 #: for a positional path by pytest's rootdir detection.
 PLUGIN_ARGS = ("-p", "training_plugin", "--output-dir=out", "-p", "no:randomly")
+
+def run_in_pty(cwd: Path, *args: str, within_s: float = 300, release_on: str | None = None,
+               env: dict[str, str] | None = None) -> str:
+    """Run pytest with a pseudo-terminal as stdout (a TTY), return everything it wrote.  With
+    ``release_on``: once the output shows that text, create ``release`` in ``cwd`` (the file
+    a gated job waits for).  ``env``: the environment (default: this process's)."""
+    main, child = pty.openpty()
+    env = dict(os.environ if env is None else env, COLUMNS="120")
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", *PLUGIN_ARGS,
+                             "-p", "no:cacheprovider", *args],
+                            cwd=cwd, stdout=child, stderr=child, stdin=subprocess.DEVNULL,
+                            env=env)
+    os.close(child)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(main, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+            if release_on and release_on in b"".join(chunks).decode(errors="replace"):
+                (cwd / "release").touch()
+        elif proc.poll() is not None:
+            break
+    (cwd / "release").touch()  # never leave the job waiting
+    proc.wait(60)
+    os.close(main)
+    return b"".join(chunks).decode(errors="replace")
+
+
 
 #: How long a test waits for processes to disappear.  A poll that returns as soon as they are
 #: gone: generous, so that a loaded machine never fails a test, and free when all goes well.

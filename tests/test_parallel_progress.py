@@ -4,19 +4,13 @@ when not on a terminal or with -q (a real pseudo-terminal for the TTY cases)."""
 from __future__ import annotations
 
 import io
-import os
-import pty
-import select
-import subprocess
-import sys
-import time
 
 import pytest
 from _pytest._io.terminalwriter import TerminalWriter
 
 from training_plugin.progress import Progress, format_elapsed, last_log_line
 
-from fakejobs import PLUGIN_ARGS, plugin_project
+from fakejobs import PLUGIN_ARGS, plugin_project, run_in_pty
 
 CLEAR = "\r\x1b[K"
 
@@ -73,6 +67,21 @@ def test_status_text_and_draw(tmp_path, writer):
     assert "write" not in vars(tw)  # unwrapped
 
 
+def test_an_executor_that_runs_many_jobs_at_once_supplies_the_status(tmp_path, writer):
+    # The Ray executor runs every job at once while pytest waits on one item: the status comes
+    # from the executor (each job since it started on its node, and how many wait for room).
+    tw, _ = writer
+    now = [50.0]
+    progress = Progress(tw, clock=lambda: now[0])
+    progress.job_started("train_a.py::a", tmp_path / "a.log")  # the item pytest waits on
+    (tmp_path / "b.log").write_text("fold 2/5\n")
+    running = [("a", tmp_path / "a.log", 40.0), ("b", tmp_path / "b.log", 45.0)]
+    progress.source = lambda: (running, 3)
+    assert progress.status_text() == "running 2, 3 queued: a 10s | b 5s (fold 2/5)"
+    running.clear()
+    assert progress.status_text() == "3 queued"
+
+
 def test_long_status_is_cut_to_the_terminal_width(tmp_path, writer):
     tw, file = writer
     progress = Progress(tw, clock=lambda: 0.0)
@@ -89,39 +98,6 @@ def test_long_status_is_cut_to_the_terminal_width(tmp_path, writer):
 
 
 # -- end to end ------------------------------------------------------------------------------
-
-def run_in_pty(cwd, *args: str, within_s: float = 300, release_on: str | None = None) -> str:
-    """Run pytest with a pseudo-terminal as stdout (a TTY), return everything it wrote.  With
-    ``release_on``: once the output shows that text, create ``release`` in ``cwd`` (the file
-    GATED_JOB waits for)."""
-    main, child = pty.openpty()
-    env = dict(os.environ, COLUMNS="120")
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", *PLUGIN_ARGS,
-                             "-p", "no:cacheprovider", *args],
-                            cwd=cwd, stdout=child, stderr=child, stdin=subprocess.DEVNULL,
-                            env=env)
-    os.close(child)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([main], [], [], 0.5)
-        if ready:
-            try:
-                data = os.read(main, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-            if release_on and release_on in b"".join(chunks).decode(errors="replace"):
-                (cwd / "release").touch()
-        elif proc.poll() is not None:
-            break
-    (cwd / "release").touch()  # never leave the job waiting
-    proc.wait(60)
-    os.close(main)
-    return b"".join(chunks).decode(errors="replace")
-
 
 #: A job that prints a line and then runs until the test sees its status (the file ``release``).
 GATED_JOB = ("import os, time\nprint('warming up', flush=True)\n"

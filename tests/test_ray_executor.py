@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from fakejobs import tree_job
+from fakejobs import run_in_pty, tree_job
 from proctable import MARKER_VAR, marked_pids
 from ray_cluster import Cluster, free_port
 from training_plugin.executors.ray import MSG_NODE_LOST, MSG_UNREACHABLE
@@ -100,11 +100,30 @@ def project(pytester: pytest.Pytester, marker: str, scripts: dict[str, str],
     return pytester.path
 
 
-def start(root: Path, marker: str, *args: str) -> subprocess.Popen:
+#: The address forms ``--ray`` takes for a running cluster.
+FORMS = ["HOST:PORT", "auto", "ray://"]
+
+
+def connect(cluster: Cluster, form: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """``--ray`` in one of FORMS, and the environment it needs: ``auto`` finds the cluster
+    as Ray's own tools do, through ``RAY_ADDRESS``."""
+    if form == "auto":
+        return ("--ray", "auto"), {"RAY_ADDRESS": cluster.address}
+    return ("--ray", cluster.client_address if form == "ray://" else cluster.address), {}
+
+
+def session_env(marker: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    """A pytest session's environment: this one without pytest's, Ray's and the test run's
+    own variables, plus ``env`` and the marker (which every job's tree inherits)."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("PYTEST_", "RAY_")) and k != "PYTHONPATH"} | (env or {}) | {
+        MARKER_VAR: marker}
+
+
+def start(root: Path, marker: str, *args: str, env: dict[str, str] | None = None
+          ) -> subprocess.Popen:
     """pytest in a subprocess, in its own process group, carrying the marker."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTEST_", "RAY_")) and k != "PYTHONPATH"}
-    env[MARKER_VAR] = marker
+    env = session_env(marker, env)
     return subprocess.Popen([sys.executable, "-m", "pytest", *ARGS, *args], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0)
 
@@ -114,8 +133,9 @@ def finish(proc: subprocess.Popen, within_s: float = 300) -> tuple[int, str]:
     return proc.returncode, out.decode(errors="replace")
 
 
-def run(root: Path, marker: str, *args: str) -> tuple[int, str]:
-    return finish(start(root, marker, *args))
+def run(root: Path, marker: str, *args: str, env: dict[str, str] | None = None
+        ) -> tuple[int, str]:
+    return finish(start(root, marker, *args, env=env))
 
 
 def wait_log(root: Path, job: str, text: str, proc: subprocess.Popen, within_s: float = 120):
@@ -147,7 +167,8 @@ def summary(root: Path) -> dict[str, dict]:
     return {job["id"]: job for job in data["jobs"]}
 
 
-def test_placement_code_shipping_and_outputs_come_back(pytester, ray_cluster, marker):
+@pytest.mark.parametrize("form", FORMS)
+def test_placement_code_shipping_and_outputs_come_back(pytester, ray_cluster, marker, form):
     scripts = {"train_far": "", "train_near": ""}
     root = pytester.path
     scripts = {k: WHERE_JOB.format(project=str(root)) for k in scripts}
@@ -162,9 +183,10 @@ def test_placement_code_shipping_and_outputs_come_back(pytester, ray_cluster, ma
         cpus = 1
         resources = { head = 1 }
         '''))
-    rc, out = run(root, marker, "--ray", ray_cluster.address, "-n", "2",
-                  "--junitxml", "junit.xml")
+    args, env = connect(ray_cluster, form)
+    rc, out = run(root, marker, *args, "-n", "2", "--junitxml", "junit.xml", env=env)
     assert rc == 0, out
+    assert f"training: Ray at {args[1]}: 2 node(s)" in out, out
     assert MSG_RAY_WITH_XDIST.format(n=2) in out  # -n is turned off, and said so
     jobs = summary(root)
     assert jobs["far"]["node"] == "ray:second" and jobs["near"]["node"] == "ray:head", jobs
@@ -220,24 +242,28 @@ def test_infeasible_resources_fail_at_once_naming_asked_and_offered(pytester, ra
     assert "ran" not in (root / "out" / "big" / "train.log").read_text()
 
 
-def test_timeout_kills_the_whole_tree_on_its_node(pytester, ray_cluster, marker):
+@pytest.mark.parametrize("form", ["HOST:PORT", "ray://"])
+def test_timeout_kills_the_whole_tree_on_its_node(pytester, ray_cluster, marker, form):
     root = project(pytester, marker, {"train_slow": tree_job(300)},
                    '[tool.training_plugin.jobs.slow]\ntimeout = 4\nresources = { second = 1 }\n')
-    rc, out = run(root, marker, "--ray", ray_cluster.address)
+    args, env = connect(ray_cluster, form)
+    rc, out = run(root, marker, *args, env=env)
     assert rc == 1, out
     assert "timed out after 4 s" in out, out
     assert "ready" in (root / "out" / "slow" / "train.log").read_text()
     assert wait_gone(marker) == []
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize(("how", "form"), [("SIGTERM", "HOST:PORT"), ("SIGKILL", "HOST:PORT"),
+                                           ("SIGKILL", "ray://")])
 def test_stopping_pytest_leaves_nothing_running_on_any_node(pytester, ray_cluster, marker,
-                                                           how):
+                                                           how, form):
     root = project(pytester, marker,
                    {"train_far": tree_job(300), "train_near": tree_job(300)},
                    '[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n'
                    '[tool.training_plugin.jobs.near]\nresources = { head = 1 }\n')
-    proc = start(root, marker, "--ray", ray_cluster.address)
+    args, env = connect(ray_cluster, form)
+    proc = start(root, marker, *args, env=env)
     try:
         wait_log(root, "far", "ready", proc)  # the log streams live from the node
         wait_log(root, "near", "ready", proc)
@@ -251,6 +277,20 @@ def test_stopping_pytest_leaves_nothing_running_on_any_node(pytester, ray_cluste
         assert rc == 2, out  # interrupted, like Ctrl-C
         assert "pytest received SIGTERM" in out, out
     assert wait_gone(marker) == []
+
+
+def test_the_progress_line_shows_every_job_running_on_the_cluster(pytester, ray_cluster,
+                                                                  marker):
+    # Two jobs run at once, one per node, while pytest waits on the first item: the status
+    # line names both, with each one's last log line (streamed from its node).
+    job = "import time\nprint('epoch 1 of {job}', flush=True)\ntime.sleep(8)\n"
+    root = project(pytester, marker, {f"train_{j}": job.format(job=j) for j in ("far", "near")},
+                   '[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n'
+                   '[tool.training_plugin.jobs.near]\nresources = { head = 1 }\n')
+    out = run_in_pty(root, "--ray", ray_cluster.address, env=session_env(marker))
+    assert "2 passed" in out, out
+    assert re.search(r"running 2: (far|near) \d+s \(epoch 1 of \1\) \| "
+                     r"(far|near) \d+s \(epoch 1 of \2\)", out), out
 
 
 def test_a_lost_node_fails_its_job_and_no_other(pytester, ray_cluster, marker):
@@ -277,9 +317,10 @@ def test_a_lost_node_fails_its_job_and_no_other(pytester, ray_cluster, marker):
     assert wait_gone(marker) == []
 
 
-def test_an_address_where_nothing_answers_is_a_usage_error(pytester, marker):
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_an_address_where_nothing_answers_is_a_usage_error(pytester, marker, scheme):
     root = project(pytester, marker, {"train_a": "print(1)\n"}, "")
-    address = f"127.0.0.1:{free_port()}"
+    address = f"{scheme}127.0.0.1:{free_port()}"
     rc, out = run(root, marker, "--ray", address)
     assert rc == 4, out
     assert MSG_UNREACHABLE.split("(")[0].format(address=address) in out, out

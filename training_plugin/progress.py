@@ -66,6 +66,10 @@ class Progress:
         self.interval_s = interval_s
         self.clock = clock
         self.jobs: dict[str, _Job] = {}
+        #: The executor's own view, when it runs many jobs at once for one waiting item (the
+        #: Ray executor): ``() -> (running [(job id, log path, started)], queued count)``;
+        #: it then replaces what the items' reports say.
+        self.source: Callable[[], tuple[list[tuple[str, Path, float]], int]] | None = None
         self.lock = threading.RLock()
         self.shown = False
         self._stop = threading.Event()
@@ -84,18 +88,25 @@ class Progress:
             self.jobs.pop(nodeid, None)
 
     def status_text(self) -> str:
-        """The status line, e.g. ``running 2: als 1m12s (epoch 3/10 loss 0.41) | mri 40s``."""
-        with self.lock:
-            jobs = list(self.jobs.values())
+        """The status line, e.g. ``running 2: als 1m12s (epoch 3/10 loss 0.41) | mri 40s``
+        (``running 2, 5 queued: ...`` from an executor that queues)."""
+        queued = 0
+        if self.source is not None:
+            running, queued = self.source()
+            jobs = [_Job(job_id, Path(log), started) for job_id, log, started in running]
+        else:
+            with self.lock:
+                jobs = list(self.jobs.values())
         if not jobs:
-            return ""
+            return f"{queued} queued" if queued else ""
         now = self.clock()
         parts = []
         for job in sorted(jobs, key=lambda j: j.started):
             line = last_log_line(job.log_path)
             tail = f" ({line})" if line else ""
             parts.append(f"{job.job_id} {format_elapsed(now - job.started)}{tail}")
-        return f"running {len(jobs)}: " + " | ".join(parts)
+        head = f"running {len(jobs)}" + (f", {queued} queued" if queued else "")
+        return f"{head}: " + " | ".join(parts)
 
     # -- drawing -------------------------------------------------------------------------------
     def _raw(self, text: str) -> None:

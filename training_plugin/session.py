@@ -97,6 +97,9 @@ class TrainingSession:
         jobs = [item.job_run() for item in session.items
                 if isinstance(item, TrainingItem) and item.runnable()]
         submit_all(jobs)
+        in_flight = getattr(executor, "in_flight", None)
+        if self.progress is not None and in_flight is not None:
+            self.progress.source = in_flight  # every job on the cluster, not the waited one
 
     # -- pytest-timeout -------------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True, tryfirst=True)

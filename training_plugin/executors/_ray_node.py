@@ -12,6 +12,10 @@ The task is a streaming generator; it yields ``(kind, payload)`` pairs to the co
   ("out", bytes)                                   a piece of a tar of the job's output folder
   ("exit", {"returncode", "timed_out", "leftovers", "runtime_s"} | {"error": message})
 
+Under Ray Client (``ray://``), which runs no streaming tasks, ``run_job_relayed`` runs the same
+generator on the node and sends each pair to a ``Relay`` actor, from which the controller pulls
+them.
+
 The job runs under the same supervisor as locally (``_reaper.py``, passed in as source text and
 run with ``python -I -S -c``): a child subreaper, so every process of the job's tree stays
 findable and is killed on timeout and when the job ends.  It is a grandchild of the Ray worker
@@ -197,3 +201,27 @@ def run_job(job_id: str, argv: list, env_add: dict, controller: dict, timeout: f
             pass
         reaper.stdout.close()
         shutil.rmtree(base, ignore_errors=True)
+
+
+class Relay:
+    """An actor for Ray Client sessions: the pairs each job's task sends, kept until the
+    controller pulls them (in order, per job)."""
+
+    def __init__(self) -> None:
+        self.pending: dict = {}
+
+    def push(self, job_id: str, kind: str, payload) -> None:
+        self.pending.setdefault(job_id, []).append((kind, payload))
+
+    def pull(self, job_id: str) -> list:
+        return self.pending.pop(job_id, [])
+
+
+def run_job_relayed(relay, job_id: str, argv: list, env_add: dict, controller: dict,
+                    timeout: float | None, reaper_source: str) -> None:
+    """``run_job``, each pair sent to ``relay`` (a ``Relay`` actor) as it comes; every pair
+    has reached the relay when the task returns."""
+    import ray
+
+    for kind, payload in run_job(job_id, argv, env_add, controller, timeout, reaper_source):
+        ray.get(relay.push.remote(job_id, kind, payload))

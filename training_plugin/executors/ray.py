@@ -23,14 +23,20 @@
   requests per resource shape and serve the shapes in no particular order, so a short job can
   take a free node before a long one.  With ``ray`` every job goes to Ray at once (what an
   autoscaler needs to see the demand).
-- Streams: a thread per released job receives its stream (``_ray_node.run_job``, a streaming generator task): the log is
-  written to the controller's ``<output-dir>/<id>/train.log`` as it comes, the output folder
-  arrives as a tar at the end and is unpacked into ``<output-dir>/<id>/`` by ``run`` (after
-  the item has set the earlier metrics aside).  No shared filesystem is needed.
+- Streams: a thread per released job receives its stream (``_ray_node.run_job``, a
+  streaming generator task): the log is written to the controller's
+  ``<output-dir>/<id>/train.log`` as it comes, the output folder arrives as a tar at the end
+  and is unpacked into ``<output-dir>/<id>/`` by ``run`` (after the item has set the earlier
+  metrics aside).  No shared filesystem is needed.  Ray Client (``ray://``) runs no streaming
+  tasks: there each job's task (``run_job_relayed``) sends the same messages to a relay actor
+  of the session, which the receiving thread polls every ``RELAY_POLL_S``.
+- Progress: ``in_flight`` tells the live status line every job running on the cluster (and
+  how many wait), not only the one pytest is waiting on.
 - Stopping: the timeout is kept on the node (the job's whole tree is killed there, by the same
   subreaper as locally); Ctrl-C / SIGTERM of pytest cancels every job in flight
   (``ray.cancel(force=True)`` kills the worker, and with it the job's tree); when pytest dies,
-  Ray ends its driver's workers and their supervisors kill the trees.
+  Ray ends its driver's workers and their supervisors kill the trees (under Ray Client once
+  the server stops waiting for the client to reconnect: ``CLIENT_GRACE_S``).
 - A node that dies under a job fails that job with "node <ip> lost while the job ran".
 """
 
@@ -73,13 +79,21 @@ TIMEOUT_GRACE_S = 30.0
 #: Env var: a file to which each job's timeline (submitted, began on its node, job started,
 #: ended, node; wall-clock seconds) is appended as one JSON line (bench/bench_ray.py reads it).
 TIMELINE_VAR = "TRAINING_RAY_TIMELINE"
+#: Seconds between two pulls of a job's messages from the relay (Ray Client sessions).
+RELAY_POLL_S = 0.2
+#: Ray Client keeps a disconnected client's work for this long (seconds) before it ends it;
+#: the executor's default when ``RAY_CLIENT_RECONNECT_GRACE_PERIOD`` is not set (Ray's own is
+#: 30 s), so that jobs of a killed pytest are gone within 30 s.
+CLIENT_GRACE_S = "15"
 #: Folders never shipped to the nodes (besides what .gitignore ignores).
 EXCLUDES = [".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".mypy_cache",
             ".ruff_cache", ".tox", ".nox", "node_modules", "*.egg-info"]
 
 #: Log records of Ray's that a connection from a background thread makes (the SIGTERM handler
-#: is left alone there, as the executor wants).
+#: is left alone there, as the executor wants); Ray Client's server says the same.
 _QUIET = ("SIGTERM handler is not set",)
+#: Where Ray logs them: its worker, and Ray Client's copy of its server's log.
+_QUIET_LOGGERS = ("ray._private.worker", "ray.util.client.logsclient")
 
 _RAY_TO_OURS = {"CPU": "cpus", "GPU": "gpus", "memory": "memory"}
 
@@ -145,7 +159,7 @@ class _Flight:
     job: JobRun
     request: dict = field(default_factory=dict)
     released: bool = False
-    generator: Any = None
+    task: Any = None  #: the Ray task: a streaming generator, or (Ray Client) its ObjectRef
     thread: threading.Thread | None = None
     done: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.monotonic)
@@ -157,6 +171,11 @@ class _Flight:
     exit: dict | None = None
     error: str | None = None
     cancelled: bool = False
+
+
+def _is_client(address: str) -> bool:
+    """Whether ``address`` goes through Ray Client (``ray://``)."""
+    return address.startswith("ray://")
 
 
 def _check_reachable(address: str) -> None:
@@ -208,12 +227,16 @@ class _Quiet(logging.Filter):
         return not str(record.msg).startswith(_QUIET)
 
 
+_QUIET_FILTER = _Quiet()
+
+
 def _connect(address: str, runtime_env: dict[str, Any]) -> None:
     """``ray.init`` for this session; a ``pytest.UsageError`` when it cannot connect."""
     import ray
 
     _check_reachable(address)
-    logging.getLogger("ray._private.worker").addFilter(_Quiet())
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).addFilter(_QUIET_FILTER)
     main = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.getsignal(signal.SIGTERM) if main else None  # ray.init sets one
     try:
@@ -222,6 +245,8 @@ def _connect(address: str, runtime_env: dict[str, Any]) -> None:
         if address == "local":
             kwargs.update(address="local", include_dashboard=False)
         else:
+            if _is_client(address):
+                os.environ.setdefault("RAY_CLIENT_RECONNECT_GRACE_PERIOD", CLIENT_GRACE_S)
             kwargs.update(address=address)
         ray.init(**kwargs)
     except pytest.UsageError:
@@ -323,7 +348,15 @@ class RayExecutor:
         ray.cloudpickle.register_pickle_by_value(_ray_node)
         self._ray = ray
         self._reaper_source = Path(__file__).parents[1].joinpath("_reaper.py").read_text()
-        self._task = ray.remote(_ray_node.run_job)
+        #: Ray Client (``ray://``) runs no streaming tasks: each job's task sends what it
+        #: streams to a relay actor instead, and the controller pulls it from there.
+        self._relay = None
+        if _is_client(address):
+            self._relay = ray.remote(_ray_node.Relay).options(
+                num_cpus=0, name=None, max_restarts=0).remote()
+            self._task = ray.remote(_ray_node.run_job_relayed)
+        else:
+            self._task = ray.remote(_ray_node.run_job)
         self._nodes: dict[str, _Node] = {}
         self._refresh_nodes()
 
@@ -459,18 +492,21 @@ class RayExecutor:
         flight.released = True
         flight.times["released"] = time.time()
         custom = {k: v for k, v in request.items() if k not in ("CPU", "GPU", "memory")}
-        options: dict[str, Any] = dict(num_returns="streaming", max_retries=0,
+        options: dict[str, Any] = dict(max_retries=0,
                                        num_cpus=request.get("CPU", 0),
                                        num_gpus=request.get("GPU", 0), name=f"training:{job.id}")
         if "memory" in request:
             options["memory"] = int(request["memory"])
         if custom:
             options["resources"] = custom
+        relay = () if self._relay is None else (self._relay,)
+        if not relay:
+            options["num_returns"] = "streaming"
         controller = {"output_dir": str(job.output_dir), "cwd": str(job.cwd),
                       "python": sys.executable}
         try:
-            flight.generator = self._task.options(**options).remote(
-                job.id, [str(a) for a in job.argv], dict(job.env), controller, job.timeout,
+            flight.task = self._task.options(**options).remote(
+                *relay, job.id, [str(a) for a in job.argv], dict(job.env), controller, job.timeout,
                 self._reaper_source)
         except Exception as exc:  # noqa: BLE001 - the cluster went away, a Ray error ...
             flight.error = MSG_TASK_ERROR.format(why=_first_line(exc))
@@ -483,13 +519,11 @@ class RayExecutor:
     def _receive(self, flight: _Flight) -> None:
         """Consume one job's stream: log to the controller's train.log, the output tar to a
         temporary file, then how it ended."""
-        ray = self._ray
         job = flight.job
         log = None
         tar = None
         try:
-            for ref in flight.generator:
-                kind, payload = ray.get(ref)
+            for kind, payload in self._messages(flight):
                 if kind == "start":
                     flight.started = time.monotonic()
                     flight.times.update(seen=time.time(), began=payload.get("began"),
@@ -532,6 +566,25 @@ class RayExecutor:
             flight.done.set()
             self._pump()  # its resources are free: release what fits now
 
+    def _messages(self, flight: _Flight):
+        """The job's ``(kind, payload)`` pairs as they come: from its streaming generator,
+        or (Ray Client) pulled from the relay while the task runs; a failed task raises its
+        error here."""
+        ray = self._ray
+        if self._relay is None:
+            for ref in flight.task:
+                yield ray.get(ref)
+            return
+        while True:
+            done, _ = ray.wait([flight.task], timeout=RELAY_POLL_S)
+            for pair in ray.get(self._relay.pull.remote(flight.job.id)):
+                yield pair
+            if done:
+                ray.get(flight.task)  # its error, if it failed
+                for pair in ray.get(self._relay.pull.remote(flight.job.id)):
+                    yield pair
+                return
+
     def _story(self, flight: _Flight, exc: BaseException) -> str:
         ray = self._ray
         if flight.cancelled or isinstance(exc, ray.exceptions.TaskCancelledError):
@@ -554,6 +607,17 @@ class RayExecutor:
         if isinstance(exc, ray.exceptions.NodeDiedError):
             return MSG_NODE_LOST.format(node=flight.node.label if flight.node else "?")
         return MSG_TASK_ERROR.format(why=_first_line(exc))
+
+    def in_flight(self) -> tuple[list[tuple[str, Path, float]], int]:
+        """For the progress line: the jobs running on the cluster now (id, log path here,
+        when it started on its node, monotonic), and how many wait for room."""
+        with self.lock:
+            running = [(f.job.id, f.job.log_path, f.started) for f in self.flights.values()
+                       if f.started is not None and not f.done.is_set()]
+            queued = len(self.waiting) + sum(
+                1 for f in self.flights.values()
+                if f.released and f.started is None and not f.done.is_set())
+        return running, queued
 
     # -- waiting --------------------------------------------------------------------------------
     def run(self, job: JobRun) -> RunResult:
@@ -599,11 +663,11 @@ class RayExecutor:
 
     # -- stopping -------------------------------------------------------------------------------
     def _cancel(self, flight: _Flight) -> None:
-        if flight.generator is None or flight.done.is_set():
+        if flight.task is None or flight.done.is_set():
             return
         flight.cancelled = True
         try:
-            self._ray.cancel(flight.generator, force=True)
+            self._ray.cancel(flight.task, force=True)
         except Exception:  # noqa: BLE001 - already finished, or the cluster is gone
             pass
 
