@@ -275,6 +275,16 @@ class _Preconnect:
             _connect(self.address, self.runtime_env)
         except BaseException as exc:  # noqa: BLE001 - raised in the main thread by wait()
             self.error = exc
+            self.connected.set()
+            return
+        try:
+            import ray
+
+            # Ray builds its serialization context (imports pyarrow, pydantic, numpy: a
+            # quarter second) on first use; here, not on the first job's submission.
+            ray.put(None)
+        except Exception:  # noqa: BLE001 - only a head start; the jobs will tell
+            pass
         finally:
             self.connected.set()
 
