@@ -254,8 +254,8 @@ def test_timeout_kills_the_whole_tree_on_its_node(pytester, ray_cluster, marker,
     assert wait_gone(marker) == []
 
 
-@pytest.mark.parametrize(("how", "form"), [("SIGTERM", "HOST:PORT"), ("SIGKILL", "HOST:PORT"),
-                                           ("SIGKILL", "ray://")])
+@pytest.mark.parametrize(("how", "form"), [("SIGINT", "HOST:PORT"), ("SIGTERM", "HOST:PORT"),
+                                           ("SIGKILL", "HOST:PORT"), ("SIGKILL", "ray://")])
 def test_stopping_pytest_leaves_nothing_running_on_any_node(pytester, ray_cluster, marker,
                                                            how, form):
     root = project(pytester, marker,
@@ -276,6 +276,8 @@ def test_stopping_pytest_leaves_nothing_running_on_any_node(pytester, ray_cluste
     if how == "SIGTERM":
         assert rc == 2, out  # interrupted, like Ctrl-C
         assert "pytest received SIGTERM" in out, out
+    if how == "SIGINT":  # Ctrl-C
+        assert rc == 2 and "KeyboardInterrupt" in out, out
     assert wait_gone(marker) == []
 
 
