@@ -403,3 +403,27 @@ def test_an_interrupted_job_is_a_killed_run_that_keeps_its_log(pytester: pytest.
     assert slow.info.status == "KILLED" and slow.data.tags["outcome"] == "interrupted"
     saved = Path(client.download_artifacts(slow.info.run_id, "train.log", str(root)))
     assert "starting slow" in saved.read_text()
+
+
+def test_a_session_stopped_at_start_after_tracking_began_ends_its_parent_run(
+        pytester: pytest.Pytester) -> None:
+    # Another plugin refuses the session after tracking has started the parent run: pytest
+    # then skips sessionfinish; the parent run must still end (FAILED), not stay RUNNING.
+    root = project(pytester, {"bad": BAD_JOB})
+    (root / "conftest.py").write_text(CONFTEST + textwrap.dedent('''
+        import pytest
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_sessionstart(session):
+            raise pytest.UsageError("refused by a later plugin")
+        '''))
+    result = pytester.runpytest_subprocess(*PLUGIN, "--mlflow")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    result.stderr.fnmatch_lines(["*refused by a later plugin*"])
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'training-results' / 'mlflow.db'}")
+    parent, by_job = children(client, client.get_experiment_by_name("demo-project").experiment_id)
+    assert parent.info.status == "FAILED" and parent.info.end_time, parent.info
+    assert by_job == {}

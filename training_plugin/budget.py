@@ -21,6 +21,8 @@ from collections.abc import Mapping
 
 import pytest
 
+from training_plugin.pytest_compat import is_controller
+
 #: Thread-pool variables capped under xdist.
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -165,7 +167,7 @@ def job_environment(config: pytest.Config, job_id: str) -> dict[str, str]:
 def shared_gpu_warning(config: pytest.Config) -> str | None:
     """The start-up warning when xdist workers outnumber the GPUs (controller), else None."""
     workers = worker_count(config)
-    if workers <= 1 or hasattr(config, "workerinput"):
+    if workers <= 1 or not is_controller(config):
         return None
     gpus = visible_gpus(config)
     if gpus and len(gpus) < workers:

@@ -214,7 +214,7 @@ def pytest_configure(config: pytest.Config) -> None:
     turn xdist off (the cluster runs every job at once)."""
     address = ray_address(config)
     numprocesses = config.getoption("numprocesses", None)
-    if address is not None and numprocesses and not hasattr(config, "workerinput"):
+    if address is not None and numprocesses and pytest_compat.is_controller(config):
         # runs before xdist's own (trylast) pytest_configure, which then starts no workers
         config.option.numprocesses = None
         config.option.dist = "no"
@@ -237,7 +237,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from training_plugin import features
 
     features.configure(config)
-    if address is not None and not hasattr(config, "workerinput") and not any(
+    if address is not None and pytest_compat.is_controller(config) and not any(
             config.getoption(name, False) for name in _INFO_ONLY):
         from training_plugin.executors import ray as ray_executor
 
@@ -334,7 +334,7 @@ def _explicit_roots(config: pytest.Config) -> list[Path]:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Discover scripts, analyze their flags, build job specs; raise usage errors early."""
     config = session.config
-    if not hasattr(config, "workerinput"):
+    if pytest_compat.is_controller(config):
         hijack = pytest_compat.rootdir_hijack(config)
         if hijack is not None:
             raise pytest.UsageError(hijack)
@@ -373,16 +373,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         scripts, table, settings, flag_cache.get,
         pyproject=str(rootdir / "pyproject.toml"), restrict=restrict,
     )
-    if cache_file is not None and flag_cache.changed and not hasattr(config, "workerinput"):
+    if cache_file is not None and flag_cache.changed and pytest_compat.is_controller(config):
         flag_cache.write(cache_file)
     jobs.check_train_args(specs)
-    if not hasattr(config, "workerinput"):
+    if pytest_compat.is_controller(config):
         _warn_unused_train_args(config, settings, specs)
     config.stash[_STATE_KEY] = _State(
         settings, specs, training_only,
         [discovery.relpath(Path(os.path.normpath(rootdir / r)), rootdir) for r in roots],
     )
-    if settings.cluster and not hasattr(config, "workerinput"):
+    if settings.cluster and pytest_compat.is_controller(config):
         items_mod.executor_of(config)  # connect now: a bad address is a usage error (exit 4)
     if training_only:
         # Collect the training jobs only, not the test suite: one collector at rootdir

@@ -17,6 +17,9 @@ supported pytest range is pinned in ``pyproject.toml``.
   never read.  There is no public hook that runs earlier for a ``-p`` plugin (only
   ``pytest.main(plugins=[...])`` registers options in time), so the plugin detects the case
   (``_pytest.config.findpaths.determine_setup``) and stops with a usage error.
+
+Beside them, ``is_controller``: whether this process is the controller rather than an xdist
+worker (xdist documents ``config.workerinput`` on its workers).
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ import os
 from pathlib import Path
 
 import pytest
+
+def is_controller(config: pytest.Config) -> bool:
+    """Whether this pytest process is the controller (no xdist, or xdist's controller), not one
+    of xdist's workers."""
+    return not hasattr(config, "workerinput")
+
 
 #: pytest's built-in plugin that implements pytest_ignore_collect (``_pytest.main``).
 _BUILTIN_IGNORE_PLUGIN = "main"

@@ -31,6 +31,9 @@ class JobMetrics:
     primary_metric: str | None = None
     synthetic: bool | None = None
     error: str | None = None  #: a malformed metrics.json, described
+    #: The whole file as parsed (nested objects too), when it is a JSON object; gates and
+    #: baseline comparisons read nested keys from it.  Not part of ``to_json``.
+    document: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def primary_value(self) -> float | None:
@@ -89,7 +92,8 @@ def read_metrics(output_dir: Path) -> JobMetrics | None:
     if isinstance(info, dict) and isinstance(info.get("synthetic"), bool):
         synthetic = info["synthetic"]
     error = f"{path}: " + "; ".join(problems) if problems else None
-    return JobMetrics(metrics=metrics, primary_metric=primary, synthetic=synthetic, error=error)
+    return JobMetrics(metrics=metrics, primary_metric=primary, synthetic=synthetic, error=error,
+                      document=data)
 
 
 @dataclass

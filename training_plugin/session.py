@@ -17,6 +17,7 @@ import pytest
 from training_plugin import budget, items as items_mod, results
 from training_plugin.items import TrainingItem
 from training_plugin.progress import Progress
+from training_plugin.pytest_compat import is_controller
 from training_plugin.scheduler import load_durations, order_items, save_durations
 
 #: Report attribute naming a training job's log (travels with the report from xdist workers).
@@ -35,17 +36,13 @@ def is_training_item(item: pytest.Item) -> bool:
     return isinstance(item, TrainingItem)
 
 
-def _is_controller(config: pytest.Config) -> bool:
-    return not hasattr(config, "workerinput")
-
-
 class TrainingSession:
     """Per-session state and the run-path hooks (see the module docstring)."""
 
     def __init__(self, config: pytest.Config, output_dir: Any, ray_address: str | None) -> None:
         self.config = config
         self.ray_address = ray_address
-        self.controller = _is_controller(config)
+        self.controller = is_controller(config)
         self.summary = results.SummaryCollector(config, output_dir) if self.controller else None
         self.measured: dict[str, float] = {}
         self.progress: Progress | None = None

@@ -43,6 +43,7 @@ import pytest
 
 from training_plugin import results
 from training_plugin.features import fingerprint, history
+from training_plugin.pytest_compat import is_controller
 
 NAME = "training_plugin.gates"
 WORKERINPUT_REFERENCE = "training_plugin_gates_reference"
@@ -126,18 +127,14 @@ def add_ini(parser: pytest.Parser) -> None:
 # ---------------------------------------------------------------------------------------------
 # metrics.json, keys, directions, tolerances
 # ---------------------------------------------------------------------------------------------
-def read_document(output_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The job's whole metrics.json (nested objects too), or (None, why not)."""
-    path = Path(output_dir) / "metrics.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+def document_of(metrics: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """The job's whole metrics.json as the item read it (``JobMetrics.document``), or
+    (None, why not)."""
+    if metrics is None:
         return None, "the job wrote no metrics.json"
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return None, f"metrics.json cannot be read ({exc})"
-    if not isinstance(data, dict):
-        return None, "metrics.json is not a JSON object"
-    return data, None
+    if metrics.document is None:
+        return None, metrics.error or "metrics.json cannot be read"
+    return metrics.document, None
 
 
 def _number(value: Any) -> bool:
@@ -261,7 +258,7 @@ class Gates:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.controller = not hasattr(config, "workerinput")
+        self.controller = is_controller(config)
         self.rootdir = Path(config.rootpath)
         self.compare = config.getoption("training_compare", None)
         self.save = config.getoption("training_save_baseline", None)
@@ -353,7 +350,7 @@ class Gates:
         if result.run is None or not result.run.ok:
             return
         spec = item.spec
-        doc, problem = read_document(spec.output_dir)
+        doc, problem = document_of(result.metrics)
         self._gates(spec, doc, problem, result)
         self._nested_for_baseline(spec, doc, result)
         if doc is not None:

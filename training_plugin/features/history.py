@@ -30,6 +30,8 @@ from typing import Any
 
 import pytest
 
+from training_plugin.pytest_compat import is_controller
+
 HISTORY_FILE = "history.jsonl"
 NAME = "training_plugin.history"
 #: workerinput key: the controller's snapshot of the last passing run of each job.
@@ -248,7 +250,7 @@ class History:
 def configure(config: pytest.Config) -> None:
     """Register the history writer on the controller (not under ``--collect-only``); load the
     last passing runs before any job of this session is written."""
-    if hasattr(config, "workerinput"):
+    if not is_controller(config):
         return
     last_passing(config)
     if config.getoption("collectonly", False):

@@ -55,6 +55,7 @@ import pytest
 
 from training_plugin.features import history
 from training_plugin.jobs import output_dir_of
+from training_plugin.pytest_compat import is_controller
 
 NAME = "training_plugin.tracking"
 #: ``--mlflow`` without a value, or ``training_mlflow_uri = default``: the embedded store.
@@ -474,6 +475,7 @@ class Tracker:
         self.outcomes: dict[str, int] = {}
         self.pending: dict[str, dict[str, Any]] = {}  # started, no final report yet
         self.active = False
+        self.ended = False  # the parent run's end is queued
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._table: Any = None
@@ -813,6 +815,7 @@ class Tracker:
             self._submit(lambda r=record: self.log_job(r, ended))
         self.pending.clear()
         self._submit(lambda: self.finish(int(session.exitstatus)))
+        self.ended = True
         self._drain()
         if self.strict and self.problems and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -836,7 +839,12 @@ class Tracker:
                           red=self.strict, yellow=not self.strict)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        """Stop the worker thread (if the session ended without sessionfinish)."""
+        """End the parent run if the session stopped before it finished (a plugin's usage
+        error after tracking began: pytest then skips sessionfinish), so that it is not left
+        RUNNING; stop the worker thread."""
+        if self.active and not self.ended:
+            self.ended = True
+            self._submit(lambda: self.finish(int(pytest.ExitCode.USAGE_ERROR)))
         self._drain()
         if config.pluginmanager.get_plugin(NAME) is self:
             config.pluginmanager.unregister(self, NAME)
@@ -861,7 +869,7 @@ class _Refused:
 
 def configure(config: pytest.Config) -> None:
     """On the controller, when tracking is on: register the ``Tracker``."""
-    if hasattr(config, "workerinput"):
+    if not is_controller(config):
         return  # xdist workers never touch the tracking store
     try:
         uri = resolve_uri(config)
