@@ -143,8 +143,11 @@ class Cluster:
     """A head node and a second node with the custom resource ``second`` (1 CPU each)."""
 
     def __init__(self, cpus: int = 1, hide: list[Path] | None = None,
-                 head_resources: dict[str, float] | None = None) -> None:
+                 head_resources: dict[str, float] | None = None, second_gpus: int = 0) -> None:
         self.cpus = cpus
+        #: GPUs the second node declares (Ray counts them and sets CUDA_VISIBLE_DEVICES for the
+        #: tasks it gives them; no device is needed for that).
+        self.second_gpus = second_gpus
         self.head_resources = head_resources or {}
         self.hide = [Path(p) for p in hide or []]
         self.temp = Path(tempfile.mkdtemp(prefix="tp-ray-"))
@@ -165,7 +168,8 @@ class Cluster:
         env[CLUSTER_VAR] = marker
         return env
 
-    def _start(self, name: str, args: list[str], wrap: list[str] | None = None) -> Node:
+    def _start(self, name: str, args: list[str], wrap: list[str] | None = None,
+               gpus: int = 0) -> Node:
         marker = f"{name}-{uuid.uuid4().hex}"
         log = self.temp / f"{name}.log"
         temp_dir = self.temp / name
@@ -173,7 +177,7 @@ class Cluster:
         ports = ["--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
                  "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port"]
         argv = [RAY, "start", "--block", "--node-name", name, "--node-ip-address", "127.0.0.1",
-                "--num-cpus", str(self.cpus), "--num-gpus", "0", "--disable-usage-stats",
+                "--num-cpus", str(self.cpus), "--num-gpus", str(gpus), "--disable-usage-stats",
                 "--object-store-memory", "100000000", "--temp-dir", str(temp_dir), *args]
         for option in ports:
             argv += [option, str(free_port())]
@@ -222,7 +226,7 @@ class Cluster:
             self.second.stop()
         self.second = self._start(
             "second", ["--address", self.address, "--resources", json.dumps({"second": 1})],
-            wrap=self._hide_wrapper())
+            wrap=self._hide_wrapper(), gpus=self.second_gpus)
         self.wait_nodes(2, timeout)
 
     def _wait_port(self, timeout: float) -> None:

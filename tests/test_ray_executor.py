@@ -1,6 +1,7 @@
 """The Ray executor on a real two-node Ray cluster started by these tests (tests/ray_cluster.py).
 
-The head has the custom resource ``head``, the second node ``second``; the second node runs in
+The head has the custom resource ``head``, the second node ``second`` and one GPU (declared:
+Ray counts it and assigns it, no device is needed); the second node runs in
 its own mount namespace with the checkout and this session's temp dirs hidden under tmpfs
 (only the Python environment is bound back), so it shares no files with the controller.
 Every job's tree carries ``proctable.MARKER_VAR=<marker>`` through the job table's ``env``;
@@ -61,7 +62,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     """One two-node cluster for this test process (each xdist worker gets its own, on its own
     ports and temp dirs)."""
     hide = [REPO, tmp_path_factory.getbasetemp()]
-    started = Cluster(hide=hide, head_resources={"head": 1}).start()
+    started = Cluster(hide=hide, head_resources={"head": 1}, second_gpus=1).start()
     yield started
     started.stop()
 
@@ -210,6 +211,23 @@ def test_placement_code_shipping_and_outputs_come_back(pytester, ray_cluster, ma
         assert json.loads((out_dir / "metrics.json").read_text())["metrics"]["roc_auc"] == 0.75
     if ray_cluster.hidden:
         assert "sees-checkout=False" in (root / "out" / "far" / "train.log").read_text()
+
+
+def test_a_job_sees_the_gpus_ray_gave_it_and_no_other(pytester, ray_cluster, marker):
+    # The second node declares one GPU.  The job that asks for it sees Ray's assignment, not
+    # the controller's CUDA_VISIBLE_DEVICES; the job beside it that asks for none sees none.
+    job = "import os\nprint('visible=' + repr(os.environ.get('CUDA_VISIBLE_DEVICES')))\n"
+    root = project(pytester, marker, {"train_gpu": job, "train_cpu": job},
+                   '[tool.training_plugin.jobs.gpu]\ngpus = 1\n'
+                   '[tool.training_plugin.jobs.cpu]\nresources = { second = 1 }\n')
+    rc, out = run(root, marker, "--ray", ray_cluster.address,
+                  env={"CUDA_VISIBLE_DEVICES": "5,6"})
+    assert rc == 0, out
+    assert "1 GPUs" in out, out
+    jobs = summary(root)
+    assert jobs["gpu"]["node"] == jobs["cpu"]["node"] == "ray:second", jobs
+    assert "visible='0'" in (root / "out" / "gpu" / "train.log").read_text()
+    assert "visible=''" in (root / "out" / "cpu" / "train.log").read_text()
 
 
 def test_collect_only_shows_resources_and_placement(pytester, ray_cluster, marker):

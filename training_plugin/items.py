@@ -168,9 +168,16 @@ class TrainingItem(pytest.Item):
 
     def job_env(self) -> dict[str, str]:
         """What the job adds to its environment: the thread budget (and GPUs) of this worker
-        or, on a cluster, of its ``cpus``; ``TRAINING_*``; the job table's env (wins)."""
+        or, on a cluster, of its ``cpus``; ``TRAINING_*``; the job table's env (wins).
+
+        On a cluster the GPUs are Ray's to give: a job that asks for some sees those Ray
+        assigned it (Ray sets ``CUDA_VISIBLE_DEVICES`` on the node); a job that asks for none
+        sees none (``CUDA_VISIBLE_DEVICES=""``), so that it cannot take a GPU Ray gave another
+        job on the same node."""
         if self.spec.settings.cluster:
             env = budget.thread_env(self.spec.cluster_threads)
+            if not self.spec.resources.get("gpus"):
+                env["CUDA_VISIBLE_DEVICES"] = ""
         else:
             env = budget.job_environment(self.config, self.spec.id)
         env["TRAINING_OUTPUT_DIR"] = str(self.spec.output_dir)
