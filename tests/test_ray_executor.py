@@ -392,3 +392,46 @@ def test_a_bad_queue_setting_is_a_usage_error(pytester, ray_cluster, marker):
     assert rc == 4, out
     assert "training_ray_queue = 'fifo': expected executor" in out, out
     assert not (root / "out" / "a").exists()
+
+
+def test_a_venv_inside_the_project_is_replaced_by_the_nodes_python(pytester, ray_cluster,
+                                                                    marker):
+    # The common layout: pytest runs from <project>/.venv.  That venv never travels (.venv is
+    # excluded), so the job must run on the node's Python, not on Ray's copy of the project
+    # joined with .venv/bin/python.
+    job = "import sys\nprint('python=' + sys.executable, flush=True)\n"
+    root = project(pytester, marker, {"train_far": job},
+                   "[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n")
+    venv = root / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site_packages = next(venv.glob("lib/python*/site-packages"))
+    outer = next(Path(sys.prefix).glob("lib/python*/site-packages"))  # the plugin and Ray
+    (site_packages / "outer.pth").write_text(f"import site; site.addsitedir({str(outer)!r})\n")
+    proc = subprocess.Popen([str(venv / "bin" / "python"), "-m", "pytest", *ARGS, "--ray",
+                             ray_cluster.address], cwd=root, env=session_env(marker),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    rc, out = finish(proc)
+    assert rc == 0, out
+    log = (root / "out" / "far" / "train.log").read_text()
+    assert f"python={sys.executable}" in log, log  # the node's (the cluster's) Python
+
+
+def test_the_projects_own_packages_come_from_rays_copy(pytester, ray_cluster, marker):
+    # A src layout: locally the job imports mypkg from <project>/src (here through PYTHONPATH;
+    # an editable install does the same).  On the nodes it must import Ray's copy: the second
+    # node has no checkout, and on the head the checkout is not the code that was shipped.
+    job = ("import os, mypkg\nprint('mypkg=' + mypkg.__file__, flush=True)\n"
+           "print('cwd=' + os.getcwd(), flush=True)\n")
+    root = project(pytester, marker, {"train_far": job, "train_near": job},
+                   "[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n"
+                   "[tool.training_plugin.jobs.near]\nresources = { head = 1 }\n")
+    (root / "src" / "mypkg").mkdir(parents=True)
+    (root / "src" / "mypkg" / "__init__.py").write_text("")
+    rc, out = run(root, marker, "--ray", ray_cluster.address,
+                  env={"PYTHONPATH": str(root / "src")})
+    assert rc == 0, out
+    assert "imports from src)" in out, out
+    for job in ("far", "near"):
+        log = (root / "out" / job / "train.log").read_text()
+        cwd = re.search(r"^cwd=(.*)$", log, re.M).group(1)
+        assert f"mypkg={cwd}/src/mypkg/__init__.py" in log, log

@@ -87,12 +87,21 @@ def run_job(job_id: str, argv: list, env_add: dict, controller: dict, timeout: f
     os.makedirs(out_dir)
     log_path = os.path.join(base, "train.log")
     mapping = [(controller["output_dir"], out_dir), (controller["cwd"], workdir)]
+    # The controller's Python is the node's own (nodes share the environment), also when it
+    # lives inside the project (a .venv in the checkout, which never travels).
+    python = bool(argv) and argv[0] == controller["python"]
     argv = [_localize(str(a), mapping) for a in argv]
-    if argv and argv[0] == controller["python"]:
-        argv[0] = sys.executable  # the cluster's Python (nodes share the environment)
+    if python:
+        argv[0] = sys.executable
     env = dict(os.environ)
     env.update({k: _localize(str(v), mapping) for k, v in env_add.items()})
     env["TRAINING_OUTPUT_DIR"] = out_dir
+    # The project's own packages come from Ray's copy, as they come from the checkout locally
+    # (an editable install points at the controller's paths).
+    roots = [os.path.normpath(os.path.join(workdir, root))
+             for root in controller.get("package_roots", ())]
+    if roots:
+        env["PYTHONPATH"] = os.pathsep.join(roots + [p for p in [env.get("PYTHONPATH")] if p])
 
     me = os.getpid()
     # The supervisor is a grandchild of this worker, not a child: Ray SIGKILLs a dying

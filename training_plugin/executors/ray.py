@@ -222,6 +222,83 @@ def _runtime_env(config: pytest.Config) -> dict[str, Any]:
     return {"working_dir": str(rootdir), "excludes": excludes}
 
 
+#: Run by the controller's Python in the rootdir, as a job would start (without the current
+#: folder on the path): for each candidate top-level name, where it would import from; prints
+#: the folders of the rootdir that hold the ones found inside it (relative, JSON).
+_ROOTS_PROBE = """
+import importlib.util, json, os, sys
+del sys.path[0]
+root = os.path.realpath(sys.argv[1])
+found = set()
+for name in json.loads(sys.argv[2]):
+    try:
+        spec = importlib.util.find_spec(name)
+    except Exception:
+        continue
+    if spec is None:
+        continue
+    places = list(spec.submodule_search_locations or ()) or [spec.origin or ""]
+    for place in places:
+        place = os.path.realpath(place) if place else ""
+        if place.startswith(root + os.sep):
+            found.add(os.path.relpath(os.path.dirname(place), root))
+print(json.dumps(sorted(found)))
+"""
+
+
+class _PackageRoots:
+    """The rootdir's folders from which a job imports the project's own packages locally
+    (``.`` and ``src`` here: an editable install maps ``aimedres`` to ``<rootdir>/src``).
+    On a node those paths are the controller's, and may not exist (no checkout) or hold other
+    code; each job gets Ray's copy of these folders first on its ``PYTHONPATH`` instead.
+
+    Asked of a fresh interpreter (started at once, read by ``get``), because pytest's own
+    ``sys.path`` is not what a job sees."""
+
+    def __init__(self, rootdir: Path) -> None:
+        import json
+        import subprocess
+
+        names = []
+        bases = [rootdir] + sorted(
+            d for d in _listdir(rootdir) if d.is_dir() and not d.name.startswith(".")
+            and d.name not in EXCLUDES and not (d / "__init__.py").exists())
+        for base in bases:
+            for entry in _listdir(base):
+                name = entry.stem if entry.suffix == ".py" else entry.name
+                if name.isidentifier() and (entry.suffix == ".py" or (
+                        entry.is_dir() and (entry / "__init__.py").exists())):
+                    names.append(name)
+        self.roots: list[str] | None = None
+        try:
+            self._proc: Any = subprocess.Popen(
+                [sys.executable, "-c", _ROOTS_PROBE, str(rootdir), json.dumps(sorted(set(names)))],
+                cwd=rootdir, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            self._proc, self.roots = None, []
+
+    def get(self) -> list[str]:
+        """The folders, relative to the rootdir (``[]`` when the probe failed)."""
+        if self.roots is None:
+            import json
+
+            try:
+                out, _ = self._proc.communicate(timeout=60)
+                roots = json.loads(out)
+                self.roots = [r for r in roots if isinstance(r, str)]
+            except Exception:  # noqa: BLE001 - no probe: Ray's working_dir alone is on the path
+                self._proc.kill()
+                self.roots = []
+        return self.roots
+
+
+def _listdir(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError:
+        return []
+
+
 class _Quiet(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(_QUIET)
@@ -264,6 +341,7 @@ class _Preconnect:
     def __init__(self, config: pytest.Config, address: str) -> None:
         self.address = address
         self.runtime_env = _runtime_env(config)
+        self.package_roots = _PackageRoots(Path(config.rootpath))
         self.connected = threading.Event()
         self.error: BaseException | None = None
         self.used = False
@@ -352,9 +430,12 @@ class RayExecutor:
         if pre is not None and pre.address == address and not pre.used:
             pre.used = True  # this executor's close() disconnects
             self._pre = pre
+            package_roots = pre.package_roots
             pre.wait()
         else:
+            package_roots = _PackageRoots(self.rootdir)
             _connect(address, _runtime_env(config))
+        self.package_roots = package_roots.get()
         ray.cloudpickle.register_pickle_by_value(_ray_node)
         self._ray = ray
         self._reaper_source = Path(__file__).parents[1].joinpath("_reaper.py").read_text()
@@ -403,7 +484,9 @@ class RayExecutor:
         gpus = sum(n.resources.get("GPU", 0) for n in nodes)
         where = "a private Ray instance" if self.address == "local" else f"Ray at {self.address}"
         return (f"{where}: {len(self._nodes)} node(s), {cpus:g} CPUs, {gpus:g} GPUs; "
-                f"code ships from {self.rootdir} (runtime_env working_dir)")
+                f"code ships from {self.rootdir} (runtime_env working_dir"
+                + (f"; imports from {', '.join(self.package_roots)}" if self.package_roots
+                   else "") + ")")
 
     def placement(self, job: JobRun) -> str:
         """Where ``job`` could run: the nodes that can hold its request, or why none can."""
@@ -513,7 +596,7 @@ class RayExecutor:
         if not relay:
             options["num_returns"] = "streaming"
         controller = {"output_dir": str(job.output_dir), "cwd": str(job.cwd),
-                      "python": sys.executable}
+                      "python": sys.executable, "package_roots": self.package_roots}
         try:
             flight.task = self._task.options(**options).remote(
                 *relay, job.id, [str(a) for a in job.argv], dict(job.env), controller, job.timeout,
