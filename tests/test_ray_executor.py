@@ -435,3 +435,17 @@ def test_the_projects_own_packages_come_from_rays_copy(pytester, ray_cluster, ma
         log = (root / "out" / job / "train.log").read_text()
         cwd = re.search(r"^cwd=(.*)$", log, re.M).group(1)
         assert f"mypkg={cwd}/src/mypkg/__init__.py" in log, log
+
+
+def test_a_project_too_big_to_ship_is_a_usage_error_naming_the_fix(pytester, ray_cluster,
+                                                                  marker):
+    # Ray refuses a working_dir over its gRPC message size (512 MiB by default); the
+    # controller's limit is lowered to 2 MB here so that a 3 MB file is too big.
+    root = project(pytester, marker, {"train_a": "print(1)\n"}, "")
+    (root / "data.bin").write_bytes(os.urandom(3_000_000))
+    rc, out = run(root, marker, "--ray", ray_cluster.address,
+                  env={"RAY_max_grpc_message_size": "2000000"})
+    assert rc == 4, out
+    assert "could not open a session on the Ray cluster" in out, out
+    assert "exceeds the maximum size" in out and ".gitignore" in out, out
+    assert not (root / "out").exists()

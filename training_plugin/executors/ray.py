@@ -63,7 +63,8 @@ MSG_UNREACHABLE = (
     "`ray start --head --port=6379` and pass --ray HOST:6379, or use --ray local for a private "
     "instance on this machine."
 )
-MSG_CONNECT_FAILED = "--ray {address}: could not connect to the Ray cluster: {why}"
+MSG_CONNECT_FAILED = ("--ray {address}: could not open a session on the Ray cluster (connect, "
+                      "then ship the project as its working_dir): {why}")
 MSG_INFEASIBLE = "asks for {asked}, which no node of the cluster has ({offer})"
 MSG_NODE_LOST = "node {node} lost while the job ran"
 MSG_WORKER_DIED = "the Ray worker running the job died ({why})"
