@@ -313,6 +313,21 @@ def test_the_progress_line_shows_every_job_running_on_the_cluster(pytester, ray_
                      r"(far|near) \d+s \(epoch 1 of \2\)", out), out
 
 
+def test_exitfirst_cancels_every_job_still_on_the_cluster(pytester, ray_cluster, marker):
+    # -x: the first failure ends the session; the job still running on the other node is
+    # cancelled with its whole tree, and reported as not run to the end.
+    root = project(pytester, marker,
+                   {"train_long": tree_job(300),
+                    "train_bad": "import time, sys\ntime.sleep(3)\nsys.exit(3)\n"},
+                   '[tool.training_plugin.jobs.long]\nresources = { second = 1 }\n'
+                   '[tool.training_plugin.jobs.bad]\nresources = { head = 1 }\n')
+    rc, out = run(root, marker, "--ray", ray_cluster.address, "-x")
+    assert rc == 1, out
+    assert "exit code 3" in out and "stopping after 1 failures" in out, out
+    assert "ready" in (root / "out" / "long" / "train.log").read_text()  # it was running
+    assert wait_gone(marker) == []
+
+
 def test_a_lost_node_fails_its_job_and_no_other(pytester, ray_cluster, marker):
     root = project(pytester, marker,
                    {"train_far": tree_job(300),
