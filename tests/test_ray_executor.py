@@ -464,3 +464,23 @@ def test_a_project_too_big_to_ship_is_a_usage_error_naming_the_fix(pytester, ray
     assert "could not open a session on the Ray cluster" in out, out
     assert "exceeds the maximum size" in out and ".gitignore" in out, out
     assert not (root / "out").exists()
+
+
+def test_data_that_gitignore_keeps_behind_is_explained(pytester, ray_cluster, marker):
+    # data/ is ignored, so it does not travel: the job fails on the node and its log (shown in
+    # the failure report) says why and what to do; Ray's switch ships it.
+    job = "print(open('data/visits.csv').read().strip())\n"
+    root = project(pytester, marker, {"train_far": job},
+                   "[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n")
+    (root / ".gitignore").write_text("data/\n")
+    (root / "data").mkdir()
+    (root / "data" / "visits.csv").write_text("id,visits\n")
+    rc, out = run(root, marker, "--ray", ray_cluster.address)
+    assert rc == 1, out
+    assert "FileNotFoundError" in out, out
+    assert ("data/visits.csv exists on the controller but did not travel to the node" in out
+            and "RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1" in out), out
+    rc, out = run(root, marker, "--ray", ray_cluster.address,
+                  env={"RAY_RUNTIME_ENV_IGNORE_GITIGNORE": "1"})
+    assert rc == 0, out
+    assert "id,visits" in (root / "out" / "far" / "train.log").read_text()

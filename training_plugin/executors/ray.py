@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -168,6 +169,7 @@ class _Flight:
     started: float | None = None
     node: _Node | None = None
     node_id: str | None = None
+    workdir: str | None = None  #: Ray's copy of the rootdir on the job's node
     tar_path: str | None = None
     exit: dict | None = None
     error: str | None = None
@@ -623,6 +625,7 @@ class RayExecutor:
                     flight.times.update(seen=time.time(), began=payload.get("began"),
                                         spawned=payload.get("spawned"))
                     flight.node_id = payload["node_id"]
+                    flight.workdir = payload.get("workdir")
                     flight.node = self._nodes.get(payload["node_id"]) or _Node(
                         payload["node_id"], payload["ip"], "", {})
                     if flight.node.node_id not in self._nodes:
@@ -747,6 +750,8 @@ class RayExecutor:
                              timed_out=False, timeout_s=job.timeout, log_path=job.log_path,
                              interrupted=flight.cancelled, error=flight.error or "did not run",
                              node=where)
+        if flight.exit.get("returncode") and not flight.exit.get("timed_out"):
+            _explain_missing_files(job.log_path, self.rootdir, flight.workdir)
         runtime = flight.exit.get("runtime_s")
         return RunResult(
             returncode=int(flight.exit["returncode"]),
@@ -841,6 +846,42 @@ def _record_timeline(flight: _Flight) -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+#: Appended to a failed job's log for each file it missed on its node that exists here.
+MSG_NOT_SHIPPED = (
+    "[training_plugin] {path} exists on the controller but did not travel to the node: "
+    "files that .gitignore (or .rayignore) ignores stay behind. Keep such data where every "
+    "node sees it, or set RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1 for pytest to ship them.\n")
+_MISSING_FILE = re.compile(r"No such file or directory: '([^']+)'")
+
+
+def _explain_missing_files(log_path: Path, rootdir: Path, workdir: str | None) -> None:
+    """A failed job's log says a file was missing: when that file exists in the controller's
+    rootdir, it did not travel (ignored); say so at the end of the log, which the failure
+    report shows."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 65536))
+            tail = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return
+    notes = []
+    for name in dict.fromkeys(_MISSING_FILE.findall(tail)):
+        rel = name
+        if workdir and name.startswith(workdir.rstrip("/") + "/"):
+            rel = name[len(workdir.rstrip("/")) + 1:]
+        if os.path.isabs(rel) or not rel:
+            continue
+        if (rootdir / rel).exists():
+            notes.append(MSG_NOT_SHIPPED.format(path=rel))
+    if notes:
+        try:
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.writelines(notes)
+        except OSError:
+            pass
 
 
 def _write_note(log_path: Path, message: str) -> None:
