@@ -405,11 +405,19 @@ def check_train_args(specs: Mapping[Path, list[JobSpec]]) -> None:
                 continue
             for name, value in spec.settings.train_args:
                 flag = spec.parser.find(name)
-                if flag is not None and not flag.takes_value and _truthy(value) is None:
-                    raise pytest.UsageError(MSG_SWITCH_VALUE.format(
-                        name=name, value=value, job=f"job {spec.id!r}",
-                        option=(flag.long_options or flag.options)[0],
-                    ))
+                if flag is not None and not flag.takes_value:
+                    switch_value(name, value, (flag.long_options or flag.options)[0],
+                                 f"job {spec.id!r}")
+
+
+def switch_value(name: str, value: str, option: str, job: str) -> bool:
+    """Whether ``--train-arg NAME=VALUE`` turns the switch ``option`` on; a
+    ``pytest.UsageError`` naming ``job`` when VALUE is not a yes/no word."""
+    switch = _truthy(value)
+    if switch is None:
+        raise pytest.UsageError(MSG_SWITCH_VALUE.format(name=name, value=value, job=job,
+                                                        option=option))
+    return switch
 
 
 def build_argv(
@@ -480,13 +488,8 @@ def build_argv(
             continue
         if flag.takes_value:
             shared += [spelling(flag), value]
-        else:
-            switch = _truthy(value)
-            if switch is None:
-                raise pytest.UsageError(MSG_SWITCH_VALUE.format(
-                    name=name, value=value, job=script_rel, option=spelling(flag)))
-            if switch:
-                shared.append(spelling(flag))
+        elif switch_value(name, value, spelling(flag), script_rel):
+            shared.append(spelling(flag))
     if settings.threads is not None:
         flag = accepted("n-jobs")
         if flag is not None:
