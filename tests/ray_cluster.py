@@ -228,6 +228,22 @@ class Cluster:
             "second", ["--address", self.address, "--resources", json.dumps({"second": 1})],
             wrap=self._hide_wrapper(), gpus=self.second_gpus)
         self.wait_nodes(2, timeout)
+        self.wait_seen(2, timeout)
+
+    def wait_seen(self, count: int, timeout: float = 180.0) -> None:
+        """Wait until a driver sees ``count`` live nodes (a restarted node's raylet says it
+        registered a little before the cluster lists it alive)."""
+        probe = ("import ray, sys\nray.init(address=sys.argv[1], log_to_driver=False)\n"
+                 "print(sum(1 for n in ray.nodes() if n['Alive']))\n")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run([sys.executable, "-c", probe, self.address],
+                                 capture_output=True, text=True, env=self._env("probe"),
+                                 timeout=120).stdout.split()
+            if out and out[-1].isdigit() and int(out[-1]) >= count:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"the ray cluster did not list {count} live nodes in {timeout:.0f} s")
 
     def _wait_port(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

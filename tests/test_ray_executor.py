@@ -328,13 +328,15 @@ def test_exitfirst_cancels_every_job_still_on_the_cluster(pytester, ray_cluster,
     assert wait_gone(marker) == []
 
 
-def test_a_lost_node_fails_its_job_and_no_other(pytester, ray_cluster, marker):
+@pytest.mark.parametrize("form", ["HOST:PORT", "ray://"])
+def test_a_lost_node_fails_its_job_and_no_other(pytester, ray_cluster, marker, form):
     root = project(pytester, marker,
                    {"train_far": tree_job(300),
                     "train_near": tree_job(0) + "import time; time.sleep(1)\n"},
                    '[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n'
                    '[tool.training_plugin.jobs.near]\nresources = { head = 1 }\n')
-    proc = start(root, marker, "--ray", ray_cluster.address)
+    args, env = connect(ray_cluster, form)
+    proc = start(root, marker, *args, env=env)
     try:
         wait_log(root, "far", "ready", proc)
         os.kill(ray_cluster.second.raylet_pid(), signal.SIGKILL)

@@ -98,6 +98,8 @@ _QUIET = ("SIGTERM handler is not set",)
 _QUIET_LOGGERS = ("ray._private.worker", "ray.util.client.logsclient")
 
 _RAY_TO_OURS = {"CPU": "cpus", "GPU": "gpus", "memory": "memory"}
+#: The resource Ray gives the head node only.
+HEAD_RESOURCE = "node:__internal_head__"
 
 
 def _format_amount(name: str, value: float) -> str:
@@ -445,16 +447,27 @@ class RayExecutor:
         #: Ray Client (``ray://``) runs no streaming tasks: each job's task sends what it
         #: streams to a relay actor instead, and the controller pulls it from there.
         self._relay = None
+        self._nodes: dict[str, _Node] = {}
+        self._refresh_nodes()
         if _is_client(address):
             self._relay = ray.remote(_ray_node.Relay).options(
-                num_cpus=0, name=None, max_restarts=0).remote()
+                num_cpus=0, max_restarts=0, **self._on_head()).remote()
             self._task = ray.remote(_ray_node.run_job_relayed)
         else:
             self._task = ray.remote(_ray_node.run_job)
-        self._nodes: dict[str, _Node] = {}
-        self._refresh_nodes()
 
     # -- the cluster ----------------------------------------------------------------------------
+    def _on_head(self) -> dict[str, Any]:
+        """Scheduling options that keep an actor on the head node (the relay: on another node,
+        that node's loss would cut every job's stream, not only its own jobs')."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        for node in self._nodes.values():
+            if node.resources.get(HEAD_RESOURCE):
+                return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node.node_id,
+                                                                              soft=False)}
+        return {}
+
     def _refresh_nodes(self) -> dict[str, _Node]:
         nodes = {}
         for info in self._ray.nodes():
