@@ -144,6 +144,8 @@ def test_save_and_compare_a_baseline(pytester: pytest.Pytester) -> None:
     assert list(data["jobs"]) == ["a"]  # only jobs that passed
     assert data["jobs"]["a"]["argv"] == ["train_a.py"]
     assert data["jobs"]["a"]["metrics"] == {"roc_auc": 0.9, "accuracy": 0.8}
+    assert data["jobs"]["a"]["nodeid"] == "train_a.py::a"  # orders a fresh clone's first run
+    assert data["jobs"]["a"]["duration_s"] > 0
 
     same = run(pytester, "--compare=base.json", "--junitxml=junit.xml", "-k", "not broken")
     same.assert_outcomes(passed=1)

@@ -158,6 +158,27 @@ def test_durations_are_remembered_and_order_the_next_run(pytester):
     assert [line for line in third.outlines if "::" in line] == ["train_new.py::new", *expected]
 
 
+def test_a_fresh_clone_orders_its_first_run_by_the_baselines_durations(pytester):
+    # Nothing remembered (no cache), but the --compare baseline says how long each job took
+    # when it was saved: the first run is already longest first, with or without xdist.
+    jobs_with_sleeps(pytester, {"a": 0.05, "b": 0.05, "c": 0.05})
+    pytester.makefile(".json", base=json.dumps({"version": 1, "jobs": {
+        job: {"nodeid": f"train_{job}.py::{job}", "duration_s": seconds, "argv": [],
+              "metrics": {}} for job, seconds in (("a", 5.0), ("b", 60.0), ("c", 20.0))}}))
+    args = (*PLUGIN_ARGS, "-p", "no:cacheprovider", "--compare=base.json")
+    listed = pytester.runpytest_subprocess(*args, "--collect-only", "-q")
+    assert [line for line in listed.outlines if "::" in line] == [
+        "train_b.py::b", "train_c.py::c", "train_a.py::a"]
+    plain = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-p", "no:cacheprovider",
+                                          "--collect-only", "-q")
+    assert [line for line in plain.outlines if "::" in line] == [
+        "train_a.py::a", "train_b.py::b", "train_c.py::c"]  # without it: collection order
+    result = pytester.runpytest_subprocess(*args, "-n", "2", "-v")
+    result.assert_outcomes(passed=3)
+    started = [line.split()[-1] for line in result.outlines if line.startswith("train_")]
+    assert set(started[:2]) == {"train_b.py::b", "train_c.py::c"}, result.outlines
+
+
 def test_xdist_uses_the_longest_first_scheduler_and_records_durations(pytester):
     jobs_with_sleeps(pytester, {"a": 0.05, "b": 0.4, "c": 0.2, "d": 0.1})
     cache = pytester.path / ".pytest_cache" / "v" / "training_plugin"

@@ -28,6 +28,17 @@ DURATIONS_KEY = "training_plugin/durations"
 DEFAULT_ESTIMATE_S = 1.0
 
 
+#: Stash key: durations that other plugins expect (node id -> s; the ``--compare`` baseline's),
+#: used for the order where no duration is remembered (a fresh clone).
+EXPECTED_DURATIONS_KEY = pytest.StashKey[dict]()
+
+
+def known_durations(config: pytest.Config) -> dict[str, float]:
+    """Remembered durations, and for the jobs without one, the expected ones (the order of
+    a first run on a fresh clone comes from the committed baseline)."""
+    return {**config.stash.get(EXPECTED_DURATIONS_KEY, {}), **load_durations(config)}
+
+
 def load_durations(config: pytest.Config) -> dict[str, float]:
     """Remembered durations (node id -> s); {} without a cache (``-p no:cacheprovider``)."""
     cache = getattr(config, "cache", None)

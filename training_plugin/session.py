@@ -18,7 +18,7 @@ from training_plugin import budget, items as items_mod, results
 from training_plugin.items import TrainingItem
 from training_plugin.progress import Progress
 from training_plugin.pytest_compat import is_controller
-from training_plugin.scheduler import load_durations, order_items, save_durations
+from training_plugin.scheduler import known_durations, order_items, save_durations
 
 #: Report attribute naming a training job's log (travels with the report from xdist workers).
 REPORT_LOG_ATTR = "training_log"
@@ -47,12 +47,19 @@ class TrainingSession:
         self.measured: dict[str, float] = {}
         self.progress: Progress | None = None
         self.old_sigterm: Any = None
-        # read once, before any worker starts; workers use the controller's snapshot
+        # workers use the controller's snapshot; the controller reads them on first use (after
+        # every plugin is configured: the baseline's expected durations come from gates)
         workerinput = getattr(config, "workerinput", None)
+        self._durations: dict[str, float] | None = None
         if workerinput is not None and WORKERINPUT_DURATIONS in workerinput:
-            self.durations = dict(workerinput[WORKERINPUT_DURATIONS])
-        else:
-            self.durations = load_durations(config)
+            self._durations = dict(workerinput[WORKERINPUT_DURATIONS])
+
+    @property
+    def durations(self) -> dict[str, float]:
+        """Known durations by node id (remembered, else expected), read once."""
+        if self._durations is None:
+            self._durations = known_durations(self.config)
+        return self._durations
 
     # -- the executor ---------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from xdist.scheduler import LoadScheduling
 
-from training_plugin.scheduler import estimator, load_durations
+from training_plugin.scheduler import estimator, known_durations
 
 if TYPE_CHECKING:  # pragma: no cover
     from xdist.workermanage import WorkerController
@@ -31,7 +31,7 @@ class LongestFirstScheduling(LoadScheduling):  # type: ignore[misc,valid-type]
 
     def __init__(self, config: pytest.Config, log: Any = None) -> None:
         super().__init__(config, log)
-        self._estimate = estimator(load_durations(config))  # the cache is written only at the end
+        self._estimate = estimator(known_durations(config))  # the cache is written at the end
         self._started: dict[Any, float] = {}  # node -> when its first pending item started
 
     # -- the one decision that differs: which item a node gets, and when ----------------------

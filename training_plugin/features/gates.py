@@ -41,7 +41,7 @@ from typing import Any
 
 import pytest
 
-from training_plugin import results
+from training_plugin import results, scheduler
 from training_plugin.features import fingerprint, history
 from training_plugin.pytest_compat import is_controller
 
@@ -280,6 +280,7 @@ class Gates:
                 self.reference = self._load_reference()
             except pytest.UsageError as exc:
                 self.error = self.error or exc
+            config.stash[scheduler.EXPECTED_DURATIONS_KEY] = expected_durations(self.reference)
         else:
             self.reference = dict(config.workerinput.get(WORKERINPUT_REFERENCE) or {})
 
@@ -507,6 +508,8 @@ class Gates:
         self.saved[str(record.get("id"))] = {
             "argv": resolved_argv_of(list(record.get("command") or []),
                                      str(record.get("output_dir"))),
+            "nodeid": report.nodeid,
+            "duration_s": record.get("duration_s"),
             "metrics": metrics,
             "primary_metric": record.get("primary_metric"),
             "commit": facts["commit"],
@@ -544,6 +547,19 @@ class Gates:
         elif self.save is not None and self.controller \
                 and not self.config.getoption("collectonly"):
             terminalreporter.write_line("training: no job passed; no baseline saved")
+
+
+def expected_durations(reference: dict[str, Any]) -> dict[str, float]:
+    """Node id -> seconds of the reference's jobs that record both (baselines saved since
+    durations were kept): the order of a run with no remembered durations."""
+    found = {}
+    for entry in (reference.get("jobs") or {}).values():
+        if not isinstance(entry, dict):
+            continue
+        nodeid, seconds = entry.get("nodeid"), entry.get("duration_s")
+        if isinstance(nodeid, str) and isinstance(seconds, (int, float)) and seconds >= 0:
+            found[nodeid] = float(seconds)
+    return found
 
 
 def configure(config: pytest.Config) -> None:
