@@ -75,6 +75,28 @@ def ray_cluster(cluster: Cluster) -> Cluster:
     return cluster
 
 
+@pytest.fixture(autouse=True)
+def one_ray_client_at_a_time(request: pytest.FixtureRequest):
+    """Tests of ``ray://`` hold a machine-wide lock.  Every head's Ray Client server starts a
+    server per client on the first free port of a fixed range (23000-24000) and binds it a
+    moment later, so two clusters on one machine (one per xdist worker) can pick the same
+    port, and a client then lands on the other cluster's server ("Runtime environment doesn't
+    match").  One cluster per machine, as in real use, never races."""
+    params = getattr(request.node, "callspec", None)
+    if params is None or params.params.get("form") != "ray://":
+        yield
+        return
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / "tp-ray-client.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture
 def marker():
     """A unique value for MARKER_VAR; every marked process is killed afterwards."""
