@@ -109,7 +109,7 @@ def main() -> int:
         sleeps = project(tmp / "sleeps", {
             f"s{i}_{s}": f"import time\ntime.sleep({s})\nprint('slept {s}')\n"
             for i, s in enumerate(SLEEPS)})
-        session(sleeps, *ray)  # warm-up: durations remembered, workers and working_dir warm
+        session(sleeps, *ray)  # a first session: durations remembered, working_dir on the nodes
         timeline = tmp / "timeline.jsonl"
         total = session(sleeps, *ray, timeline=timeline)
         empty = best(sleeps, *ray, "-k", "no_such_job")
