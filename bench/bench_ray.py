@@ -120,7 +120,7 @@ def main() -> int:
               f"{'met' if makespan / OPTIMUM_S <= TARGET else 'MISSED'})")
         span = show_timeline(timeline, "makespan session")
         print(f"first job handed to the executor -> last job ended: {span:.1f} s "
-              f"({span / OPTIMUM_S:.3f}x; leaves out the connection and warm-up that overlap "
+              f"({span / OPTIMUM_S:.3f}x; leaves out the connection, which overlaps "
               "the scripts' analysis, which the empty session pays too)")
 
         if args.trivial <= 0:
