@@ -30,8 +30,6 @@ JOB_KEYS = (
 )
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MARKER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: Lines of the log shown in a failure report.
-LOG_TAIL_LINES = 30
 
 MSG_TABLE_KEY = (
     "{file}: unknown key {key!r} in [{table}]; allowed keys: " + ", ".join(JOB_KEYS)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+
 def is_controller(config: pytest.Config) -> bool:
     """Whether this pytest process is the controller (no xdist, or xdist's controller), not one
     of xdist's workers."""

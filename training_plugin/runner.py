@@ -265,8 +265,9 @@ def _kill_group(pgid: int | None) -> None:
         pass
 
 
-def log_tail(log_path: Path, lines: int = 20) -> str:
-    """The last ``lines`` lines of a log file (decoded leniently); "" when it does not exist."""
+def log_tail(log_path: Path, lines: int | None = 20) -> str:
+    """The last ``lines`` lines of a log file (decoded leniently; ``None``: every line of its
+    last 64 KiB); "" when it does not exist."""
     try:
         with open(log_path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
@@ -276,4 +277,4 @@ def log_tail(log_path: Path, lines: int = 20) -> str:
     except OSError:
         return ""
     text = data.decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-lines:])
+    return "\n".join(text.splitlines()[-lines:] if lines is not None else text.splitlines())

@@ -873,13 +873,9 @@ def _explain_missing_files(log_path: Path, rootdir: Path, workdir: str | None) -
     """A failed job's log says a file was missing: when that file exists in the controller's
     rootdir, it did not travel (ignored); say so at the end of the log, which the failure
     report shows."""
-    try:
-        with open(log_path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 65536))
-            tail = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return
+    from training_plugin.runner import log_tail
+
+    tail = log_tail(log_path, lines=None)
     notes = []
     for name in dict.fromkeys(_MISSING_FILE.findall(tail)):
         rel = name
