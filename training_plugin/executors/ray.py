@@ -686,13 +686,11 @@ class RayExecutor:
                 yield ray.get(ref)
             return
         while True:
+            # the task pushes every pair before it returns: once it is done, this pull is the last
             done, _ = ray.wait([flight.task], timeout=RELAY_POLL_S)
-            for pair in ray.get(self._relay.pull.remote(flight.job.id)):
-                yield pair
+            yield from ray.get(self._relay.pull.remote(flight.job.id))
             if done:
                 ray.get(flight.task)  # its error, if it failed
-                for pair in ray.get(self._relay.pull.remote(flight.job.id)):
-                    yield pair
                 return
 
     def _story(self, flight: _Flight, exc: BaseException) -> str:
