@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from training_plugin.jobs import output_dir_of
 from training_plugin.pytest_compat import is_controller
 
 HISTORY_FILE = "history.jsonl"
@@ -49,16 +50,9 @@ def add_ini(parser: pytest.Parser) -> None:
     """No ini keys."""
 
 
-def output_dir(config: pytest.Config) -> Path:
-    """The session's output directory (``--output-dir``, ini ``training_output_dir``)."""
-    from training_plugin.jobs import output_dir_of
-
-    return output_dir_of(config)
-
-
 def history_path(config: pytest.Config) -> Path:
     """``<output-dir>/history.jsonl``."""
-    return output_dir(config) / HISTORY_FILE
+    return output_dir_of(config) / HISTORY_FILE
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
@@ -185,7 +179,7 @@ class History:
         and, where the session's job specs are at hand, its command."""
         out = log.parent
         try:
-            job = out.relative_to(output_dir(self.config)).as_posix()
+            job = out.relative_to(output_dir_of(self.config)).as_posix()
         except ValueError:
             job = out.name
         record: dict[str, Any] = {"id": job, "output_dir": str(out), "log": str(log)}
