@@ -132,6 +132,15 @@ class JobSkip:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``, or None (missing, unreadable, not an object)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def write_json_atomic(path: Path, data: Any, **dumps: Any) -> None:
     """Write ``data`` as JSON (plus a newline) to ``path`` through a temporary file and
     ``os.replace``: a reader sees the old file or the new one, never half of one."""

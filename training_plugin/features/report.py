@@ -19,7 +19,6 @@ import base64
 import datetime as dt
 import html
 import io
-import json
 import math
 import shlex
 import subprocess
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from training_plugin import results
 
 #: The name the report plugin object is registered under.
 NAME = "training_plugin.report"
@@ -147,15 +148,6 @@ def metric_order(names: Iterable[str], primary: str | None = None) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # what a job left: metrics.json, spread, figures, history
 # ---------------------------------------------------------------------------------------------
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from ``path``, or None (missing, unreadable, not an object)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def spread(doc: Mapping[str, Any], name: str) -> float | None:
     """The spread (standard deviation across folds) of metric ``name``, where the job gives
     one: ``metrics_std``, a ``<name>_std`` metric, or the best model's ``<name>_std``."""
@@ -365,7 +357,8 @@ class JobView:
         self.table = getattr(spec, "config", None)  #: the job-table entry (metric directions)
         # metrics.json: this run's; for a skipped job, the last run's (it was not moved aside)
         has_metrics = bool(record.get("metrics")) or outcome == "skipped"
-        self.doc = (read_json(self.output_dir / "metrics.json") or {}) if has_metrics else {}
+        self.doc = ((results.read_json_object(self.output_dir / "metrics.json") or {})
+                    if has_metrics else {})
         self.metrics: dict[str, float] = {
             k: float(v) for k, v in (record.get("metrics") or {}).items() if _number(v) is not None
         }

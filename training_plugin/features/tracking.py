@@ -53,6 +53,7 @@ from typing import Any
 
 import pytest
 
+from training_plugin import results
 from training_plugin.features import history
 from training_plugin.jobs import output_dir_of
 from training_plugin.pytest_compat import is_controller
@@ -356,14 +357,6 @@ def job_tags(record: dict[str, Any], doc: dict[str, Any], manifest: dict[str, An
     return {k: _clip(v, MAX_TAG) for k, v in tags.items() if v != ""}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 # ---------------------------------------------------------------------------------------------
 # scikit-learn models (imported only when a job wrote a model file)
 # ---------------------------------------------------------------------------------------------
@@ -625,8 +618,8 @@ class Tracker:
 
         client = self.client
         out = Path(str(record.get("output_dir") or ""))
-        doc = _read_json(out / "metrics.json")
-        manifest = _read_json(out / "manifest.json")
+        doc = results.read_json_object(out / "metrics.json") or {}
+        manifest = results.read_json_object(out / "manifest.json") or {}
         job = str(record.get("id"))
         params = flag_params(list(record.get("command") or []))
         params.update(table_params(self._job_table().get(job)))
