@@ -13,6 +13,8 @@ environment bound back: it then shares no files with the controller except the e
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -40,6 +42,24 @@ FAST_HEALTH = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DEDUP_LOGS": "0",
 }
+
+
+#: How many times a node that ends during start-up is started again.  Ray gives a raylet a
+#: fixed 30 s to register with the GCS; on a loaded machine a start can miss that and end.
+START_ATTEMPTS = 3
+
+
+@contextlib.contextmanager
+def one_start_at_a_time():
+    """A machine-wide lock held while a node boots: two clusters on one machine (one per xdist
+    worker) booting at the same moment load the CPUs enough that a raylet can miss Ray's 30 s
+    registration deadline."""
+    with open(Path(tempfile.gettempdir()) / "tp-ray-start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def free_port() -> int:
@@ -139,6 +159,22 @@ class Node:
                 pass
 
 
+class NodeEnded(RuntimeError):
+    """A node's ``ray start`` ended during start-up; the message holds the tails of its
+    ``ray start`` output and of its raylet's and GCS's logs."""
+
+    def __init__(self, node: Node, temp: Path) -> None:
+        self.node = node
+        parts = [f"ray node {node.name} ended during start-up:",
+                 node.log.read_text(errors="replace")[-2000:]]
+        for name in ("raylet.out", "raylet.err", "gcs_server.out", "gcs_server.err"):
+            for log in sorted((temp / node.name).glob(f"session_*/logs/{name}")):
+                tail = log.read_text(errors="replace")[-1500:]
+                if tail.strip():
+                    parts += [f"--- {log.name} (tail)", tail]
+        super().__init__("\n".join(parts))
+
+
 class Cluster:
     """A head node and a second node with the custom resource ``second`` (1 CPU each)."""
 
@@ -207,12 +243,7 @@ class Cluster:
         not come up is stopped (by pid) before the error is raised: nothing is left running."""
         began = time.monotonic()
         try:
-            self.head = self._start("head", ["--head", "--port", str(self.port),
-                                             "--include-dashboard=false",
-                                             "--resources", json.dumps(self.head_resources),
-                                             "--ray-client-server-port",
-                                             self.client_address.rsplit(":", 1)[1]])
-            self._wait_port(timeout)
+            self._attempts(self._start_head, timeout)
             self.start_second(timeout)
         except BaseException:
             self.stop()
@@ -222,13 +253,43 @@ class Cluster:
 
     def start_second(self, timeout: float = 180.0) -> None:
         """(Re)start the second node and wait until the cluster sees two live nodes."""
+        self._attempts(self._start_second, timeout)
+        self.wait_seen(2, timeout)
+
+    def _attempts(self, start, timeout: float) -> None:
+        """Run ``start`` (which boots one node and waits for it) under the start-up lock; a node
+        that ends during start-up is stopped and started again, up to START_ATTEMPTS times."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                with one_start_at_a_time():
+                    start(timeout)
+                return
+            except NodeEnded as ended:
+                ended.node.stop()
+                if attempt == START_ATTEMPTS:
+                    raise RuntimeError(f"{ended} (after {attempt} attempts)") from None
+                print(f"ray_cluster: {ended.node.name} ended during start-up, starting it again "
+                      f"(attempt {attempt + 1} of {START_ATTEMPTS})", file=sys.stderr)
+
+    def _start_head(self, timeout: float) -> None:
+        if self.head is not None:  # a retry: the ports may be what ended the last attempt
+            self.port = free_port()
+            self.address = f"127.0.0.1:{self.port}"
+            self.client_address = f"ray://127.0.0.1:{free_port()}"
+        self.head = self._start("head", ["--head", "--port", str(self.port),
+                                         "--include-dashboard=false",
+                                         "--resources", json.dumps(self.head_resources),
+                                         "--ray-client-server-port",
+                                         self.client_address.rsplit(":", 1)[1]])
+        self._wait_port(timeout)
+
+    def _start_second(self, timeout: float) -> None:
         if self.second is not None:
             self.second.stop()
         self.second = self._start(
             "second", ["--address", self.address, "--resources", json.dumps({"second": 1})],
             wrap=self._hide_wrapper(), gpus=self.second_gpus)
         self.wait_nodes(2, timeout)
-        self.wait_seen(2, timeout)
 
     def wait_seen(self, count: int, timeout: float = 180.0) -> None:
         """Wait until a driver sees ``count`` live nodes (a restarted node's raylet says it
@@ -249,7 +310,7 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.head is not None and self.head.proc.poll() is not None:
-                raise RuntimeError(f"ray head ended: {self.head.log.read_text()[-3000:]}")
+                raise NodeEnded(self.head, self.temp)
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
@@ -265,8 +326,7 @@ class Cluster:
             nodes = [n for n in (self.head, self.second) if n is not None]
             for node in nodes:
                 if node.proc.poll() is not None:
-                    raise RuntimeError(f"ray node {node.name} ended: "
-                                       f"{node.log.read_text(errors='replace')[-3000:]}")
+                    raise NodeEnded(node, self.temp)
             if len(nodes) >= count and all(self._registered(n) for n in nodes):
                 return
             time.sleep(0.5)
