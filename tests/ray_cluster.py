@@ -179,8 +179,13 @@ class Cluster:
     """A head node and a second node with the custom resource ``second`` (1 CPU each)."""
 
     def __init__(self, cpus: int = 1, hide: list[Path] | None = None,
-                 head_resources: dict[str, float] | None = None, second_gpus: int = 0) -> None:
+                 head_resources: dict[str, float] | None = None, second_gpus: int = 0,
+                 dashboard: bool = False) -> None:
         self.cpus = cpus
+        #: Whether the head runs Ray's dashboard, which serves Ray Jobs (``ray job submit
+        #: --address`` ``dashboard_address``); about 1-2 s more start-up.
+        self.dashboard = dashboard
+        self.dashboard_address = ""
         #: GPUs the second node declares (Ray counts them and sets CUDA_VISIBLE_DEVICES for the
         #: tasks it gives them; no device is needed for that).
         self.second_gpus = second_gpus
@@ -276,12 +281,19 @@ class Cluster:
             self.port = free_port()
             self.address = f"127.0.0.1:{self.port}"
             self.client_address = f"ray://127.0.0.1:{free_port()}"
-        self.head = self._start("head", ["--head", "--port", str(self.port),
-                                         "--include-dashboard=false",
+        dashboard = ["--include-dashboard=false"]
+        if self.dashboard:
+            port = free_port()
+            self.dashboard_address = f"http://127.0.0.1:{port}"
+            dashboard = ["--include-dashboard=true", "--dashboard-host", "127.0.0.1",
+                         "--dashboard-port", str(port)]
+        self.head = self._start("head", ["--head", "--port", str(self.port), *dashboard,
                                          "--resources", json.dumps(self.head_resources),
                                          "--ray-client-server-port",
                                          self.client_address.rsplit(":", 1)[1]])
         self._wait_port(timeout)
+        if self.dashboard:
+            self._wait_dashboard(timeout)
 
     def _start_second(self, timeout: float) -> None:
         if self.second is not None:
@@ -317,6 +329,24 @@ class Cluster:
             except OSError:
                 time.sleep(0.3)
         raise RuntimeError("ray head did not open its port")
+
+    def _wait_dashboard(self, timeout: float) -> None:
+        """Wait until the head's job server answers (it starts after the GCS)."""
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.head is not None and self.head.proc.poll() is not None:
+                raise NodeEnded(self.head, self.temp)
+            try:
+                with urllib.request.urlopen(f"{self.dashboard_address}/api/version",
+                                            timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("ray head's dashboard (the job server) did not answer")
 
     def wait_nodes(self, count: int, timeout: float = 180.0) -> None:
         """Wait until ``count`` nodes are alive with their raylets up (read from each node's

@@ -1,7 +1,8 @@
 """The Ray executor on a real two-node Ray cluster started by these tests (tests/ray_cluster.py).
 
-The head has the custom resource ``head``, the second node ``second`` and one GPU (declared:
-Ray counts it and assigns it, no device is needed); the second node runs in
+The head has the custom resource ``head`` and Ray's dashboard (the job server of ``ray job
+submit``), the second node ``second`` and one GPU (declared: Ray counts it and assigns it, no
+device is needed); the second node runs in
 its own mount namespace with the checkout and this session's temp dirs hidden under tmpfs
 (only the Python environment is bound back), so it shares no files with the controller.
 Every job's tree carries ``proctable.MARKER_VAR=<marker>`` through the job table's ``env``;
@@ -24,10 +25,14 @@ from pathlib import Path
 
 import pytest
 
-from fakejobs import run_in_pty, tree_job
+from fakejobs import job_was_ready, run_in_pty, tree_job
 from proctable import MARKER_VAR, marked_pids
-from ray_cluster import Cluster, free_port
-from training_plugin.executors.ray import MSG_NODE_LOST, MSG_UNREACHABLE
+from ray_cluster import RAY, Cluster, free_port
+from training_plugin.executors.ray import (
+    MSG_NODE_LOST,
+    MSG_OUTPUT_IN_JOB_COPY,
+    MSG_UNREACHABLE,
+)
 from training_plugin.plugin import MSG_RAY_WITH_XDIST
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -62,7 +67,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     """One two-node cluster for this test process (each xdist worker gets its own, on its own
     ports and temp dirs)."""
     hide = [REPO, tmp_path_factory.getbasetemp()]
-    started = Cluster(hide=hide, head_resources={"head": 1}, second_gpus=1).start()
+    started = Cluster(hide=hide, head_resources={"head": 1}, second_gpus=1,
+                      dashboard=True).start()
     yield started
     started.stop()
 
@@ -474,6 +480,83 @@ def test_the_projects_own_packages_come_from_rays_copy(pytester, ray_cluster, ma
         log = (root / "out" / job / "train.log").read_text()
         cwd = re.search(r"^cwd=(.*)$", log, re.M).group(1)
         assert f"mypkg={cwd}/src/mypkg/__init__.py" in log, log
+
+
+def ray_job(cluster: Cluster, root: Path, marker: str, verb: str, *args: str,
+            env_vars: dict[str, str] | None = None, options: tuple[str, ...] = ()
+            ) -> subprocess.CompletedProcess:
+    """``ray job <verb>`` against the cluster's job server.  ``submit`` ships ``root`` as the
+    job's working_dir and runs pytest with ``--ray auto`` and ``args`` as its entrypoint (on
+    the head, under this Python); other verbs take ``args`` as they are."""
+    cmd = [RAY, "job", verb, "--address", cluster.dashboard_address, *options]
+    if verb == "submit":
+        cmd += ["--working-dir", str(root), "--runtime-env-json",
+                json.dumps({"env_vars": env_vars or {}}), "--", sys.executable, "-m", "pytest",
+                "-p", "training_plugin", "-p", "no:cacheprovider", "--ray", "auto"]
+    return subprocess.run([*cmd, *args], cwd=root, capture_output=True, text=True, timeout=300,
+                          check=False, env=session_env(marker, {"RAY_AUTH_MODE": "disabled"}))
+
+
+def test_pytest_as_a_ray_job_entrypoint_runs_like_any_session(pytester, ray_cluster, marker):
+    # `ray job submit --working-dir .`: Ray ships the project, unpacks it on the head and runs
+    # pytest there as the job's driver.  The job's working_dir and the session's would clash
+    # (Ray refuses two); the session's copy of the rootdir wins.  The job's PYTHONPATH points at
+    # the original checkout, as an editable install would; the second node has no checkout, and
+    # both nodes must import the copy that was submitted.
+    job = ("import os, mypkg\nprint('mypkg=' + mypkg.__file__, flush=True)\n"
+           "print('cwd=' + os.getcwd(), flush=True)\n")
+    root = project(pytester, marker, {"train_far": job, "train_near": job},
+                   "[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n"
+                   "[tool.training_plugin.jobs.near]\nresources = { head = 1 }\n")
+    (root / "src" / "mypkg").mkdir(parents=True)
+    (root / "src" / "mypkg" / "__init__.py").write_text("")
+    kept = root / "kept"
+    env_vars = {"PYTHONPATH": str(root / "src")}
+
+    def submit(*args: str) -> str:
+        done = ray_job(ray_cluster, root, marker, "submit", *args, env_vars=env_vars)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    out = submit(f"--output-dir={kept}")
+    assert re.search(r"^far\s+passed .* ray:second", out, re.M), out
+    assert "imports from " in out and "src" in out.split("imports from ", 1)[1], out
+    assert "temporary copy" not in out, out
+    for job in ("far", "near"):
+        log = (kept / job / "train.log").read_text()  # outputs where --output-dir said
+        cwd = re.search(r"^cwd=(.*)$", log, re.M).group(1)
+        assert cwd != str(root) and "working_dir" in cwd, log
+        assert f"mypkg={cwd}/src/mypkg/__init__.py" in log, log  # the copy, not the checkout
+    # Left inside the job's copy of the project, outputs would be deleted with it: said so.
+    out = submit("--collect-only", "--output-dir=out")
+    assert MSG_OUTPUT_IN_JOB_COPY.split("{out}")[1].split(":")[0] in out, out
+    assert not marked_pids(marker)
+
+
+def test_ray_job_stop_leaves_nothing_running_on_any_node(pytester, ray_cluster, marker):
+    # `ray job stop` is how a Ray Job is cancelled: Ray's job supervisor sends the entrypoint
+    # SIGTERM (SIGKILL a few seconds later).  Every job of the session ends with it.
+    root = project(pytester, marker,
+                   {"train_far": tree_job(300), "train_near": tree_job(300)},
+                   '[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n'
+                   '[tool.training_plugin.jobs.near]\nresources = { head = 1 }\n')
+    kept = root / "kept"
+    job_id = f"tp-{marker}"
+    submitted = ray_job(ray_cluster, root, marker, "submit", f"--output-dir={kept}",
+                        env_vars={MARKER_VAR: marker},  # pytest, the job's driver, too
+                        options=("--no-wait", "--submission-id", job_id))
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    deadline = time.monotonic() + 120
+    while not all(job_was_ready(kept / job / "train.log") for job in ("far", "near")):
+        assert time.monotonic() < deadline, ray_job(ray_cluster, root, marker, "logs",
+                                                    job_id).stdout
+        time.sleep(0.2)
+    assert len(marked_pids(marker)) >= 2 * 4 + 1
+    stopped = ray_job(ray_cluster, root, marker, "stop", job_id)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert wait_gone(marker) == []
+    logs = ray_job(ray_cluster, root, marker, "logs", job_id).stdout
+    assert "pytest received SIGTERM" in logs, logs
 
 
 def test_a_project_too_big_to_ship_is_a_usage_error_naming_the_fix(pytester, ray_cluster,

@@ -11,6 +11,8 @@
 - Code: the controller's rootdir travels as the job's runtime environment (``working_dir``),
   without ``.git``, ``.venv``, output and cache folders and what ``.gitignore`` ignores; each
   job runs inside Ray's copy.  The nodes share the Python environment (same image or venv).
+  Run as a Ray Job's entrypoint (``ray job submit --working-dir``), the session's working_dir
+  (the rootdir, inside the job's copy) overrides the job's, as Ray allows on request.
 - Placement: each job asks for its ``cpus`` / ``gpus`` / ``memory`` / custom ``resources``;
   Ray places it.  A request that no node of the cluster can hold fails at once, naming what
   was asked and what the nodes offer (a Ray task on an infeasible request would wait forever).
@@ -64,6 +66,10 @@ MSG_UNREACHABLE = (
     "`ray start --head --port=6379` and pass --ray HOST:6379, or use --ray local for a private "
     "instance on this machine."
 )
+MSG_OUTPUT_IN_JOB_COPY = (
+    "outputs go to {out}, inside Ray's temporary copy of the project (this is a Ray Job): "
+    "pass --output-dir=PATH (a folder that outlives the job) to keep them"
+)
 MSG_CONNECT_FAILED = ("--ray {address}: could not open a session on the Ray cluster (connect, "
                       "then ship the project as its working_dir): {why}")
 MSG_INFEASIBLE = "asks for {asked}, which no node of the cluster has ({offer})"
@@ -87,6 +93,9 @@ RELAY_POLL_S = 0.2
 #: the executor's default when ``RAY_CLIENT_RECONNECT_GRACE_PERIOD`` is not set (Ray's own is
 #: 30 s), so that jobs of a killed pytest are gone within 30 s.
 CLIENT_GRACE_S = "15"
+#: Set by Ray's job supervisor for the driver of a Ray Job (``ray job submit``): the job's
+#: runtime environment, which ``ray.init`` merges with the session's.
+RAY_JOB_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 #: Folders never shipped to the nodes (besides what .gitignore ignores).
 EXCLUDES = [".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".mypy_cache",
             ".ruff_cache", ".tox", ".nox", "node_modules", "*.egg-info"]
@@ -228,14 +237,23 @@ def _runtime_env(config: pytest.Config) -> dict[str, Any]:
 
 
 #: Run by the controller's Python in the rootdir, as a job would start (without the current
-#: folder on the path): for each candidate top-level name, where it would import from; prints
-#: the folders of the rootdir that hold the ones found inside it (relative, JSON).
+#: folder on the path): for each of the rootdir's top-level names (name -> the rootdir's
+#: folders holding it), where it would import from; prints the rootdir's folders a job needs
+#: on its path (relative, JSON).  A name that imports from inside the rootdir needs the folder
+#: it imports from.  One that imports from neither the rootdir nor the Python environment
+#: (which the nodes share) comes from a path that only this machine may have: an editable
+#: install of the checkout when pytest runs in a copy of it (a Ray Job's working_dir), or a
+#: PYTHONPATH entry; the rootdir's own folders holding it stand in for that path.
 _ROOTS_PROBE = """
-import importlib.util, json, os, sys
+import importlib.util, json, os, site, sys
 del sys.path[0]
 root = os.path.realpath(sys.argv[1])
+env = [os.path.realpath(p) for p in [sys.prefix, sys.base_prefix, sys.exec_prefix,
+       *site.getsitepackages(), site.getusersitepackages()] if p]
+def inside(place, folder):
+    return place == folder or place.startswith(folder + os.sep)
 found = set()
-for name in json.loads(sys.argv[2]):
+for name, folders in json.loads(sys.argv[2]).items():
     try:
         spec = importlib.util.find_spec(name)
     except Exception:
@@ -245,17 +263,22 @@ for name in json.loads(sys.argv[2]):
     places = list(spec.submodule_search_locations or ()) or [spec.origin or ""]
     for place in places:
         place = os.path.realpath(place) if place else ""
-        if place.startswith(root + os.sep):
+        if inside(place, root):
             found.add(os.path.relpath(os.path.dirname(place), root))
+        elif os.path.isabs(place) and not any(inside(place, e) for e in env):
+            found.update(folders)
 print(json.dumps(sorted(found)))
 """
 
 
 class _PackageRoots:
     """The rootdir's folders from which a job imports the project's own packages locally
-    (``.`` and ``src`` here: an editable install maps ``aimedres`` to ``<rootdir>/src``).
-    On a node those paths are the controller's, and may not exist (no checkout) or hold other
-    code; each job gets Ray's copy of these folders first on its ``PYTHONPATH`` instead.
+    (``.`` and ``src`` here: an editable install maps ``aimedres`` to ``<rootdir>/src``), and
+    those holding a package that imports from a path outside both the rootdir and the Python
+    environment (in a Ray Job, pytest runs in Ray's copy of the checkout, and the editable
+    install still points at the original).  On a node those paths are the controller's, and may
+    not exist (no checkout) or hold other code; each job gets Ray's copy of these folders first
+    on its ``PYTHONPATH`` instead.
 
     Asked of a fresh interpreter (started at once, read by ``get``), because pytest's own
     ``sys.path`` is not what a job sees."""
@@ -264,7 +287,7 @@ class _PackageRoots:
         import json
         import subprocess
 
-        names = []
+        names: dict[str, list[str]] = {}
         bases = [rootdir] + sorted(
             d for d in _listdir(rootdir) if d.is_dir() and not d.name.startswith(".")
             and d.name not in EXCLUDES and not (d / "__init__.py").exists())
@@ -273,11 +296,11 @@ class _PackageRoots:
                 name = entry.stem if entry.suffix == ".py" else entry.name
                 if name.isidentifier() and (entry.suffix == ".py" or (
                         entry.is_dir() and (entry / "__init__.py").exists())):
-                    names.append(name)
+                    names.setdefault(name, []).append(base.relative_to(rootdir).as_posix())
         self.roots: list[str] | None = None
         try:
             self._proc: Any = subprocess.Popen(
-                [sys.executable, "-c", _ROOTS_PROBE, str(rootdir), json.dumps(sorted(set(names)))],
+                [sys.executable, "-c", _ROOTS_PROBE, str(rootdir), json.dumps(names)],
                 cwd=rootdir, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         except OSError:
             self._proc, self.roots = None, []
@@ -329,6 +352,12 @@ def _connect(address: str, runtime_env: dict[str, Any]) -> None:
         else:
             if _is_client(address):
                 os.environ.setdefault("RAY_CLIENT_RECONNECT_GRACE_PERIOD", CLIENT_GRACE_S)
+            if RAY_JOB_VAR in os.environ:
+                # pytest runs as a Ray Job's entrypoint (``ray job submit --working-dir .``):
+                # Ray refuses a second working_dir beside the job's unless told to let the
+                # session's win.  The rootdir (inside the job's copy) then ships as in any
+                # other session, the job's other settings (pip, env_vars) kept.
+                os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
             kwargs.update(address=address)
         ray.init(**kwargs)
     except pytest.UsageError:
@@ -494,15 +523,20 @@ class RayExecutor:
         return self._infeasible_now(request)
 
     def describe(self) -> str:
-        """Header line: where, how big, what travels."""
+        """Header line: where, how big, what travels (and, in a Ray Job's copy of the project,
+        that outputs left inside it are lost)."""
         nodes = self._nodes.values()
         cpus = sum(n.resources.get("CPU", 0) for n in nodes)
         gpus = sum(n.resources.get("GPU", 0) for n in nodes)
         where = "a private Ray instance" if self.address == "local" else f"Ray at {self.address}"
-        return (f"{where}: {len(self._nodes)} node(s), {cpus:g} CPUs, {gpus:g} GPUs; "
+        line = (f"{where}: {len(self._nodes)} node(s), {cpus:g} CPUs, {gpus:g} GPUs; "
                 f"code ships from {self.rootdir} (runtime_env working_dir"
                 + (f"; imports from {', '.join(self.package_roots)}" if self.package_roots
                    else "") + ")")
+        out = _output_root(self.config)
+        if out is not None and _in_ray_job_copy(self.rootdir) and _inside(out, self.rootdir):
+            line += "; " + MSG_OUTPUT_IN_JOB_COPY.format(out=out)
+        return line
 
     def placement(self, job: JobRun) -> str:
         """Where ``job`` could run: the nodes that can hold its request, or why none can."""
@@ -826,6 +860,28 @@ def _queue_mode(config: pytest.Config) -> str:
     if value not in QUEUE_MODES:
         raise pytest.UsageError(MSG_BAD_QUEUE.format(value=raw))
     return value
+
+
+def _in_ray_job_copy(rootdir: Path) -> bool:
+    """Whether ``rootdir`` is inside the copy of a Ray Job's ``working_dir`` that this session
+    runs in (``ray job submit --working-dir``): a folder Ray unpacked and deletes later."""
+    import json
+
+    try:
+        job = json.loads(os.environ.get(RAY_JOB_VAR) or "{}")
+        uri = str((job.get("runtime_env") or {}).get("working_dir") or "")
+    except (ValueError, AttributeError):
+        return False
+    package = uri.rsplit("/", 1)[-1].removesuffix(".zip")
+    return bool(package) and package in Path(rootdir).resolve().parts
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+        return True
+    except ValueError:
+        return False
 
 
 def _output_root(config: pytest.Config) -> Path | None:
