@@ -50,16 +50,21 @@ START_ATTEMPTS = 3
 
 
 @contextlib.contextmanager
-def one_start_at_a_time():
-    """A machine-wide lock held while a node boots: two clusters on one machine (one per xdist
-    worker) booting at the same moment load the CPUs enough that a raylet can miss Ray's 30 s
-    registration deadline."""
-    with open(Path(tempfile.gettempdir()) / "tp-ray-start.lock", "w") as lock:
+def machine_lock(name: str):
+    """A lock that every process of this machine sees (a file lock in the temp dir)."""
+    with open(Path(tempfile.gettempdir()) / f"tp-ray-{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def one_start_at_a_time():
+    """The lock held while a node boots: two clusters on one machine (one per xdist worker)
+    booting at the same moment load the CPUs enough that a raylet can miss Ray's 30 s
+    registration deadline."""
+    return machine_lock("start")
 
 
 def free_port() -> int:

@@ -27,7 +27,7 @@ import pytest
 
 from fakejobs import job_was_ready, run_in_pty, tree_job
 from proctable import MARKER_VAR, marked_pids
-from ray_cluster import RAY, Cluster, free_port
+from ray_cluster import RAY, Cluster, free_port, machine_lock
 from training_plugin.executors.ray import (
     MSG_NODE_LOST,
     MSG_OUTPUT_IN_JOB_COPY,
@@ -92,15 +92,8 @@ def one_ray_client_at_a_time(request: pytest.FixtureRequest):
     if params is None or params.params.get("form") != "ray://":
         yield
         return
-    import fcntl
-    import tempfile
-
-    with open(Path(tempfile.gettempdir()) / "tp-ray-client.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with machine_lock("client"):
+        yield
 
 
 @pytest.fixture
@@ -461,10 +454,9 @@ def test_a_venv_inside_the_project_is_replaced_by_the_nodes_python(pytester, ray
     assert f"python={sys.executable}" in log, log  # the node's (the cluster's) Python
 
 
-def test_the_projects_own_packages_come_from_rays_copy(pytester, ray_cluster, marker):
-    # A src layout: locally the job imports mypkg from <project>/src (here through PYTHONPATH;
-    # an editable install does the same).  On the nodes it must import Ray's copy: the second
-    # node has no checkout, and on the head the checkout is not the code that was shipped.
+def src_layout_project(pytester: pytest.Pytester, marker: str) -> Path:
+    """A project whose package ``mypkg`` lives in ``src/``; its jobs ``far`` (second node) and
+    ``near`` (head) print where they imported it from and their working directory."""
     job = ("import os, mypkg\nprint('mypkg=' + mypkg.__file__, flush=True)\n"
            "print('cwd=' + os.getcwd(), flush=True)\n")
     root = project(pytester, marker, {"train_far": job, "train_near": job},
@@ -472,14 +464,29 @@ def test_the_projects_own_packages_come_from_rays_copy(pytester, ray_cluster, ma
                    "[tool.training_plugin.jobs.near]\nresources = { head = 1 }\n")
     (root / "src" / "mypkg").mkdir(parents=True)
     (root / "src" / "mypkg" / "__init__.py").write_text("")
+    return root
+
+
+def imported_from_rays_copy(log_path: Path) -> bool:
+    """Whether the job of ``src_layout_project`` that wrote ``log_path`` imported mypkg from
+    Ray's copy of the project (its working directory), not from the checkout."""
+    log = log_path.read_text()
+    cwd = re.search(r"^cwd=(.*)$", log, re.M).group(1)
+    return "working_dir" in cwd and f"mypkg={cwd}/src/mypkg/__init__.py" in log
+
+
+def test_the_projects_own_packages_come_from_rays_copy(pytester, ray_cluster, marker):
+    # A src layout: locally the job imports mypkg from <project>/src (here through PYTHONPATH;
+    # an editable install does the same).  On the nodes it must import Ray's copy: the second
+    # node has no checkout, and on the head the checkout is not the code that was shipped.
+    root = src_layout_project(pytester, marker)
     rc, out = run(root, marker, "--ray", ray_cluster.address,
                   env={"PYTHONPATH": str(root / "src")})
     assert rc == 0, out
     assert "imports from src)" in out, out
     for job in ("far", "near"):
-        log = (root / "out" / job / "train.log").read_text()
-        cwd = re.search(r"^cwd=(.*)$", log, re.M).group(1)
-        assert f"mypkg={cwd}/src/mypkg/__init__.py" in log, log
+        log = root / "out" / job / "train.log"
+        assert imported_from_rays_copy(log), log.read_text()
 
 
 def ray_job(cluster: Cluster, root: Path, marker: str, verb: str, *args: str,
@@ -503,13 +510,7 @@ def test_pytest_as_a_ray_job_entrypoint_runs_like_any_session(pytester, ray_clus
     # (Ray refuses two); the session's copy of the rootdir wins.  The job's PYTHONPATH points at
     # the original checkout, as an editable install would; the second node has no checkout, and
     # both nodes must import the copy that was submitted.
-    job = ("import os, mypkg\nprint('mypkg=' + mypkg.__file__, flush=True)\n"
-           "print('cwd=' + os.getcwd(), flush=True)\n")
-    root = project(pytester, marker, {"train_far": job, "train_near": job},
-                   "[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n"
-                   "[tool.training_plugin.jobs.near]\nresources = { head = 1 }\n")
-    (root / "src" / "mypkg").mkdir(parents=True)
-    (root / "src" / "mypkg" / "__init__.py").write_text("")
+    root = src_layout_project(pytester, marker)
     kept = root / "kept"
     env_vars = {"PYTHONPATH": str(root / "src")}
 
@@ -523,10 +524,8 @@ def test_pytest_as_a_ray_job_entrypoint_runs_like_any_session(pytester, ray_clus
     assert "imports from " in out and "src" in out.split("imports from ", 1)[1], out
     assert "temporary copy" not in out, out
     for job in ("far", "near"):
-        log = (kept / job / "train.log").read_text()  # outputs where --output-dir said
-        cwd = re.search(r"^cwd=(.*)$", log, re.M).group(1)
-        assert cwd != str(root) and "working_dir" in cwd, log
-        assert f"mypkg={cwd}/src/mypkg/__init__.py" in log, log  # the copy, not the checkout
+        log = kept / job / "train.log"  # outputs where --output-dir said
+        assert imported_from_rays_copy(log), log.read_text()
     # Left inside the job's copy of the project, outputs would be deleted with it: said so.
     out = submit("--collect-only", "--output-dir=out")
     assert MSG_OUTPUT_IN_JOB_COPY.split("{out}")[1].split(":")[0] in out, out
