@@ -241,9 +241,10 @@ def _runtime_env(config: pytest.Config) -> dict[str, Any]:
 #: folders holding it), where it would import from; prints the rootdir's folders a job needs
 #: on its path (relative, JSON).  A name that imports from inside the rootdir needs the folder
 #: it imports from.  One that imports from neither the rootdir nor the Python environment
-#: (which the nodes share) comes from a path that only this machine may have: an editable
-#: install of the checkout when pytest runs in a copy of it (a Ray Job's working_dir), or a
-#: PYTHONPATH entry; the rootdir's own folders holding it stand in for that path.
+#: (which the nodes share), but from a file identical to the rootdir's own, is the same code
+#: at a path that only this machine may have: the checkout, when pytest runs in a copy of it
+#: (a Ray Job's working_dir) and an editable install or a PYTHONPATH entry points at the
+#: original; the rootdir's folder holding that file stands in for it.
 _ROOTS_PROBE = """
 import importlib.util, json, os, site, sys
 del sys.path[0]
@@ -252,6 +253,20 @@ env = [os.path.realpath(p) for p in [sys.prefix, sys.base_prefix, sys.exec_prefi
        *site.getsitepackages(), site.getusersitepackages()] if p]
 def inside(place, folder):
     return place == folder or place.startswith(folder + os.sep)
+def read(path):
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+def same_code(place, name, folder):
+    if os.path.isdir(place):
+        mine = os.path.join(root, folder, name, "__init__.py")
+        place = os.path.join(place, "__init__.py")
+    else:
+        mine = os.path.join(root, folder, name + ".py")
+    text = read(place)
+    return text is not None and text == read(mine)
 found = set()
 for name, folders in json.loads(sys.argv[2]).items():
     try:
@@ -266,7 +281,7 @@ for name, folders in json.loads(sys.argv[2]).items():
         if inside(place, root):
             found.add(os.path.relpath(os.path.dirname(place), root))
         elif os.path.isabs(place) and not any(inside(place, e) for e in env):
-            found.update(folders)
+            found.update(f for f in folders if same_code(place, name, f))
 print(json.dumps(sorted(found)))
 """
 
