@@ -32,6 +32,7 @@ from training_plugin.executors.ray import (
     MSG_NODE_LOST,
     MSG_OUTPUT_IN_JOB_COPY,
     MSG_UNREACHABLE,
+    _PackageRoots,
 )
 from training_plugin.plugin import MSG_RAY_WITH_XDIST
 
@@ -487,6 +488,21 @@ def test_the_projects_own_packages_come_from_rays_copy(pytester, ray_cluster, ma
     for job in ("far", "near"):
         log = root / "out" / job / "train.log"
         assert imported_from_rays_copy(log), log.read_text()
+
+
+@pytest.mark.parametrize("same", [True, False], ids=["the-checkout", "another-library"])
+def test_a_package_from_outside_the_project_stands_for_its_own_only_when_identical(
+        tmp_path, monkeypatch, same):
+    # In a Ray Job, pytest runs in a copy of the checkout while an editable install (here a
+    # PYTHONPATH entry) still points at the original: the same code, so the copy ships in its
+    # place.  An unrelated library of the same name is what the jobs import locally: it stays.
+    project, original = tmp_path / "project", tmp_path / "original"
+    for root, text in ((project, "VERSION = 1\n"),
+                       (original, "VERSION = 1\n" if same else "VERSION = 2\n")):
+        (root / "src" / "mypkg").mkdir(parents=True)
+        (root / "src" / "mypkg" / "__init__.py").write_text(text)
+    monkeypatch.setenv("PYTHONPATH", str(original / "src"))
+    assert ("src" in _PackageRoots(project).get()) is same
 
 
 def ray_job(cluster: Cluster, root: Path, marker: str, verb: str, *args: str,
