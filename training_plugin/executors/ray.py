@@ -289,9 +289,9 @@ print(json.dumps(sorted(found)))
 class _PackageRoots:
     """The rootdir's folders from which a job imports the project's own packages locally
     (``.`` and ``src`` here: an editable install maps ``aimedres`` to ``<rootdir>/src``), and
-    those holding a package that imports from a path outside both the rootdir and the Python
-    environment (in a Ray Job, pytest runs in Ray's copy of the checkout, and the editable
-    install still points at the original).  On a node those paths are the controller's, and may
+    those holding a package that imports from an identical file outside both the rootdir and
+    the Python environment (in a Ray Job, pytest runs in Ray's copy of the checkout, and the
+    editable install still points at the original).  On a node those paths are the controller's, and may
     not exist (no checkout) or hold other code; each job gets Ray's copy of these folders first
     on its ``PYTHONPATH`` instead.
 
@@ -892,11 +892,7 @@ def _in_ray_job_copy(rootdir: Path) -> bool:
 
 
 def _inside(path: Path, folder: Path) -> bool:
-    try:
-        Path(path).resolve().relative_to(Path(folder).resolve())
-        return True
-    except ValueError:
-        return False
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
 
 
 def _output_root(config: pytest.Config) -> Path | None:
