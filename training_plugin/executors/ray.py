@@ -385,17 +385,23 @@ def _connect(address: str, runtime_env: dict[str, Any]) -> None:
 
 
 class _Preconnect:
-    """``ray.init`` in a background thread (see the module docstring)."""
+    """``ray.init`` in a background thread (see the module docstring), or at once on this
+    thread (``background=False``: ``--ray local``, whose private instance starts on the main
+    thread, and an executor that found no background connection)."""
 
-    def __init__(self, config: pytest.Config, address: str) -> None:
+    def __init__(self, config: pytest.Config, address: str, background: bool = True) -> None:
         self.address = address
         self.runtime_env = _runtime_env(config)
         self.package_roots = _PackageRoots(Path(config.rootpath))
         self.connected = threading.Event()
         self.error: BaseException | None = None
         self.used = False
-        self.thread = threading.Thread(target=self._run, name="ray-connect", daemon=True)
-        self.thread.start()
+        self.thread: threading.Thread | None = None
+        if background:
+            self.thread = threading.Thread(target=self._run, name="ray-connect", daemon=True)
+            self.thread.start()
+        else:
+            self._run()
 
     def _run(self) -> None:
         try:
@@ -418,6 +424,8 @@ class _Preconnect:
     def wait(self) -> None:
         """Block until connected; raise what connecting raised."""
         self.connected.wait()
+        if self.error is not None and not isinstance(self.error, Exception):
+            raise self.error  # KeyboardInterrupt while connecting on this thread
         if isinstance(self.error, pytest.UsageError):
             raise pytest.UsageError(str(self.error))
         if self.error is not None:
@@ -444,7 +452,8 @@ def end_preconnect(config: pytest.Config) -> None:
     del config.stash[_PRECONNECT]
     if pre.used:
         return
-    pre.thread.join(CONNECT_CHECK_S + 60.0)
+    if pre.thread is not None:
+        pre.thread.join(CONNECT_CHECK_S + 60.0)
     if pre.error is None:
         try:
             import ray
@@ -475,16 +484,11 @@ class RayExecutor:
         self.waiting: list[_Flight] = []
         self.queue_mode = _queue_mode(config)
         pre = config.stash.get(_PRECONNECT, None)
-        self._pre: _Preconnect | None = None
-        if pre is not None and pre.address == address and not pre.used:
-            pre.used = True  # this executor's close() disconnects
-            self._pre = pre
-            package_roots = pre.package_roots
-            pre.wait()
-        else:
-            package_roots = _PackageRoots(self.rootdir)
-            _connect(address, _runtime_env(config))
-        self.package_roots = package_roots.get()
+        if pre is None or pre.address != address or pre.used:
+            pre = _Preconnect(config, address, background=False)
+        pre.used = True  # this executor's close() disconnects
+        pre.wait()
+        self.package_roots = pre.package_roots.get()
         ray.cloudpickle.register_pickle_by_value(_ray_node)
         self._ray = ray
         self._reaper_source = Path(__file__).parents[1].joinpath("_reaper.py").read_text()
