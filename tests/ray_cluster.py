@@ -253,7 +253,7 @@ class Cluster:
         not come up is stopped (by pid) before the error is raised: nothing is left running."""
         began = time.monotonic()
         try:
-            self._attempts(self._start_head, timeout)
+            self._attempts("head", self._start_head, timeout)
             self.start_second(timeout)
         except BaseException:
             self.stop()
@@ -263,18 +263,22 @@ class Cluster:
 
     def start_second(self, timeout: float = 180.0) -> None:
         """(Re)start the second node and wait until the cluster sees two live nodes."""
-        self._attempts(self._start_second, timeout)
+        self._attempts("second", self._start_second, timeout)
         self.wait_seen(2, timeout)
 
-    def _attempts(self, start, timeout: float) -> None:
-        """Run ``start`` (which boots one node and waits for it) under the start-up lock; a node
-        that ends during start-up is stopped and started again, up to START_ATTEMPTS times."""
+    def _attempts(self, name: str, start, timeout: float) -> None:
+        """Run ``start`` (which boots node ``name`` and waits for it) under the start-up lock;
+        when that node ends during start-up it is stopped and started again, up to
+        START_ATTEMPTS times (another node's end is not mended by restarting this one: raised
+        at once)."""
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 with one_start_at_a_time():
                     start(timeout)
                 return
             except NodeEnded as ended:
+                if ended.node.name != name:
+                    raise
                 ended.node.stop()
                 if attempt == START_ATTEMPTS:
                     raise RuntimeError(f"{ended} (after {attempt} attempts)") from None
@@ -296,9 +300,10 @@ class Cluster:
                                          "--resources", json.dumps(self.head_resources),
                                          "--ray-client-server-port",
                                          self.client_address.rsplit(":", 1)[1]])
-        self._wait_port(timeout)
+        self._wait_head(self._port_open, "its port did not open", timeout)
         if self.dashboard:
-            self._wait_dashboard(timeout)
+            self._wait_head(self._dashboard_answers,
+                            "its dashboard (the job server) did not answer", timeout)
 
     def _start_second(self, timeout: float) -> None:
         if self.second is not None:
@@ -323,35 +328,32 @@ class Cluster:
             time.sleep(0.5)
         raise RuntimeError(f"the ray cluster did not list {count} live nodes in {timeout:.0f} s")
 
-    def _wait_port(self, timeout: float) -> None:
+    def _wait_head(self, ready, what: str, timeout: float) -> None:
+        """Wait until ``ready()`` is true (an OSError counts as not yet); a head that ends
+        meanwhile raises NodeEnded."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.head is not None and self.head.proc.poll() is not None:
                 raise NodeEnded(self.head, self.temp)
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError("ray head did not open its port")
-
-    def _wait_dashboard(self, timeout: float) -> None:
-        """Wait until the head's job server answers (it starts after the GCS)."""
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.head is not None and self.head.proc.poll() is not None:
-                raise NodeEnded(self.head, self.temp)
-            try:
-                with urllib.request.urlopen(f"{self.dashboard_address}/api/version",
-                                            timeout=2) as answer:
-                    if answer.status == 200:
-                        return
+                if ready():
+                    return
             except OSError:
                 pass
             time.sleep(0.3)
-        raise RuntimeError("ray head's dashboard (the job server) did not answer")
+        raise RuntimeError(f"ray head: {what} in {timeout:.0f} s")
+
+    def _port_open(self) -> bool:
+        socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        return True
+
+    def _dashboard_answers(self) -> bool:
+        """Whether the head's job server answers (it starts after the GCS)."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.dashboard_address}/api/version",
+                                    timeout=2) as answer:
+            return answer.status == 200
 
     def wait_nodes(self, count: int, timeout: float = 180.0) -> None:
         """Wait until ``count`` nodes are alive with their raylets up (read from each node's
