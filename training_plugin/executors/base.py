@@ -7,7 +7,7 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 MSG_TIMED_OUT = "timed out after {timeout} s (process tree killed)"
 MSG_KILLED = "killed by {signal}"
@@ -86,25 +86,77 @@ class RunResult:
         return MSG_EXIT_CODE.format(code=self.returncode)
 
 
+#: What ``Executor.in_flight`` returns: the jobs running now (id, log path on the controller,
+#: ``time.monotonic()`` when it started), and how many wait for room.
+InFlight = tuple[list[tuple[str, Path, float]], int]
+
+
+@runtime_checkable
 class Executor(Protocol):
-    """Runs jobs for one pytest process.
+    """Runs jobs for one pytest process; every method the session calls is declared here.
 
     ``run`` blocks until the job has ended and everything it wrote is in ``job.output_dir``
     on this machine; it kills the job's whole process tree on timeout, and on
     KeyboardInterrupt (re-raised after the kill).  ``close`` ends whatever is still running.
+
+    A new executor subclasses :class:`BaseExecutor`, implements ``run``, and is returned from
+    a ``pytest_training_make_executor`` hook implementation (``hookspecs.py``).
     """
 
     #: Short name shown in headers and summaries ("local", "ray").
     name: str
 
-    def run(self, job: JobRun) -> RunResult:
-        """Run ``job`` to its end."""
+    def describe(self) -> str | None:
+        """One header line saying where the jobs run, or None for none."""
         ...
 
     def placement(self, job: JobRun) -> str:
         """Where ``job`` would run, in words (``--collect-only``)."""
         ...
 
+    def submit_all(self, jobs: list[JobRun]) -> None:
+        """Every job the session will run, in order, before the first item runs (a cluster
+        starts them at once; a local executor ignores this)."""
+        ...
+
+    def in_flight(self) -> InFlight | None:
+        """The jobs running now, for the live status line; None: only the job an item waits
+        for (the progress line then follows the items)."""
+        ...
+
+    def run(self, job: JobRun) -> RunResult:
+        """Run ``job`` to its end."""
+        ...
+
     def close(self) -> None:
         """Release what the executor holds; kill what still runs."""
         ...
+
+
+class BaseExecutor:
+    """Defaults for every optional method of :class:`Executor`; subclasses implement ``run``
+    (and ``close`` when they hold something)."""
+
+    name = "executor"
+
+    def describe(self) -> str | None:
+        """No header line."""
+        return None
+
+    def placement(self, job: JobRun) -> str:
+        """The executor's name."""
+        return self.name
+
+    def submit_all(self, jobs: list[JobRun]) -> None:
+        """Nothing to do: each job starts when its item runs."""
+
+    def in_flight(self) -> InFlight | None:
+        """Not tracked: the progress line follows the items."""
+        return None
+
+    def run(self, job: JobRun) -> RunResult:  # pragma: no cover - abstract
+        """Run ``job`` to its end (subclasses implement this)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Nothing held."""

@@ -1,0 +1,360 @@
+"""``RayExecutor``: every job one Ray task, released to the cluster by the release queue
+(``queue.py``), its messages received on a thread of its own (``stream.py``), its outputs
+unpacked here (``shipping.py``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from training_plugin.executors.base import BaseExecutor, InFlight, JobRun, RunResult
+from training_plugin.executors.ray.connect import is_client, take_connection
+from training_plugin.executors.ray.queue import QUEUE_MODES, ReleaseQueue
+from training_plugin.executors.ray.resources import (
+    Node,
+    describe_request,
+    fitting,
+    infeasible_message,
+    live_nodes,
+    ray_request,
+)
+from training_plugin.executors.ray.shipping import (
+    MSG_OUTPUT_IN_JOB_COPY,
+    explain_missing_files,
+    in_ray_job_copy,
+    inside,
+    unpack,
+    write_note,
+)
+from training_plugin.executors.ray.stream import (
+    MSG_TASK_ERROR,
+    Flight,
+    first_line,
+    messages,
+    receive,
+    record_timeline,
+    story,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from training_plugin.options import Settings
+
+MSG_BAD_QUEUE = ("training_ray_queue = {value!r}: expected executor (the executor releases jobs "
+                 "longest first as the cluster has room) or ray (every job to Ray at once, "
+                 "for autoscaling clusters)")
+#: Seconds past a job's timeout after which the controller cancels a task whose node is silent.
+TIMEOUT_GRACE_S = 30.0
+#: Seconds ``cancel_all`` waits for the cancellations to land.
+CANCEL_WAIT_S = 10.0
+
+
+def queue_mode(config: pytest.Config) -> str:
+    """ini ``training_ray_queue``: ``executor`` (default) or ``ray``."""
+    try:
+        raw = str(config.getini("training_ray_queue") or "").strip()
+    except ValueError:
+        raw = ""
+    value = raw.lower() or "executor"
+    if value not in QUEUE_MODES:
+        raise pytest.UsageError(MSG_BAD_QUEUE.format(value=raw))
+    return value
+
+
+class RayExecutor(BaseExecutor):
+    """Runs every job as a Ray task (see the package docstring)."""
+
+    name = "ray"
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        import ray
+
+        import training_plugin.executors.ray.node as node_code
+        from training_plugin.executors.reaper import REAPER_SCRIPT
+
+        self.address = str(settings.ray_address)
+        self.rootdir = Path(settings.rootdir)
+        self.output_dir = Path(settings.output_dir)
+        self.flights: dict[str, Flight] = {}
+        self.lock = threading.Lock()
+        self.closed = False
+        self.stopping = False  # cancel_all ran: release nothing more
+        self.queue = ReleaseQueue(queue_mode(config))
+        self._releases = 0
+        connection = take_connection(config, settings)  # this executor disconnects it
+        self.package_roots = connection.package_roots.get()
+        ray.cloudpickle.register_pickle_by_value(node_code)
+        self._ray = ray
+        self._reaper_source = Path(REAPER_SCRIPT).read_text()
+        self._nodes: dict[str, Node] = {}
+        self._refresh_nodes()
+        #: Ray Client (``ray://``) runs no streaming tasks: each job's task sends what it
+        #: streams to a relay actor instead, and the controller pulls it from there.
+        self._relay = None
+        if is_client(self.address):
+            self._relay = ray.remote(node_code.Relay).options(
+                num_cpus=0, max_restarts=0, **self._on_head()).remote()
+            self._task = ray.remote(node_code.run_job_relayed)
+        else:
+            self._task = ray.remote(node_code.run_job)
+
+    # -- the cluster ----------------------------------------------------------------------------
+    def _on_head(self) -> dict[str, Any]:
+        """Scheduling options that keep an actor on the head node (the relay: on another node,
+        that node's loss would cut every job's stream, not only its own jobs')."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        for node in self._nodes.values():
+            if node.is_head:
+                return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node.node_id,
+                                                                              soft=False)}
+        return {}
+
+    def _refresh_nodes(self) -> dict[str, Node]:
+        self._nodes = live_nodes(self._ray.nodes())
+        return self._nodes
+
+    def infeasible(self, job: JobRun) -> str | None:
+        """Why no node can ever run ``job`` (asked vs offered), or None when one can."""
+        request = ray_request(job.resources)
+        if fitting(self._nodes.values(), request):
+            return None
+        self._refresh_nodes()  # nodes may have joined since
+        if fitting(self._nodes.values(), request):
+            return None
+        return infeasible_message(request, self._nodes.values())
+
+    def describe(self) -> str:
+        """Header line: where, how big, what travels (and, in a Ray Job's copy of the project,
+        that outputs left inside it are lost)."""
+        nodes = self._nodes.values()
+        cpus = sum(n.resources.get("CPU", 0) for n in nodes)
+        gpus = sum(n.resources.get("GPU", 0) for n in nodes)
+        where = "a private Ray instance" if self.address == "local" else f"Ray at {self.address}"
+        line = (f"{where}: {len(self._nodes)} node(s), {cpus:g} CPUs, {gpus:g} GPUs; "
+                f"code ships from {self.rootdir} (runtime_env working_dir"
+                + (f"; imports from {', '.join(self.package_roots)}" if self.package_roots
+                   else "") + ")")
+        if in_ray_job_copy(self.rootdir) and inside(self.output_dir, self.rootdir):
+            line += "; " + MSG_OUTPUT_IN_JOB_COPY.format(out=self.output_dir)
+        return line
+
+    def placement(self, job: JobRun) -> str:
+        """Where ``job`` could run: the nodes that can hold its request, or why none can."""
+        why = self.infeasible(job)
+        if why is not None:
+            return f"nowhere: {why}"
+        request = ray_request(job.resources)
+        nodes = ", ".join(n.where for n in fitting(self._nodes.values(), request))
+        return f"Ray places it on one of: {nodes} ({describe_request(request)})"
+
+    # -- submitting -----------------------------------------------------------------------------
+    def submit_all(self, jobs: list[JobRun]) -> None:
+        """Hand every job to the executor now, in this order; infeasible ones fail at once.
+        Released to Ray as the cluster has room (``executor``) or all at once (``ray``)."""
+        for job in jobs:
+            self._enqueue(job)
+        self._pump()
+
+    def _enqueue(self, job: JobRun) -> Flight:
+        with self.lock:
+            flight = self.flights.get(job.id)
+            if flight is not None:
+                return flight
+            flight = self.flights[job.id] = Flight(job=job)
+        why = self.infeasible(job)
+        if why is not None:
+            flight.error = why
+            flight.done.set()
+            return flight
+        flight.request = ray_request(job.resources)
+        with self.lock:
+            if self.stopping:
+                flight.cancelled = True
+                flight.error = "cancelled"
+                flight.done.set()
+            else:
+                self.queue.add(job.id, flight.request)
+        return flight
+
+    def _pump(self) -> None:
+        """Release what the queue lets go now; a waiting job that no live node can hold any
+        more (its node left) fails."""
+        with self.lock:
+            if self.stopping or not self.queue.waiting:
+                return
+            if self.queue.mode == "executor":
+                try:
+                    self._refresh_nodes()
+                except Exception:  # noqa: BLE001 - the cluster is unreachable: keep the last view
+                    pass
+            decision = self.queue.release({nid: n.resources for nid, n in self._nodes.items()})
+            for job_id in decision.infeasible:
+                flight = self.flights[job_id]
+                flight.error = infeasible_message(flight.request, self._nodes.values())
+                flight.done.set()
+            for job_id in decision.released:
+                self._release(self.flights[job_id])
+
+    def _release(self, flight: Flight) -> None:
+        """Submit the flight's Ray task and start its receiving thread (the lock is held)."""
+        job = flight.job
+        request = flight.request
+        flight.released = True
+        self._releases += 1
+        flight.times.update(released=time.time(), release=self._releases,
+                            alongside=[j for j in self.queue.running if j != job.id])
+        custom = {k: v for k, v in request.items() if k not in ("CPU", "GPU", "memory")}
+        options: dict[str, Any] = dict(max_retries=0,
+                                       num_cpus=request.get("CPU", 0),
+                                       num_gpus=request.get("GPU", 0), name=f"training:{job.id}")
+        if "memory" in request:
+            options["memory"] = int(request["memory"])
+        if custom:
+            options["resources"] = custom
+        relay = () if self._relay is None else (self._relay,)
+        if not relay:
+            options["num_returns"] = "streaming"
+        controller = {"output_dir": str(job.output_dir), "cwd": str(job.cwd),
+                      "python": sys.executable, "package_roots": self.package_roots}
+        try:
+            flight.task = self._task.options(**options).remote(
+                *relay, job.id, [str(a) for a in job.argv], dict(job.env), controller, job.timeout,
+                self._reaper_source)
+        except Exception as exc:  # noqa: BLE001 - the cluster went away, a Ray error ...
+            flight.error = MSG_TASK_ERROR.format(why=first_line(exc))
+            self.queue.finished(job.id)
+            flight.done.set()
+            return
+        flight.thread = threading.Thread(target=self._receive, args=(flight,),
+                                         name=f"ray-job-{job.id}", daemon=True)
+        flight.thread.start()
+
+    def _receive(self, flight: Flight) -> None:
+        """The receiving thread of one job: its messages, then its end, which frees its
+        resources for the queue."""
+        try:
+            receive(flight, messages(self._ray, flight, self._relay),
+                    lambda payload: self._started(flight, payload))
+        except BaseException as exc:  # noqa: BLE001 - every Ray failure becomes the job's story
+            flight.error = story(self._ray, flight, exc, self._refresh_nodes)
+        finally:
+            flight.times["ended"] = time.time()
+            record_timeline(flight)
+            with self.lock:
+                self.queue.finished(flight.job.id)
+            flight.done.set()
+            self._pump()  # its resources are free: release what fits now
+
+    def _started(self, flight: Flight, payload: dict) -> None:
+        node_id = payload["node_id"]
+        flight.node = self._nodes.get(node_id) or Node(node_id, payload["ip"], "", {})
+        if node_id not in self._nodes:
+            flight.node = self._refresh_nodes().get(node_id, flight.node)
+        with self.lock:
+            self.queue.started(flight.job.id, node_id)
+
+    def in_flight(self) -> InFlight:
+        """For the progress line: the jobs running on the cluster now (id, log path here,
+        when it started on its node, monotonic), and how many wait for room."""
+        with self.lock:
+            running = [(f.job.id, f.job.log_path, f.started) for f in self.flights.values()
+                       if f.started is not None and not f.done.is_set()]
+            queued = len(self.queue.waiting) + sum(
+                1 for f in self.flights.values()
+                if f.released and f.started is None and not f.done.is_set())
+        return running, queued
+
+    # -- waiting --------------------------------------------------------------------------------
+    def run(self, job: JobRun) -> RunResult:
+        """Wait for ``job`` (handed over now unless ``submit_all`` did); unpack its outputs."""
+        flight = self._enqueue(job)
+        self._pump()
+        try:
+            while not flight.done.wait(0.5):
+                if (job.timeout and flight.started is not None
+                        and time.monotonic() > flight.started + job.timeout + TIMEOUT_GRACE_S):
+                    self._cancel(flight)  # the node stopped answering; end it from here
+                    flight.done.wait(TIMEOUT_GRACE_S)
+                    flight.exit = {"returncode": -signal.SIGKILL, "timed_out": True}
+                    break
+        except BaseException:
+            self.cancel_all()
+            raise
+        return self._result(flight)
+
+    def _result(self, flight: Flight) -> RunResult:
+        job = flight.job
+        started = flight.started if flight.started is not None else flight.submitted
+        where = flight.node.where if flight.node is not None else None
+        if flight.tar_path is not None:
+            unpack(flight.tar_path, job.output_dir)
+            flight.tar_path = None
+        if flight.exit is None:
+            if flight.error and flight.node is None:
+                write_note(job.log_path, flight.error)
+            ran = flight.started is not None
+            return RunResult(returncode=None,
+                             duration_s=time.monotonic() - started if ran else 0.0,
+                             timed_out=False, timeout_s=job.timeout, log_path=job.log_path,
+                             interrupted=flight.cancelled, error=flight.error or "did not run",
+                             node=where)
+        if flight.exit.get("returncode") and not flight.exit.get("timed_out"):
+            explain_missing_files(job.log_path, self.rootdir, flight.workdir)
+        runtime = flight.exit.get("runtime_s")
+        return RunResult(
+            returncode=int(flight.exit["returncode"]),
+            duration_s=float(runtime) if runtime else time.monotonic() - started,
+            timed_out=bool(flight.exit.get("timed_out")), timeout_s=job.timeout,
+            log_path=job.log_path, leftovers=int(flight.exit.get("leftovers", 0)), node=where,
+        )
+
+    # -- stopping -------------------------------------------------------------------------------
+    def _cancel(self, flight: Flight) -> None:
+        if flight.task is None or flight.done.is_set():
+            return
+        flight.cancelled = True
+        try:
+            self._ray.cancel(flight.task, force=True)
+        except Exception:  # noqa: BLE001 - already finished, or the cluster is gone
+            pass
+
+    def cancel_all(self) -> None:
+        """Cancel every job still in flight (Ctrl-C, SIGTERM, session end) and wait a little
+        for the cancellations to land (each kills its job's tree on its node)."""
+        with self.lock:
+            self.stopping = True
+            for job_id in self.queue.drain():  # never released: nothing runs
+                flight = self.flights[job_id]
+                flight.cancelled = True
+                flight.error = "cancelled"
+                flight.done.set()
+            flights = list(self.flights.values())
+        for flight in flights:
+            self._cancel(flight)
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        for flight in flights:
+            flight.done.wait(max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        """Cancel what still runs and disconnect (``--ray local``: stop the private instance)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.cancel_all()
+        for flight in self.flights.values():
+            if flight.tar_path is not None:
+                try:
+                    os.unlink(flight.tar_path)
+                except OSError:
+                    pass
+        try:
+            self._ray.shutdown()
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,168 @@
+"""What comes back from a job's task while it runs: its ``(kind, payload)`` messages (see
+``node.py``), written to the controller's ``train.log`` and a temporary tar of its outputs as
+they come, and the story of a task that failed.
+
+A job's task is a streaming generator; under Ray Client (``ray://``), which runs no streaming
+tasks, the task sends the same messages to a relay actor of the session, which the receiving
+thread polls every ``RELAY_POLL_S``.  Each job's timeline (wall-clock times of its steps) is
+appended to the file named by ``TIMELINE_VAR`` when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from training_plugin.executors.base import JobRun
+from training_plugin.executors.ray.resources import Node
+from training_plugin.executors.ray.shipping import write_note
+
+MSG_NODE_LOST = "node {node} lost while the job ran"
+MSG_WORKER_DIED = "the Ray worker running the job died ({why})"
+MSG_TASK_ERROR = "the Ray task failed: {why}"
+#: Env var: a file to which each job's timeline is appended as one JSON line when it ends
+#: (bench/bench_ray.py and the tests read it): wall-clock seconds ``submitted`` (handed to the
+#: executor), ``released`` (to Ray), ``seen`` (its start reached the controller), ``began``
+#: (the task's first line on its node), ``spawned`` (the job's process started), ``ended``;
+#: ``release`` (1 for the executor's first release, 2 for the next ...), ``alongside`` (the
+#: jobs released and unfinished when it was released), ``job`` and ``node``.
+TIMELINE_VAR = "TRAINING_RAY_TIMELINE"
+#: Seconds between two pulls of a job's messages from the relay (Ray Client sessions).
+RELAY_POLL_S = 0.2
+#: Seconds a worker's failure may take to show as its node's loss (the head declares a silent
+#: node dead after its health checks fail).
+NODE_LOSS_WAIT_S = 60.0
+
+
+@dataclass
+class Flight:
+    """One submitted job: its task, what came back so far, and how it ended."""
+
+    job: JobRun
+    request: dict = field(default_factory=dict)
+    released: bool = False
+    task: Any = None  #: the Ray task: a streaming generator, or (Ray Client) its ObjectRef
+    thread: threading.Thread | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.monotonic)
+    times: dict = field(default_factory=lambda: {"submitted": time.time()})
+    started: float | None = None
+    node: Node | None = None
+    node_id: str | None = None
+    workdir: str | None = None  #: Ray's copy of the rootdir on the job's node
+    tar_path: str | None = None
+    exit: dict | None = None
+    error: str | None = None
+    cancelled: bool = False
+
+
+def messages(ray: Any, flight: Flight, relay: Any = None) -> Iterator[tuple[str, Any]]:
+    """The job's ``(kind, payload)`` pairs as they come: from its streaming generator, or
+    (``relay``: Ray Client) pulled from the relay while the task runs; a failed task raises its
+    error here."""
+    if relay is None:
+        for ref in flight.task:
+            yield ray.get(ref)
+        return
+    while True:
+        # the task pushes every pair before it returns: once it is done, this pull is the last
+        done, _ = ray.wait([flight.task], timeout=RELAY_POLL_S)
+        yield from ray.get(relay.pull.remote(flight.job.id))
+        if done:
+            ray.get(flight.task)  # its error, if it failed
+            return
+
+
+def receive(flight: Flight, pairs: Iterable[tuple[str, Any]],
+            on_start: Callable[[dict], None]) -> None:
+    """Consume one job's messages: ``on_start`` with the start payload, the log to the
+    controller's train.log, the output tar to a temporary file, then how it ended."""
+    job = flight.job
+    log = None
+    tar = None
+    try:
+        for kind, payload in pairs:
+            if kind == "start":
+                flight.started = time.monotonic()
+                flight.times.update(seen=time.time(), began=payload.get("began"),
+                                    spawned=payload.get("spawned"))
+                flight.node_id = payload["node_id"]
+                flight.workdir = payload.get("workdir")
+                on_start(payload)
+                job.log_path.parent.mkdir(parents=True, exist_ok=True)
+                log = open(job.log_path, "wb")  # noqa: SIM115 - closed in finally
+            elif kind == "log":
+                if log is None:
+                    job.log_path.parent.mkdir(parents=True, exist_ok=True)
+                    log = open(job.log_path, "wb")  # noqa: SIM115
+                log.write(payload)
+                log.flush()
+            elif kind == "out":
+                if tar is None:
+                    fd, flight.tar_path = tempfile.mkstemp(prefix="training-out-",
+                                                           suffix=".tar")
+                    tar = os.fdopen(fd, "wb")
+                tar.write(payload)
+            elif kind == "exit":
+                if "error" in payload:
+                    flight.error = payload["error"]
+                    write_note(job.log_path, payload["error"])
+                else:
+                    flight.exit = payload
+    finally:
+        if log is not None:
+            log.close()
+        if tar is not None:
+            tar.close()
+
+
+def story(ray: Any, flight: Flight, exc: BaseException,
+          live_node_ids: Callable[[], Iterable[str]]) -> str:
+    """Why the job's task failed, in one phrase: cancelled, its node lost, its worker died,
+    or Ray's own first line."""
+    if flight.cancelled or isinstance(exc, ray.exceptions.TaskCancelledError):
+        flight.cancelled = True
+        return "cancelled"
+    system = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+              ray.exceptions.ObjectLostError, ray.exceptions.RaySystemError,
+              ray.exceptions.LocalRayletDiedError)
+    if flight.node is not None and isinstance(exc, system):
+        text = str(exc).lower()
+        if isinstance(exc, ray.exceptions.NodeDiedError) or (
+                "node" in text and ("dead" in text or "died" in text)):
+            return MSG_NODE_LOST.format(node=flight.node.label)  # Ray says so itself
+        deadline = time.monotonic() + NODE_LOSS_WAIT_S
+        while time.monotonic() < deadline:  # the head declares a node dead after a while
+            if flight.node.node_id not in live_node_ids():
+                return MSG_NODE_LOST.format(node=flight.node.label)
+            time.sleep(1.0)
+        return MSG_WORKER_DIED.format(why=first_line(exc))
+    if isinstance(exc, ray.exceptions.NodeDiedError):
+        return MSG_NODE_LOST.format(node=flight.node.label if flight.node else "?")
+    return MSG_TASK_ERROR.format(why=first_line(exc))
+
+
+def record_timeline(flight: Flight) -> None:
+    """Append the job's timeline to the file named by ``TIMELINE_VAR`` (if set)."""
+    path = os.environ.get(TIMELINE_VAR)
+    if not path:
+        return
+    line = dict(flight.times, job=flight.job.id,
+                node=flight.node.where if flight.node is not None else None)
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line) + "\n")
+    except OSError:
+        pass
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
