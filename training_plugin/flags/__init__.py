@@ -12,17 +12,21 @@ A script is never imported or executed.  Three outcomes (``ParserInfo.status``):
 Where each part lives:
 
 - ``model``:  ``Flag``, ``ParserInfo``, option-name helpers (``normalize``, ``find_flag``);
-- ``walk``:   the AST walk of one script: ``add_argument``, parsers, ``parse_*`` calls,
-  other CLI libraries (``Analyzer``);
-- ``follow``: imports, repository helpers and parent parsers across modules;
+- ``source``: what the others share (the leaf): AST helpers (``dotted``, ``literal``), the
+  parsed ``Module`` and the ``State`` of one analysis;
 - ``guards``: literal values at call sites and the ``if`` branches they decide;
+- ``follow``: where a name used in a module leads: imports (``training_plugin.imports``, the
+  resolver the fingerprint uses too) and repository functions (``Follower``);
+- ``walk``:   the AST walk of one script: ``add_argument``, parsers, ``parse_*`` calls, parent
+  parsers, helpers, other CLI libraries (``Analyzer``, the entry point);
 - ``cache``:  results keyed by the contents of the script and every followed module.
+
+Imports go one way: model <- source <- guards, follow <- walk <- cache.
 """
 
 from __future__ import annotations
 
 from training_plugin.flags.cache import ANALYSIS_VERSION, FlagCache
-from training_plugin.flags.follow import MAX_DEPTH
 from training_plugin.flags.model import (
     NO_PARSER,
     RESOLVED,
@@ -36,7 +40,8 @@ from training_plugin.flags.model import (
     normalize,
     sha256_bytes,
 )
-from training_plugin.flags.walk import Analyzer, analyze_source
+from training_plugin.flags.source import MAX_DEPTH
+from training_plugin.flags.walk import Analyzer
 
 __all__ = [
     "ANALYSIS_VERSION",
@@ -49,7 +54,6 @@ __all__ = [
     "Flag",
     "FlagCache",
     "ParserInfo",
-    "analyze_source",
     "find_flag",
     "find_shared",
     "iter_option_tokens",

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from training_plugin.flags.model import ParserInfo, sha256_bytes
-
-if TYPE_CHECKING:
-    from training_plugin.flags.walk import Analyzer
+from training_plugin.flags.walk import Analyzer
 
 #: Bump when the analysis changes, so cached results of older versions are ignored.
-ANALYSIS_VERSION = 6
+ANALYSIS_VERSION = 7
 
 
 class FlagCache:

@@ -1,7 +1,7 @@
 """Literal values and ``if`` guards: what a followed helper does for one call site.
 
-``_bind`` gives a helper's parameters the literal values of the call (or the helper's literal
-defaults); ``_walk_pruned`` walks a function's AST skipping ``if`` branches those values decide
+``bind`` gives a helper's parameters the literal values of the call (or the helper's literal
+defaults); ``walk_pruned`` walks a function's AST skipping ``if`` branches those values decide
 and everything after an early ``return`` they decide.
 """
 
@@ -10,39 +10,17 @@ from __future__ import annotations
 import ast
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from training_plugin.flags.follow import _Module
-
-
-def _literal(node: ast.AST | None) -> tuple[bool, Any]:
-    if node is None:
-        return False, None
-    try:
-        return True, ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False, None
-
-
-def _dotted(node: ast.AST) -> str | None:
-    """``a.b.c`` for Name/Attribute chains, else None."""
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
+from training_plugin.flags.source import FunctionNode, Module, literal
 
 
 _UNKNOWN = object()
 
 
-def _value_of(node: ast.AST, env: dict[str, Any], module: _Module) -> Any:
+def _value_of(node: ast.AST, env: dict[str, Any], module: Module) -> Any:
     """A call-site argument's value: a literal, a bound name, a module-level literal constant."""
-    ok, value = _literal(node)
+    ok, value = literal(node)
     if ok:
         return value
     if isinstance(node, ast.Name):
@@ -50,15 +28,15 @@ def _value_of(node: ast.AST, env: dict[str, Any], module: _Module) -> Any:
             return env[node.id]
         assigned = module.assigned.get(node.id)
         if assigned is not None:
-            ok, value = _literal(assigned)
+            ok, value = literal(assigned)
             if ok:
                 return value
     return _UNKNOWN
 
 
-def _bind(
-    call: ast.Call, funcdef: ast.FunctionDef | ast.AsyncFunctionDef, env: dict[str, Any],
-    module: _Module,
+def bind(
+    call: ast.Call, funcdef: FunctionNode, env: dict[str, Any],
+    module: Module,
 ) -> dict[str, Any]:
     """Known parameter values of ``funcdef`` for this call (unknown ones are left out)."""
     if any(isinstance(a, ast.Starred) for a in call.args) or any(
@@ -69,11 +47,11 @@ def _bind(
     positional = [*args.posonlyargs, *args.args]
     bound: dict[str, Any] = {}
     for param, default in zip(positional[len(positional) - len(args.defaults):], args.defaults):
-        ok, value = _literal(default)
+        ok, value = literal(default)
         bound[param.arg] = value if ok else _UNKNOWN
     for param, default in zip(args.kwonlyargs, args.kw_defaults):
         if default is not None:
-            ok, value = _literal(default)
+            ok, value = literal(default)
             bound[param.arg] = value if ok else _UNKNOWN
     for param, arg in zip(positional, call.args):
         bound[param.arg] = _value_of(arg, env, module)
@@ -106,7 +84,7 @@ def _decide(test: ast.AST, env: dict[str, Any]) -> bool | None:
         and isinstance(test.left, ast.Name)
         and test.left.id in env
     ):
-        ok, right = _literal(test.comparators[0])
+        ok, right = literal(test.comparators[0])
         if not ok:
             return None
         left, op = env[test.left.id], test.ops[0]
@@ -146,7 +124,7 @@ def _reachable(stmts: list[ast.stmt], env: dict[str, Any]) -> list[ast.stmt]:
     return stmts
 
 
-def _walk_pruned(node: ast.AST, env: dict[str, Any]) -> Iterator[ast.AST]:
+def walk_pruned(node: ast.AST, env: dict[str, Any]) -> Iterator[ast.AST]:
     """``ast.walk`` (breadth first) that skips ``if`` branches decided false by ``env`` and
     statements after an early ``return`` decided by ``env``."""
     todo = deque([node])

@@ -1,22 +1,23 @@
 """Walking a script's AST for argparse calls: the entry point ``Analyzer.analyze``.
 
 The walk finds every real ``add_argument`` call (module level, functions, argument groups,
-mutually exclusive groups), decides what a script's parser accepts, and hands calls into
-repository helpers and parent parsers to ``follow.Follower``.  Strings, comments and docstrings
-never count: only ``ast.Call`` nodes do.
+mutually exclusive groups) and decides what a script's parser accepts.  It walks on into
+repository helpers and parent parsers (``ArgumentParser(parents=[...])``) wherever
+``follow.Follower`` says a call or a name leads.  Strings, comments and docstrings never
+count: only ``ast.Call`` nodes do.
 """
 
 from __future__ import annotations
 
 import ast
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training_plugin.flags.follow import MAX_DEPTH, Follower, _Module
-from training_plugin.flags.guards import _bind, _dotted, _literal, _walk_pruned
-from training_plugin.flags.model import NO_PARSER, RESOLVED, UNRESOLVED, Flag, ParserInfo
+from training_plugin.flags.follow import Follower
+from training_plugin.flags.guards import bind, walk_pruned
+from training_plugin.flags.model import UNRESOLVED, Flag, ParserInfo
+from training_plugin.flags.source import Module, State, dotted, literal
 
 _NO_VALUE_ACTIONS = frozenset(
     {"store_true", "store_false", "store_const", "append_const", "count", "help", "version"}
@@ -55,8 +56,15 @@ _PARSER_METHODS = frozenset(
 )
 
 
-class Analyzer(Follower):
-    """Static argparse analysis with an in-memory module cache (one per session)."""
+class Analyzer:
+    """Static argparse analysis with an in-memory module cache (one per session).
+
+    The analyzer walks; its ``Follower`` only says where a name leads (it never calls back).
+    """
+
+    def __init__(self, rootdir: Path) -> None:
+        self.follower = Follower(rootdir)
+        self.rootdir = self.follower.rootdir
 
     def analyze(self, script: Path) -> ParserInfo:
         """Analyze one script (never imports or runs it)."""
@@ -71,17 +79,17 @@ class Analyzer(Follower):
             return ParserInfo(UNRESOLVED, reasons=(f"syntax error, line {exc.lineno}: {exc.msg}",))
         except (ValueError, RecursionError) as exc:
             return ParserInfo(UNRESOLVED, reasons=(f"cannot parse the script: {exc}",))
-        module = _Module(script, source, tree)
-        self._modules[str(script)] = module
-        state = _State(script=script)
+        module = Module(script, source, tree)
+        self.follower.register(module)
+        state = State(script=script)
         self._scan(module, [tree], state, depth=0)
-        return state.result(self.rootdir)
+        return state.result()
 
     def _scan(
         self,
-        module: _Module,
+        module: Module,
         roots: list[ast.AST],
-        state: _State,
+        state: State,
         depth: int,
         env: dict[str, Any] | None = None,
     ) -> None:
@@ -91,15 +99,15 @@ class Analyzer(Follower):
         (or the helper's literal defaults); ``if`` branches decidable from them are pruned.
         """
         env = env or {}
-        nodes = [n for root in roots for n in _walk_pruned(root, env)]
+        nodes = [n for root in roots for n in walk_pruned(root, env)]
         calls = [n for n in nodes if isinstance(n, ast.Call)]
         parser_names: set[str] = set()
         made_by: dict[str, list[ast.Call]] = {}  # local name -> the calls assigned to it
         scope = list(ast.walk(module.tree)) if depth == 0 else nodes
         for node in scope:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-                made = _dotted(node.value.func) or ""
-                targets = [_dotted(t) for t in node.targets]
+                made = dotted(node.value.func) or ""
+                targets = [dotted(t) for t in node.targets]
                 if made.split(".")[-1] in (
                     "ArgumentParser", "add_argument_group", "add_mutually_exclusive_group"
                 ):
@@ -115,7 +123,7 @@ class Analyzer(Follower):
         for call in calls:
             func = call.func
             if isinstance(func, ast.Attribute) and func.attr in _PARSER_METHODS:
-                receiver = _dotted(func.value)
+                receiver = dotted(func.value)
                 if receiver:
                     parser_names.add(receiver)
                 if func.attr == "add_argument":
@@ -126,19 +134,19 @@ class Analyzer(Follower):
                 elif func.attr in _PARSE_METHODS:
                     self._check_parsed(module, func.value, made_by, state, call.lineno)
                 continue
-            dotted = _dotted(func)
-            if dotted == "exec" and call.args and not isinstance(call.args[0], ast.Constant):
+            called = dotted(func)
+            if called == "exec" and call.args and not isinstance(call.args[0], ast.Constant):
                 state.opaque(f"exec() at line {call.lineno}"
                              + (f" of {os.path.basename(module.path)}" if depth else "")
                              + " runs code that may read the command line")
-            if dotted and dotted.split(".")[-1] == "ArgumentParser":
+            if called and called.split(".")[-1] == "ArgumentParser":
                 state.has_parser = True
                 for kw in call.keywords:
                     if kw.arg == "parents" and isinstance(kw.value, (ast.List, ast.Tuple)):
                         for parent in kw.value.elts:
                             if isinstance(parent, ast.Call):
                                 continue  # calls are followed below
-                            name = _dotted(parent)
+                            name = dotted(parent)
                             if name in made_by:  # base = helper(): that call is followed
                                 self._check_made(module, made_by[name], state, name)
                             else:
@@ -148,82 +156,130 @@ class Analyzer(Follower):
             func = call.func
             if isinstance(func, ast.Attribute) and func.attr in _PARSER_METHODS:
                 continue
-            dotted = _dotted(func)
-            if dotted is None or dotted.split(".")[-1] == "ArgumentParser":
+            called = dotted(func)
+            if called is None or called.split(".")[-1] == "ArgumentParser":
                 continue
-            head = dotted.split(".")[0]
-            if head in parser_names and "." in dotted:
+            head = called.split(".")[0]
+            if head in parser_names and "." in called:
                 continue  # some other method of a parser object
-            is_local = "." not in dotted and dotted in module.functions
+            is_local = "." not in called and called in module.functions
             if is_local and depth == 0:
                 continue  # the whole script is scanned already
-            target = self._resolve_call(module, func, state.script)
+            target = self.follower.resolve_call(module, func, state.script)
             if target is None:
                 passes_parser = any(
-                    _dotted(a) in parser_names
+                    dotted(a) in parser_names
                     for a in [*call.args, *(k.value for k in call.keywords)]
                     if not isinstance(a, ast.Starred)
                 )
-                if passes_parser and dotted not in _HARMLESS_CALLS:
+                if passes_parser and called not in _HARMLESS_CALLS:
                     state.unresolved(
-                        f"the parser is passed to {dotted}() at line {call.lineno}, "
+                        f"the parser is passed to {called}() at line {call.lineno}, "
                         "which is not in the repository"
                     )
                 continue
             target_module, fname = target
             funcdef = target_module.functions[fname]
-            callee_env = _bind(call, funcdef, env, module)
+            callee_env = bind(call, funcdef, env, module)
             key = (str(target_module.path), fname, repr(sorted(callee_env.items())))
             if not state.enter(key, target_module, depth):
                 continue
             self._scan(target_module, [funcdef], state, depth + 1, callee_env)
 
-    def _made_in_repo(self, module: _Module, call: ast.Call, script: Path) -> bool:
+    def _made_in_repo(self, module: Module, call: ast.Call, script: Path) -> bool:
         """Whether ``call`` makes its parser where the analysis can see it: argparse itself, a
         function of the script or a repository function (followed)."""
-        dotted = _dotted(call.func) or ""
-        if dotted.split(".")[-1] == "ArgumentParser":
+        called = dotted(call.func) or ""
+        if called.split(".")[-1] == "ArgumentParser":
             return True
-        if "." not in dotted and dotted in module.functions:
+        if "." not in called and called in module.functions:
             return True
-        return self._resolve_call(module, call.func, script) is not None
+        return self.follower.resolve_call(module, call.func, script) is not None
 
     def _check_made(
-        self, module: _Module, made: list[ast.Call], state: _State, name: str
+        self, module: Module, made: list[ast.Call], state: State, name: str
     ) -> None:
         """A parser held in ``name`` must come from a call the analysis follows."""
         makers = [c for c in made
                   if not (isinstance(c.func, ast.Attribute) and c.func.attr in _PARSER_METHODS)]
         if makers and not any(self._made_in_repo(module, c, state.script) for c in makers):
             first = makers[0]
-            state.unresolved(f"the parser {name} comes from {_dotted(first.func) or 'a call'}() "
+            state.unresolved(f"the parser {name} comes from {dotted(first.func) or 'a call'}() "
                              f"at line {first.lineno}, which is not in the repository")
 
     def _check_parsed(
-        self, module: _Module, receiver: ast.AST, made_by: dict[str, list[ast.Call]],
-        state: _State, line: int,
+        self, module: Module, receiver: ast.AST, made_by: dict[str, list[ast.Call]],
+        state: State, line: int,
     ) -> None:
         """``X.parse_args()``: X must be a parser the analysis can see."""
         if isinstance(receiver, ast.Call):
             if not self._made_in_repo(module, receiver, state.script):
                 state.unresolved(f"parse_args() at line {line} is called on a parser made by "
-                                 f"{_dotted(receiver.func) or 'a call'}(), which is not in the "
+                                 f"{dotted(receiver.func) or 'a call'}(), which is not in the "
                                  "repository")
             return
-        name = _dotted(receiver)
+        name = dotted(receiver)
         if name in made_by:
             self._check_made(module, made_by[name], state, name)
 
-    def _reads_argv(self, module: _Module, node: ast.AST) -> bool:
+    def _follow_parent(self, module: Module, node: ast.AST, state: State, depth: int) -> None:
+        """``ArgumentParser(parents=[base])`` with ``base`` a parser built at module level in
+        a repository module: its ``add_argument`` calls (and its groups') count, as do the
+        helpers it is passed to there."""
+        where = f"line {getattr(node, 'lineno', '?')}"
+        ref = dotted(node)
+        found = self.follower.resolve_assigned(module, ref, state.script) if ref else None
+        if found is None:
+            if module.path == state.script and ref in module.assigned:
+                return  # built in the script itself: the whole script is scanned already
+            state.unresolved(f"parent parser {ref or '<expression>'} ({where}) is not built "
+                             "in the repository")
+            return
+        target, name = found
+        if target.path == state.script and depth == 0:
+            return
+        if not state.enter((str(target.path), f"<parent {name}>", ""), target, depth):
+            return
+        value = target.assigned[name]
+        top = [s for s in target.tree.body
+               if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        names = {name}
+        for stmt in top:  # groups of the parent: g = base.add_argument_group(...)
+            for n in ast.walk(stmt):
+                if (isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+                        and isinstance(n.value.func, ast.Attribute)
+                        and n.value.func.attr in ("add_argument_group",
+                                                  "add_mutually_exclusive_group")
+                        and dotted(n.value.func.value) in names):
+                    names.update(dotted(t) or "" for t in n.targets)
+        followed: list[ast.AST] = []
+        if isinstance(value, ast.Call) and (dotted(value.func) or "").split(".")[-1] != (
+            "ArgumentParser"
+        ):
+            followed.append(value)  # base = make_base(): the helper builds it
+        for stmt in top:
+            for n in ast.walk(stmt):
+                if not isinstance(n, ast.Call):
+                    continue
+                func = n.func
+                if isinstance(func, ast.Attribute) and dotted(func.value) in names:
+                    if func.attr == "add_argument":
+                        self._add_argument(n, target, state)
+                elif any(dotted(a) in names for a in n.args):
+                    followed.append(n)  # add_common_args(base) at module level
+        if followed:
+            self._scan(target, followed, state, depth + 1)
+
+    def _reads_argv(self, module: Module, node: ast.AST) -> bool:
         """``sys.argv`` (or ``argv`` imported from sys)."""
         if isinstance(node, ast.Attribute) and node.attr == "argv":
-            base = _dotted(node.value)
+            base = dotted(node.value)
             return base is not None and module.imports.get(base, ("",))[0] == "sys"
         if isinstance(node, ast.Name) and node.id in module.imports:
             return module.imports[node.id][0::2] == ("sys", "argv")
         return False
 
-    def _other_cli(self, module: _Module, scope: list[ast.AST], state: _State) -> None:
+    def _other_cli(self, module: Module, scope: list[ast.AST], state: State) -> None:
         """Another CLI library counts where the script uses it as its command line: a
         decorator or call such as ``@hydra.main``, ``@click.command``, ``fire.Fire(...)``.
         Importing such a library for something else (``hydra.utils``) does not."""
@@ -238,13 +294,13 @@ class Analyzer(Follower):
                                  f"{func.lineno}")
 
     @staticmethod
-    def _origin(module: _Module, func: ast.AST) -> str | None:
+    def _origin(module: Module, func: ast.AST) -> str | None:
         """The imported name a call refers to: ``hydra.main`` for ``@hydra.main(...)`` after
         ``import hydra``, ``fire.Fire`` after ``from fire import Fire``; None if not imported."""
-        dotted = _dotted(func)
-        if dotted is None:
+        called = dotted(func)
+        if called is None:
             return None
-        head, _, rest = dotted.partition(".")
+        head, _, rest = called.partition(".")
         binding = module.imports.get(head)
         if binding is None or binding[1]:
             return None
@@ -252,7 +308,7 @@ class Analyzer(Follower):
         base = f"{modname}.{attr}" if attr else modname
         return f"{base}.{rest}" if rest else base
 
-    def _add_argument(self, call: ast.Call, module: _Module, state: _State) -> None:
+    def _add_argument(self, call: ast.Call, module: Module, state: State) -> None:
         where = f"line {call.lineno}" + (
             "" if module.path == state.script else f" of {os.path.basename(module.path)}"
         )
@@ -278,16 +334,16 @@ class Analyzer(Follower):
         if isinstance(action_node, ast.Constant) and isinstance(action_node.value, str):
             action = action_node.value
         elif action_node is not None:
-            action = _dotted(action_node) or "<custom>"
-        ok_nargs, nargs = _literal(kwargs.get("nargs"))
+            action = dotted(action_node) or "<custom>"
+        ok_nargs, nargs = literal(kwargs.get("nargs"))
         takes_value = not (
             (action in _NO_VALUE_ACTIONS) or (ok_nargs and nargs == 0)
             or (action or "").endswith("BooleanOptionalAction")
         )
-        ok_default, default = _literal(kwargs.get("default"))
+        ok_default, default = literal(kwargs.get("default"))
         if not ok_default or not isinstance(default, (str, int, float, bool, type(None))):
             default = None
-        ok_req, required = _literal(kwargs.get("required"))
+        ok_req, required = literal(kwargs.get("required"))
         if positional:
             dest = options[0]
             # argparse needs a value for a positional unless nargs is "?", "*" or REMAINDER
@@ -299,7 +355,7 @@ class Analyzer(Follower):
                 is_required = ok_nargs and nargs not in ("?", "*", "...", 0)
             flag = Flag((), dest, is_required, True, default)
         else:
-            ok_dest, dest = _literal(kwargs.get("dest"))
+            ok_dest, dest = literal(kwargs.get("dest"))
             if not ok_dest or not isinstance(dest, str):
                 longs = [o for o in options if o.startswith("--")]
                 dest = (longs[0] if longs else options[0]).lstrip("-").replace("-", "_")
@@ -308,57 +364,3 @@ class Analyzer(Follower):
                 all_options += ["--no-" + o[2:] for o in options if o.startswith("--")]
             flag = Flag(tuple(all_options), dest, bool(ok_req and required), takes_value, default)
         state.flags.append(flag)
-
-
-@dataclass
-class _State:
-    script: Path
-    flags: list[Flag] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-    deps: dict[str, str] = field(default_factory=dict)
-    visited: set[tuple[str, str, str]] = field(default_factory=set)
-    has_parser: bool = False
-    #: why a script without an argparse parser may still read the command line
-    opaque_reasons: list[str] = field(default_factory=list)
-
-    def unresolved(self, reason: str) -> None:
-        if reason not in self.reasons:
-            self.reasons.append(reason)
-
-    def opaque(self, reason: str) -> None:
-        """Something reads the command line without argparse (counts when no parser is seen)."""
-        if reason not in self.opaque_reasons:
-            self.opaque_reasons.append(reason)
-
-    def enter(self, key: tuple[str, str, str], module: _Module, depth: int) -> bool:
-        """Whether to follow into ``module`` (a helper, a parent parser) from ``depth``: not
-        seen with ``key`` yet and not too deep; records the module as a dependency."""
-        if key in self.visited:
-            return False
-        if depth + 1 > MAX_DEPTH:
-            self.unresolved(f"helper calls nested deeper than {MAX_DEPTH} levels")
-            return False
-        self.visited.add(key)
-        if module.path != self.script:
-            self.deps[str(module.path)] = module.sha
-        return True
-
-    def result(self, rootdir: Path) -> ParserInfo:
-        deps = dict(sorted(self.deps.items()))
-        if self.reasons:
-            return ParserInfo(UNRESOLVED, tuple(self.flags), tuple(self.reasons), deps)
-        if not self.has_parser:
-            if self.opaque_reasons:
-                return ParserInfo(UNRESOLVED, (), tuple(self.opaque_reasons), deps)
-            return ParserInfo(NO_PARSER, (), (), deps)
-        unique: dict[tuple[str, ...] | str, Flag] = {}
-        for flag in self.flags:
-            unique.setdefault(flag.options or flag.dest, flag)
-        return ParserInfo(RESOLVED, tuple(unique.values()), (), deps)
-
-
-def analyze_source(source: str, *, rootdir: Path, filename: str = "train_x.py") -> ParserInfo:
-    """Convenience for tests: analyze ``source`` as if it were ``rootdir/filename``."""
-    path = Path(rootdir) / filename
-    path.write_text(source)
-    return Analyzer(rootdir).analyze(path)
