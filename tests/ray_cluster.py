@@ -1,7 +1,7 @@
 """A real two-node Ray cluster on this machine, for the Ray tests and bench/bench_ray.py.
 
 Each node is its own ``ray start ... --block`` process in its own process group, on private
-ports (found free) and a private ``--temp-dir``, and is stopped by its process id (never
+ports (reserved machine-wide: tests/ports.py) and a private ``--temp-dir``, and is stopped by its process id (never
 ``ray stop``, which would kill every Ray process on the machine).  Every process of the cluster
 carries ``TP_RAY_CLUSTER=<marker>`` in its environment, so that the stop can sweep what the
 process group missed.
@@ -26,6 +26,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from ports import release_port, reserve_port
 
 CLUSTER_VAR = "TP_RAY_CLUSTER"
 RAY = os.path.join(os.path.abspath(sys.prefix), "bin", "ray")
@@ -65,13 +67,6 @@ def one_start_at_a_time():
     booting at the same moment load the CPUs enough that a raylet can miss Ray's 30 s
     registration deadline."""
     return machine_lock("start")
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _pids_with(var: str, value: str) -> list[int]:
@@ -197,15 +192,22 @@ class Cluster:
         self.head_resources = head_resources or {}
         self.hide = [Path(p) for p in hide or []]
         self.temp = Path(tempfile.mkdtemp(prefix="tp-ray-"))
-        self.port = free_port()
+        #: Every port reserved for this cluster's nodes (released when it stops).
+        self.ports: list[int] = []
+        self.port = self._port()
         self.address = f"127.0.0.1:{self.port}"
         #: The head's Ray Client server (``ray://`` addresses).
-        self.client_address = f"ray://127.0.0.1:{free_port()}"
+        self.client_address = f"ray://127.0.0.1:{self._port()}"
         self.head: Node | None = None
         self.second: Node | None = None
         self.started_s = 0.0
         #: Whether the second node runs with the hidden paths hidden (root, unshare).
         self.hidden = bool(self._hide_wrapper())
+
+    def _port(self) -> int:
+        port = reserve_port()
+        self.ports.append(port)
+        return port
 
     def _env(self, marker: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -226,7 +228,7 @@ class Cluster:
                 "--num-cpus", str(self.cpus), "--num-gpus", str(gpus), "--disable-usage-stats",
                 "--object-store-memory", "100000000", "--temp-dir", str(temp_dir), *args]
         for option in ports:
-            argv += [option, str(free_port())]
+            argv += [option, str(self._port())]
         if wrap:
             argv = [*wrap, *argv]
         with open(log, "wb") as out:
@@ -287,12 +289,12 @@ class Cluster:
 
     def _start_head(self, timeout: float) -> None:
         if self.head is not None:  # a retry: the ports may be what ended the last attempt
-            self.port = free_port()
+            self.port = self._port()
             self.address = f"127.0.0.1:{self.port}"
-            self.client_address = f"ray://127.0.0.1:{free_port()}"
+            self.client_address = f"ray://127.0.0.1:{self._port()}"
         dashboard = ["--include-dashboard=false"]
         if self.dashboard:
-            port = free_port()
+            port = self._port()
             self.dashboard_address = f"http://127.0.0.1:{port}"
             dashboard = ["--include-dashboard=true", "--dashboard-host", "127.0.0.1",
                          "--dashboard-port", str(port)]
@@ -380,11 +382,14 @@ class Cluster:
         return False
 
     def stop(self) -> None:
-        """Stop both nodes by pid and remove the temp dir."""
+        """Stop both nodes by pid, remove the temp dir and release the ports."""
         for node in (self.second, self.head):
             if node is not None:
                 node.stop()
         shutil.rmtree(self.temp, ignore_errors=True)
+        for port in self.ports:
+            release_port(port)
+        self.ports = []
 
 
 if __name__ == "__main__":  # a quick manual check: start, report, stop

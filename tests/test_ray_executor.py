@@ -26,13 +26,15 @@ from pathlib import Path
 import pytest
 
 from fakejobs import job_was_ready, run_in_pty, tree_job
+from ports import reserve_port
 from proctable import MARKER_VAR, marked_pids
-from ray_cluster import RAY, Cluster, free_port, machine_lock
+from ray_cluster import RAY, Cluster, machine_lock
 from training_plugin.executors.ray import (
     MSG_NODE_LOST,
     MSG_OUTPUT_IN_JOB_COPY,
     MSG_UNREACHABLE,
-    _PackageRoots,
+    TIMELINE_VAR,
+    PackageRoots,
 )
 from training_plugin.plugin import MSG_RAY_WITH_XDIST
 
@@ -379,7 +381,7 @@ def test_a_lost_node_fails_its_job_and_no_other(pytester, ray_cluster, marker, f
 @pytest.mark.parametrize("scheme", ["", "ray://"])
 def test_an_address_where_nothing_answers_is_a_usage_error(pytester, marker, scheme):
     root = project(pytester, marker, {"train_a": "print(1)\n"}, "")
-    address = f"{scheme}127.0.0.1:{free_port()}"
+    address = f"{scheme}127.0.0.1:{reserve_port()}"
     rc, out = run(root, marker, "--ray", address)
     assert rc == 4, out
     assert MSG_UNREACHABLE.split("(")[0].format(address=address) in out, out
@@ -397,31 +399,38 @@ def test_ray_local_starts_a_private_instance_and_stops_it(pytester, marker):
 
 
 
-#: A job that prints when it started (this machine's clock: both nodes run here), then sleeps.
-STARTS_JOB = "import time\nprint('started', repr(time.time()), flush=True)\ntime.sleep({sleep})\n"
-
-
 @pytest.mark.parametrize("queue", ["executor", "ray"])
-def test_jobs_start_in_the_order_given_as_nodes_free_up(pytester, ray_cluster, marker, queue):
-    # Five jobs, each its own resource shape (Ray queues each shape apart), on two 1-CPU nodes,
-    # in collection order a..e (no remembered durations). a and b start at once; a ends first
-    # (1 s), then b (2 s), then c (3 s): c, d, e take the freed CPU in that order.
-    sleeps = {"a": 1, "b": 2, "c": 2, "d": 2, "e": 1}
+def test_jobs_are_released_in_the_order_given_as_nodes_free_up(pytester, ray_cluster, marker,
+                                                               tmp_path, queue):
+    # Five jobs of one CPU each, each its own resource shape (Ray queues each shape apart), on
+    # two 1-CPU nodes, in collection order a..e (no remembered durations).  The executor's own
+    # timeline says in which order it released them to Ray and which jobs were still running
+    # at each release: with its queue, a and b go at once and c, d, e each when a job ended;
+    # with Ray's queue, all five at once.  (When each job then starts on its node is Ray's
+    # and the machine's business, not asserted.)
+    jobs = "abcde"
     table = "".join(f'[tool.training_plugin.jobs.{job}]\nmemory = "{i + 1}MiB"\n'
-                    for i, job in enumerate(sleeps))
+                    for i, job in enumerate(jobs))
     root = project(pytester, marker,
-                   {f"train_{job}": STARTS_JOB.format(sleep=s) for job, s in sleeps.items()},
-                   table)
+                   {f"train_{job}": "import time\nprint('ran', flush=True)\ntime.sleep(0.5)\n"
+                    for job in jobs}, table)
     pytester.makeini(f"[pytest]\ntraining_ray_queue = {queue}\n")
-    rc, out = run(root, marker, "--ray", ray_cluster.address)
+    timeline = tmp_path / "timeline.jsonl"
+    rc, out = run(root, marker, "--ray", ray_cluster.address,
+                  env={TIMELINE_VAR: str(timeline)})
     assert rc == 0, out
-    started = {job: float(re.search(r"^started (\S+)$", (root / "out" / job / "train.log")
-                                    .read_text(), re.M).group(1)) for job in sleeps}
-    order = sorted(started, key=started.get)
-    if queue == "executor":
-        assert set(order[:2]) == {"a", "b"} and order[2:] == ["c", "d", "e"], started
-    else:  # Ray's own queue: every job started, in whatever order Ray chose
-        assert set(order) == set(sleeps), started
+    rows = {row["job"]: row for row in map(json.loads, timeline.read_text().splitlines())}
+    assert sorted(rows) == list(jobs), rows
+    assert sorted(rows, key=lambda job: rows[job]["release"]) == list(jobs), rows
+    assert [rows[job]["release"] for job in jobs] == [1, 2, 3, 4, 5], rows
+    alongside = {job: sorted(rows[job]["alongside"]) for job in jobs}
+    if queue == "executor":  # never more released than the two CPUs hold: c, d, e waited
+        assert alongside["a"] == [] and alongside["b"] == ["a"], alongside
+        assert all(len(alongside[job]) <= 1 for job in "cde"), alongside
+    else:  # everything at once, before any job ended
+        assert alongside == {job: list(jobs[:i]) for i, job in enumerate(jobs)}, alongside
+    for job in jobs:
+        assert "ran" in (root / "out" / job / "train.log").read_text()
 
 
 def test_a_bad_queue_setting_is_a_usage_error(pytester, ray_cluster, marker):
@@ -502,7 +511,7 @@ def test_a_package_from_outside_the_project_stands_for_its_own_only_when_identic
         (root / "src" / "mypkg").mkdir(parents=True)
         (root / "src" / "mypkg" / "__init__.py").write_text(text)
     monkeypatch.setenv("PYTHONPATH", str(original / "src"))
-    assert ("src" in _PackageRoots(project).get()) is same
+    assert ("src" in PackageRoots(project).get()) is same
 
 
 def ray_job(cluster: Cluster, root: Path, marker: str, verb: str, *args: str,
