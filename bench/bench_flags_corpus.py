@@ -28,7 +28,8 @@ CORPUS = ROOT / "tests" / "flag_corpus"
 sys.path.insert(0, str(ROOT))
 
 from training_plugin import flags as flags_mod  # noqa: E402
-from training_plugin import jobs  # noqa: E402
+from training_plugin import options  # noqa: E402
+from training_plugin.collect import argv as argv_mod  # noqa: E402
 
 SETTINGS = {"epochs": "3", "folds": "4", "seed": "1234567"}
 OUT = "/probe-output-dir"
@@ -154,14 +155,14 @@ def argparse_answer(case_dir: Path, script: Path) -> dict[str, set[str]] | None:
     }
 
 
-def settings_for(case: dict, rootdir: Path, use_aliases: bool) -> jobs.Settings:
+def settings_for(case: dict, rootdir: Path, use_aliases: bool) -> options.Settings:
     values = dict(rootdir=rootdir, output_dir=Path(OUT).parent, epochs=3, folds=4, seed=1234567)
-    names = {f.name for f in dataclasses.fields(jobs.Settings)}
+    names = {f.name for f in dataclasses.fields(options.Settings)}
     if use_aliases and "flag_aliases" in names and case.get("aliases"):
         values["flag_aliases"] = tuple(
             (name, tuple(spellings)) for name, spellings in case["aliases"].items()
         )
-    return jobs.Settings(**values)
+    return options.Settings(**values)
 
 
 def forwarded(argv: list[str]) -> dict[str, str]:
@@ -197,7 +198,7 @@ def main() -> int:
         script = case_dir / case["script"]
         info = flags_mod.Analyzer(case_dir).analyze(script)
         settings = settings_for(case, case_dir, use_aliases)
-        argv, _missing, _notes = jobs.build_argv(
+        argv, _missing, _notes = argv_mod.build_argv(
             case["script"], info, settings, (), Path(OUT)
         )
         got = forwarded(argv)

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from training_plugin import budget
-from training_plugin.budget import detect_gpus, gpus_for_worker
+from training_plugin.run import budget
+from training_plugin.run.budget import detect_gpus, gpus_for_worker
 
 from fakejobs import ENV_JOB, PLUGIN_ARGS, plugin_project
 

@@ -22,7 +22,7 @@ from fakejobs import (QUICK_JOB, TREE_PROCESSES, Session, tree_job, until_ready_
 from proctable import marked_pids
 from training_plugin.executors.base import MSG_KILLED, MSG_OOM_HINT, MSG_TIMED_OUT
 from training_plugin.results import SUMMARY_FILE
-from training_plugin.runner import MSG_TERMINATED
+from training_plugin.run.signals import MSG_TERMINATED
 
 
 # -- timeouts ----------------------------------------------------------------------------------

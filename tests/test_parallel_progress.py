@@ -8,7 +8,8 @@ import io
 import pytest
 from _pytest._io.terminalwriter import TerminalWriter
 
-from training_plugin.progress import Progress, format_elapsed, last_log_line
+from training_plugin.run.logs import last_log_line
+from training_plugin.run.progress import Progress, format_elapsed
 
 from fakejobs import PLUGIN_ARGS, plugin_project, run_in_pty
 

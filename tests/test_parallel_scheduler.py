@@ -9,12 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from training_plugin.scheduler import longest_first, simulate_makespan
+from training_plugin.run.order import longest_first
 
 from fakejobs import PLUGIN_ARGS, Session, plugin_project
 
 #: The issue's set: eight jobs, named so that the longest sort last.
 ISSUE_SET = {"a1": 2, "a2": 2, "b1": 4, "b2": 4, "c1": 6, "c2": 6, "d": 8, "e": 12}
+
+
+def simulate_makespan(durations, workers):
+    """Makespan of a list schedule of ``durations`` (in order) on ``workers``."""
+    free = [0.0] * workers
+    for d in durations:
+        i = free.index(min(free))
+        free[i] += d
+    return max(free)
 
 
 def test_longest_first_unknown_first_ties_by_nodeid():
@@ -46,7 +55,7 @@ class SimulatedTime:
 
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):
-        from training_plugin import xdist_scheduler
+        from training_plugin.run import xdist_scheduler
         xdist_scheduler.time = SimulatedTime
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from fakejobs import TRACE_JOB, write_files
-from training_plugin.discovery import (MSG_DUPLICATE_ID, MSG_IDENTICAL_COPY, MSG_MISSING_ROOT,
+from training_plugin.collect.discovery import (MSG_DUPLICATE_ID, MSG_IDENTICAL_COPY, MSG_MISSING_ROOT,
                                        discover)
-from training_plugin.jobs import MSG_SWITCH_VALUE
-from training_plugin.plugin import MSG_NO_MATCH, MSG_NO_SCRIPTS, MSG_OUTPUT_DIR_IS_FILE
+from training_plugin.collect.argv import MSG_SWITCH_VALUE
+from training_plugin.collect.listing import MSG_NO_MATCH, MSG_NO_SCRIPTS
+from training_plugin.collect.pipeline import MSG_OUTPUT_DIR_IS_FILE
 from training_plugin.results import SUMMARY_FILE
 
 pytest_plugins = ["pytester"]

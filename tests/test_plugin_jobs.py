@@ -1,4 +1,4 @@
-"""Command building (training_plugin.jobs) as pure functions, plus this repository's own jobs."""
+"""Command building (training_plugin.collect) as pure functions, plus this repository's own jobs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import pytest
 
 from training_plugin.flags import RESOLVED, UNRESOLVED, Flag, ParserInfo
 from training_plugin import results
-from training_plugin.jobs import MSG_NOT_FORWARDED, JobConfig, Settings, build_argv, make_spec
+from training_plugin.collect.argv import MSG_NOT_FORWARDED, build_argv
+from training_plugin.collect.specs import make_spec
+from training_plugin.collect.table import JobConfig
+from training_plugin.options import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = Path("/repo")

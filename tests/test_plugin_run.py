@@ -10,8 +10,9 @@ import pytest
 
 from fakejobs import fake, write_files
 from training_plugin.executors.base import MSG_EXIT_CODE, MSG_KILLED, MSG_TIMED_OUT
-from training_plugin.jobs import MSG_NOT_FORWARDED
-from training_plugin.plugin import MSG_NO_MATCH, MSG_UNUSED_TRAIN_ARG
+from training_plugin.collect.argv import MSG_NOT_FORWARDED
+from training_plugin.collect.listing import MSG_NO_MATCH
+from training_plugin.collect.pipeline import MSG_UNUSED_TRAIN_ARG
 from training_plugin.results import SUMMARY_FILE
 
 pytest_plugins = ["pytester"]

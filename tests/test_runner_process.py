@@ -1,4 +1,4 @@
-"""runner.run_job with real processes, real signals and the process table.
+"""reaper.run_job with real processes, real signals and the process table.
 
 Every fake job carries a unique marker in its environment; "no process left" means that no
 process in /proc carries it: checked at once where run_job has returned (it returns once the
@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from training_plugin import runner
+from training_plugin.executors import reaper as runner
 from training_plugin.executors.base import MSG_EXIT_CODE, MSG_KILLED, MSG_OOM_HINT, MSG_TIMED_OUT
-from training_plugin.runner import MSG_LEFTOVERS, RunResult, log_tail, run_job
+from training_plugin.executors.base import RunResult
+from training_plugin.executors.reaper import MSG_LEFTOVERS, run_job
+from training_plugin.run.logs import log_tail
 
 from fakejobs import (TREE_PROCESSES, job_was_ready, tree_job, until_ready_before_timeout,
                       wait_gone)
@@ -160,7 +162,7 @@ DRIVER = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    from training_plugin.runner import run_job
+    from training_plugin.executors.reaper import run_job
     script, workdir = sys.argv[1], sys.argv[2]
     try:
         run_job([sys.executable, script], cwd=Path(workdir),

@@ -1,6 +1,6 @@
 """Every use of pytest internals by training_plugin, in one place.
 
-pytest offers no public API for these four needs; each function names the internal it uses, and
+pytest offers no public API for these needs; each function names the internal it uses, and
 ``tests/test_pytest_compat.py`` fails loudly when a pytest release changes one of them.  The
 supported pytest range is pinned in ``pyproject.toml``.
 
@@ -18,6 +18,11 @@ supported pytest range is pinned in ``pyproject.toml``.
   ``pytest.main(plugins=[...])`` registers options in time), so the plugin detects the case
   (``_pytest.config.findpaths.determine_setup``) and stops with a usage error.
 
+- ``terminal_writer``, ``terminal_file``, ``current_line``: the terminal reporter's writer
+  (``TerminalReporter._tw``), the file it writes to (``TerminalWriter._file``) and the text of
+  its unfinished line (``TerminalWriter._current_line``), for the live progress line, which
+  draws after that text and erases itself before every write of pytest's.
+
 Beside them, ``is_controller``: whether this process is the controller rather than an xdist
 worker (xdist documents ``config.workerinput`` on its workers).
 """
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +101,18 @@ def rootdir_hijack(config: pytest.Config) -> str | None:
             return MSG_HIJACK.format(opt=opt, value=value, got=config.rootpath,
                                      ini=inipath or "the project's ini file")
     return None
+
+
+def terminal_writer(reporter: Any) -> Any:
+    """The terminal reporter's ``TerminalWriter``."""
+    return reporter._tw
+
+
+def terminal_file(writer: Any) -> Any:
+    """The file a ``TerminalWriter`` writes to."""
+    return writer._file
+
+
+def current_line(writer: Any) -> str:
+    """What a ``TerminalWriter`` has written of its current line (since the last newline)."""
+    return str(writer._current_line)

@@ -1,8 +1,11 @@
-"""Results: reading a job's metrics.json, JUnit properties, the session summary.
+"""Results of a job: its metrics.json (``JobMetrics``), what the finished hook gets
+(``JobResult``), a skip (``JobSkip``) and the typed record that travels with its report
+(``JobRecord``).
 
-``SummaryCollector`` lives on the controller only (owned by the session object).  It builds
-everything from test reports, so it works unchanged under xdist: each training item's report
-carries a JSON-able ``training_job`` record (see ``TrainingItem.record``).
+A training item's reports carry its record as a JSON-able dict under ``REPORT_ATTR`` (so it
+survives xdist's report serialization); :func:`record_of` gives it back as a ``JobRecord``.
+Every consumer downstream of the item (summary, history, baseline, HTML report, MLflow) reads
+that record instead of re-reading files or re-deriving ids.
 """
 
 from __future__ import annotations
@@ -11,16 +14,17 @@ import json
 import math
 import os
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 METRICS_FILE = "metrics.json"
 SUMMARY_FILE = "summary.json"
 #: Name of the attribute a training item's reports carry (a JSON-able dict).
 REPORT_ATTR = "training_job"
+#: The outcomes a record can have.
+OUTCOMES = ("passed", "failed", "skipped", "error", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -34,11 +38,6 @@ class JobMetrics:
     #: The whole file as parsed (nested objects too), when it is a JSON object; gates and
     #: baseline comparisons read nested keys from it.  Not part of ``to_json``.
     document: dict[str, Any] | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def primary_value(self) -> float | None:
-        """The value of the primary metric, when present."""
-        return self.metrics.get(self.primary_metric) if self.primary_metric else None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -112,11 +111,6 @@ class JobResult:
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def ok(self) -> bool:
-        """The job exited 0 in time and no plugin failed it."""
-        return bool(self.run is not None and self.run.ok and not self.failures)
-
     def fail(self, story: str) -> None:
         """Fail the item with this one-line story (the job's outputs are kept)."""
         self.failures.append(story)
@@ -164,133 +158,62 @@ def junit_properties(metrics: JobMetrics | None) -> list[tuple[str, object]]:
     return props
 
 
+
+
 @dataclass
-class _Entry:
+class JobRecord:
+    """What is known of one job run, built where it ran and carried by its reports.
+
+    ``outcome`` and ``duration_s`` are final once the controller has the job's final report
+    (``pytest_training_job_report``); on the worker side they are the item's view so far.
+    """
+
+    id: str
     nodeid: str
-    record: dict[str, Any]
-    outcome: str = "passed"
+    script: str  #: relative to rootdir (posix)
+    argv: list[str]  #: the command: ``[python, script, args...]``
+    resolved_argv: list[str]  #: argv as it decides the result (see ``collect.argv``)
+    output_dir: str
+    log: str
+    outcome: str = "passed"  #: one of ``OUTCOMES``
     duration_s: float = 0.0
+    result: str | None = None  #: "ok", or how the process ended ("exit code 2" ...)
+    node: str | None = None  #: where it ran ("local", "local:gw0", "ray:10.0.0.2")
+    run_duration_s: float | None = None  #: the process's own run time
+    metrics: dict[str, float] = field(default_factory=dict)
+    primary_metric: str | None = None
+    synthetic: bool | None = None
+    metrics_error: str | None = None
+    #: the whole metrics.json as the item parsed it (None: none, or not a JSON object)
+    document: dict[str, Any] | None = None
+    story: str | None = None  #: why it failed, was skipped or was interrupted
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: the job's job-table entry, JSON-able (``collect.table.JobConfig.to_json``)
+    table: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def command(self) -> str:
+        """The command, shell-quoted."""
+        return shlex.join(self.argv)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form (what the reports carry)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobRecord:
+        """The record from its JSON-able form (unknown keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def job_duration(report: pytest.TestReport) -> float:
-    """How long a job ran: the item's call time, except on a cluster (``node`` "ray:..."),
-    where the jobs run at once and an item only waits for its own: there, the job's run time
-    as its node measured it."""
-    record = getattr(report, REPORT_ATTR, None)
-    if isinstance(record, dict) and str(record.get("node") or "").startswith("ray:"):
-        run = record.get("run_duration_s")
-        if isinstance(run, (int, float)):
-            return float(run)
-    return report.duration
-
-
-class SummaryCollector:
-    """Collects training reports; writes the terminal table and ``summary.json`` (controller).
-
-    Owned by the session object, which feeds it every training report (``add``)."""
-
-    def __init__(self, config: pytest.Config, output_dir: Path) -> None:
-        self.config = config
-        self.output_dir = output_dir
-        self.entries: dict[str, _Entry] = {}
-        self.summary_path: Path | None = None
-
-    def add(self, report: pytest.TestReport) -> dict[str, Any] | None:
-        """Keep the outcome, duration and record of a training report; return the job's
-        record so far, with ``outcome`` and ``duration_s`` filled in."""
-        record = getattr(report, REPORT_ATTR, None)
-        if not isinstance(record, dict):
-            return None
-        entry = self.entries.get(report.nodeid)
-        if entry is None:
-            entry = self.entries[report.nodeid] = _Entry(report.nodeid, dict(record))
-        else:
-            entry.record.update(record)
-        if report.when == "call":
-            entry.duration_s = job_duration(report)
-            entry.outcome = report.outcome
-        elif report.outcome != "passed" and entry.outcome == "passed":
-            entry.outcome = "error" if report.failed else report.outcome
-        if report.skipped and "story" not in entry.record:
-            longrepr = report.longrepr
-            if isinstance(longrepr, tuple) and len(longrepr) == 3:
-                entry.record["story"] = str(longrepr[2]).removeprefix("Skipped: ")
-        entry.record["outcome"] = entry.outcome
-        entry.record["duration_s"] = round(entry.duration_s, 3)
-        entry.record["nodeid"] = report.nodeid
-        return entry.record
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One summary.json entry per job, sorted by node id."""
-        out = []
-        for entry in sorted(self.entries.values(), key=lambda e: e.nodeid):
-            rec = entry.record
-            primary = rec.get("primary_metric")
-            metrics = rec.get("metrics") or {}
-            out.append(
-                {
-                    "id": rec.get("id"),
-                    "nodeid": entry.nodeid,
-                    "outcome": entry.outcome,
-                    "duration_s": round(entry.duration_s, 3),
-                    "command": shlex.join(rec.get("command") or []),
-                    "argv": rec.get("command") or [],
-                    "metrics": metrics,
-                    "primary_metric": (
-                        {"name": primary, "value": metrics.get(primary)} if primary else None
-                    ),
-                    "synthetic": rec.get("synthetic"),
-                    "metrics_error": rec.get("metrics_error"),
-                    "result": rec.get("result"),
-                    "node": rec.get("node"),
-                    "story": rec.get("story"),
-                    "notes": rec.get("notes") or [],
-                    "extra": rec.get("extra") or {},
-                    "log": rec.get("log"),
-                }
-            )
-        return out
-
-    def write(self) -> None:
-        """Write ``<output-dir>/summary.json`` when any job ran."""
-        if not self.entries or self.config.getoption("collectonly"):
-            return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        path = self.output_dir / SUMMARY_FILE
-        write_json_atomic(path, {"jobs": self.rows()}, indent=2)
-        self.summary_path = path
-
-    def terminal(self, tr: Any) -> None:
-        """The table: job, outcome, duration, primary metric, where it ran, notes."""
-        if not self.entries:
-            return
-        rows = self.rows()
-        tr.write_sep("=", "training summary")
-        show_node = any(row["node"] not in (None, "local") for row in rows)
-        table = [("job", "outcome", "duration", "primary metric", "node" if show_node else "",
-                  "")]
-        for row in rows:
-            primary = row["primary_metric"]
-            value = primary and primary["value"]
-            metric = f"{primary['name']}={value:.4f}" if primary and value is not None else "-"
-            flags = ["SYNTHETIC data"] if row["synthetic"] else []
-            if row["metrics_error"]:
-                flags.append("metrics.json malformed")
-            elif row["outcome"] == "passed" and not row["metrics"]:
-                flags.append("no metrics.json")
-            if row["outcome"] == "skipped" and row["story"]:
-                flags.append(row["story"])
-            flags.extend(row["notes"])
-            table.append(
-                (str(row["id"]), row["outcome"], f"{row['duration_s']:.1f} s", metric,
-                 str(row["node"] or "-") if show_node else "", "; ".join(flags))
-            )
-        widths = [max(len(r[i]) for r in table) for i in range(5)]
-        for r in table:
-            cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
-                     r[3].ljust(widths[3])]
-            if show_node:
-                cells.append(r[4].ljust(widths[4]))
-            tr.write_line("  ".join([*cells, r[5]]).rstrip())
-        if self.summary_path is not None:
-            tr.write_line(f"summary: {self.summary_path}")
+def record_of(report: Any) -> JobRecord | None:
+    """The ``JobRecord`` a training item's report carries, or None for other reports."""
+    data = getattr(report, REPORT_ATTR, None)
+    if not isinstance(data, dict):
+        return None
+    try:
+        return JobRecord.from_json(data)
+    except TypeError:  # a report from another version of the plugin
+        return None

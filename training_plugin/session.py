@@ -1,10 +1,12 @@
-"""``TrainingSession``: the one plugin object of a session (registered in ``pytest_configure``).
+"""``TrainingSession``: the one controller object of a session (registered in
+``pytest_configure``, like xdist's ``DSession``).
 
-It holds the session's state and implements the hooks of the run path: the executor choice
-(local or Ray), longest-first order and the xdist scheduler, the pytest-timeout integration,
-the job record on each report, the live progress line, remembered durations, the summary, and
-the controller-side ``pytest_training_job_report`` call.  Features (gates, history, report
-extras, tracking) are separate plugins on the hooks of ``hookspecs.py``.
+It owns every run-time hook of the run path: session start (collect, connect, SIGTERM, the
+live progress line), the executor choice, longest-first order and the xdist scheduler, the
+pytest-timeout integration, the job record on each report, the summary, and the
+controller-side ``pytest_training_job_report`` / ``pytest_training_job_interrupted`` calls.
+Features (gates, baseline, history, fingerprint, report, tracking) are separate plugins on the
+hooks of ``hookspecs.py``.
 """
 
 from __future__ import annotations
@@ -14,21 +16,22 @@ from typing import Any
 
 import pytest
 
-from training_plugin import budget, items as items_mod, results
-from training_plugin.items import TrainingItem
-from training_plugin.progress import Progress
-from training_plugin.pytest_compat import is_controller
-from training_plugin.scheduler import known_durations, order_items, save_durations
+from training_plugin import pytest_compat, store
+from training_plugin.collect import listing
+from training_plugin.collect.items import (TIMEOUT_KEY, TrainingItem, close_executor,
+                                           executor_of, made_executor)
+from training_plugin.collect.pipeline import Collector, state_of
+from training_plugin.options import Settings, ray_address
+from training_plugin.results import REPORT_ATTR, JobRecord, record_of
+from training_plugin.run import budget, signals
+from training_plugin.run.order import known_durations, order_items, save_durations
+from training_plugin.run.progress import Progress
+from training_plugin.summary import SummaryCollector, job_duration
 
-#: Report attribute naming a training job's log (travels with the report from xdist workers).
-REPORT_LOG_ATTR = "training_log"
 #: workerinput key carrying the controller's snapshot of the remembered durations.
 WORKERINPUT_DURATIONS = "training_plugin_durations"
 #: The name the session object is registered under.
 NAME = "training_plugin.session"
-#: The name ``xdist_scheduler.py`` is registered under (``-p no:`` it for xdist's own
-#: scheduler); kept here so that unregistering needs no import of xdist's schedulers.
-XDIST_SCHEDULER_NAME = "training_plugin.xdist_scheduler"
 
 
 def is_training_item(item: pytest.Item) -> bool:
@@ -39,16 +42,18 @@ def is_training_item(item: pytest.Item) -> bool:
 class TrainingSession:
     """Per-session state and the run-path hooks (see the module docstring)."""
 
-    def __init__(self, config: pytest.Config, output_dir: Any, ray_address: str | None) -> None:
+    def __init__(self, config: pytest.Config, collector: Collector) -> None:
         self.config = config
-        self.ray_address = ray_address
-        self.controller = is_controller(config)
-        self.summary = results.SummaryCollector(config, output_dir) if self.controller else None
+        self.collector = collector
+        self.controller = pytest_compat.is_controller(config)
+        self.collect_only = bool(config.getoption("collectonly", False))
+        self.summary: SummaryCollector | None = None
         self.measured: dict[str, float] = {}
         self.progress: Progress | None = None
         self.old_sigterm: Any = None
-        # workers use the controller's snapshot; the controller reads them on first use (after
-        # every plugin is configured: the baseline's expected durations come from gates)
+        #: node id -> record of a job whose setup passed and whose final report has not come
+        self.started: dict[str, JobRecord] = {}
+        # workers use the controller's snapshot; the controller asks the plugins on first use
         workerinput = getattr(config, "workerinput", None)
         self._durations: dict[str, float] | None = None
         if workerinput is not None and WORKERINPUT_DURATIONS in workerinput:
@@ -56,29 +61,74 @@ class TrainingSession:
 
     @property
     def durations(self) -> dict[str, float]:
-        """Known durations by node id (remembered, else expected), read once."""
+        """Known durations by node id (remembered, else expected), worked out once."""
         if self._durations is None:
             self._durations = known_durations(self.config)
         return self._durations
 
     # -- the executor ---------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
-    def pytest_training_make_executor(self, config: pytest.Config) -> Any:
+    def pytest_training_make_executor(self, config: pytest.Config, settings: Settings) -> Any:
         """Ray under ``--ray``, else the local reaper-based executor."""
-        if self.ray_address is not None:
+        if settings.ray_address is not None:
             from training_plugin.executors.ray import RayExecutor
 
-            return RayExecutor(config, self.ray_address)
+            return RayExecutor(config, settings)
         from training_plugin.executors.local import LocalExecutor
 
         worker = getattr(config, "workerinput", {}).get("workerid")
         return LocalExecutor(f"local:{worker}" if worker else "local")
 
+    # -- session start ----------------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Collect the job specs (usage errors before anything runs); on a cluster, connect
+        (a bad address is a usage error); SIGTERM interrupts like Ctrl-C; with a TTY and
+        verbosity >= 0, start the live progress line."""
+        config = self.config
+        state = self.collector.prepare()
+        if not self.controller:
+            return
+        self.summary = SummaryCollector(state.settings.output_dir, self.collect_only)
+        if state.settings.cluster:
+            executor_of(config)
+        if self.collect_only:
+            return
+        # SIGTERM ends the session like Ctrl-C: with -n, xdist then tears the workers down
+        # (their reapers kill the job trees) and the summary and JUnit XML are still written.
+        self.old_sigterm = signals.interrupt_on_sigterm()
+        if config.get_verbosity() < 0:
+            return
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or not reporter.isatty():
+            return
+        writer = pytest_compat.terminal_writer(reporter)
+        try:
+            terminal_fd = os.dup(pytest_compat.terminal_file(writer).fileno())
+        except (AttributeError, OSError, ValueError):
+            terminal_fd = None
+        self.progress = Progress(writer, fd=terminal_fd)
+        self.progress.start()
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str] | None:
+        """How many jobs, from where, output to where; where a cluster runs them."""
+        state = state_of(config)
+        if state is None:
+            return None
+        lines = listing.header(state)
+        executor = made_executor(config)
+        described = executor.describe() if executor is not None else None
+        if described:
+            lines.append(f"training: {described}")
+        return lines
+
     # -- order and scheduling -------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        """xdist: hand every worker the same snapshot of the remembered durations."""
+        """xdist: every worker gets the same snapshot of the remembered durations and of the
+        last passing run of each job."""
         node.workerinput[WORKERINPUT_DURATIONS] = self.durations
+        node.workerinput[store.WORKERINPUT_LAST] = store.last_passing(self.config)
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config,
@@ -86,24 +136,28 @@ class TrainingSession:
         """Training items longest first by remembered duration (identical on every worker)."""
         order_items(items, self.durations, is_training_item)
 
+    def pytest_report_collectionfinish(self, config: pytest.Config,
+                                       items: list[pytest.Item]) -> list[str] | None:
+        """With ``--collect-only`` (not -q): each job's exact command and its detected flags."""
+        if not self.collect_only or config.get_verbosity() < 0:
+            return None
+        return listing.jobs(config, items) or None
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
-        """On a cluster, every selected job is submitted before the first item runs, so that
-        all of them are in flight at once; each item then waits for its own job."""
-        if self.ray_address is None or session.config.getoption("collectonly"):
+        """Where this process runs every job of the session (no xdist), the executor gets them
+        all before the first item runs (a cluster starts them at once); each item then waits
+        for its own job."""
+        config = session.config
+        if self.collect_only or not self.controller or config.getoption("dist", "no") != "no":
             return
-        if session.testsfailed and session.config.getoption("continue_on_collection_errors") is False:
+        if session.testsfailed and not config.getoption("continue_on_collection_errors"):
             return
-        executor = items_mod.executor_of(session.config)
-        submit_all = getattr(executor, "submit_all", None)
-        if submit_all is None:
-            return
-        jobs = [item.job_run() for item in session.items
-                if isinstance(item, TrainingItem) and item.runnable()]
-        submit_all(jobs)
-        in_flight = getattr(executor, "in_flight", None)
-        if self.progress is not None and in_flight is not None:
-            self.progress.source = in_flight  # every job on the cluster, not the waited one
+        executor = executor_of(config)
+        executor.submit_all([item.job_run() for item in session.items
+                             if isinstance(item, TrainingItem) and item.runnable()])
+        if self.progress is not None and executor.in_flight() is not None:
+            self.progress.source = executor.in_flight  # every job running, not the waited one
 
     # -- pytest-timeout -------------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True, tryfirst=True)
@@ -112,7 +166,7 @@ class TrainingSession:
         for the executor, which kills the job's process tree; install no timer."""
         if not is_training_item(item):
             return None
-        item.stash[items_mod.TIMEOUT_KEY] = settings.timeout
+        item.stash[TIMEOUT_KEY] = settings.timeout
         return True
 
     @pytest.hookimpl(optionalhook=True, tryfirst=True)
@@ -123,36 +177,39 @@ class TrainingSession:
         return True
 
     # -- reports --------------------------------------------------------------------------------
-    @pytest.hookimpl(wrapper=True)
+    @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-        """Attach the job's log path and record to its reports (xdist carries them)."""
+        """Attach the job's record to its setup and call reports (xdist carries it); the
+        innermost wrapper, so other plugins' wrappers find it after their ``yield``."""
         report = yield
         if isinstance(item, TrainingItem) and call.when != "teardown":
-            setattr(report, REPORT_LOG_ATTR, str(item.spec.log_path))
-            if call.when == "call" or not report.passed:  # the job's final report
-                setattr(report, results.REPORT_ATTR, item.record(call.excinfo))
+            setattr(report, REPORT_ATTR, item.record(call.excinfo).to_json())
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Progress entries, measured durations, the summary, and (once per job, on the
         controller) ``pytest_training_job_report``."""
-        log_path = getattr(report, REPORT_LOG_ATTR, None)
-        if log_path is None:
+        record = record_of(report)
+        if record is None or report.when == "teardown":
             return
+        started = report.when == "setup" and report.passed
         if self.progress is not None:
-            if report.when == "setup" and report.passed:
-                self.progress.job_started(report.nodeid, log_path)
-            elif report.when == "call" or report.failed:
+            if started:
+                self.progress.job_started(report.nodeid, record.log)
+            else:
                 self.progress.job_finished(report.nodeid)
+        if started:
+            self.started[report.nodeid] = record
+            return
         if report.when == "call":
-            self.measured[report.nodeid] = results.job_duration(report)
+            self.measured[report.nodeid] = job_duration(report)
         if self.summary is None:
             return
-        record = self.summary.add(report)
-        final = report.when == "call" or (report.when == "setup" and not report.passed)
-        if final and record is not None:
+        final = self.summary.add(report)
+        self.started.pop(report.nodeid, None)
+        if final is not None:
             self.config.hook.pytest_training_job_report(
-                config=self.config, report=report, record=record
+                config=self.config, report=report, record=final
             )
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
@@ -160,67 +217,58 @@ class TrainingSession:
         if self.progress is not None:
             self.progress.job_finished(nodeid)
 
-    # -- session start and end ------------------------------------------------------------------
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        """SIGTERM interrupts the session like Ctrl-C (reports and JUnit XML are still
-        written); with a TTY and verbosity >= 0, start the live progress line."""
-        config = self.config
-        if not self.controller or config.getoption("collectonly", False):
-            return
-        from training_plugin import runner
-
-        # SIGTERM ends the session like Ctrl-C: with -n, xdist then tears the workers down
-        # (their reapers kill the job trees) and the summary and JUnit XML are still written.
-        self.old_sigterm = runner.interrupt_on_sigterm()
-        if config.get_verbosity() < 0:
-            return
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is None or not reporter.isatty():
-            return
-        try:
-            terminal_fd = os.dup(reporter._tw._file.fileno())
-        except (AttributeError, OSError, ValueError):
-            terminal_fd = None
-        self.progress = Progress(reporter._tw, fd=terminal_fd)
-        self.progress.start()
-
+    # -- session end ----------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """Stop the progress line and the executor; remember durations; write summary.json."""
+        """Stop the progress line and the executor; remember durations; tell the plugins of
+        jobs that never finished; write summary.json."""
         if self.old_sigterm is not None:
-            from training_plugin import runner
-
-            runner.restore_sigterm(self.old_sigterm)
+            signals.restore_sigterm(self.old_sigterm)
             self.old_sigterm = None
         if self.progress is not None:
             self.progress.stop()
             if self.progress.fd is not None:
                 os.close(self.progress.fd)
             self.progress = None
-        items_mod.close_executor(self.config)
-        if self.controller:
-            save_durations(self.config, self.measured)
+        close_executor(self.config)
+        if not self.controller:
+            return
+        save_durations(self.config, self.measured)
+        for record in self.started.values():
+            record.outcome = "interrupted"
+            record.metrics = {}
+            record.story = "interrupted before the job finished"
+            self.config.hook.pytest_training_job_interrupted(config=self.config, record=record)
+        self.started.clear()
         if self.summary is not None:
             self.summary.write()
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        """The training summary table."""
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int,
+                                config: pytest.Config) -> None:
+        """The training summary table; when nothing was selected, which job ids exist."""
         if self.summary is not None:
             self.summary.terminal(terminalreporter)
+        state = state_of(config)
+        if state is not None and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            listing.no_match(config, state, terminalreporter)
 
 
-def register(config: pytest.Config, output_dir: Any, ray_address: str | None) -> TrainingSession:
-    """Register the session object (and warn once when xdist workers share GPUs)."""
-    session = TrainingSession(config, output_dir, ray_address)
+def register(config: pytest.Config) -> TrainingSession:
+    """Register the collector and the session object (and the xdist scheduler under ``-n``;
+    warn once when xdist workers share GPUs)."""
+    collector = Collector(config)
+    config.pluginmanager.register(collector, "training_plugin.collector")
+    session = TrainingSession(config, collector)
     config.pluginmanager.register(session, NAME)
     if session.controller and config.getoption("dist", "no") != "no":
         # xdist's scheduler hook, in a module that imports xdist's schedulers; registered by
         # name so that `-p no:training_plugin.xdist_scheduler` gives xdist's own scheduler back
-        from training_plugin import xdist_scheduler
+        from training_plugin.run import xdist_scheduler
 
-        if not config.pluginmanager.is_registered(xdist_scheduler):
-            config.pluginmanager.register(xdist_scheduler, XDIST_SCHEDULER_NAME)
-    if session.controller and ray_address is None:
+        if not config.pluginmanager.has_plugin(xdist_scheduler.NAME):
+            config.pluginmanager.register(
+                xdist_scheduler.SchedulerPlugin(lambda: session.durations), xdist_scheduler.NAME)
+    if session.controller and ray_address(config) is None:
         message = budget.shared_gpu_warning(config)
         if message:
             config.issue_config_time_warning(pytest.PytestWarning(message), stacklevel=2)
@@ -228,9 +276,9 @@ def register(config: pytest.Config, output_dir: Any, ray_address: str | None) ->
 
 
 def unregister(config: pytest.Config) -> None:
-    """Unregister the session object; close the executor (kills anything still running)."""
-    items_mod.close_executor(config)
-    for name in (NAME, XDIST_SCHEDULER_NAME):
+    """Unregister the plugin objects; close the executor (kills anything still running)."""
+    close_executor(config)
+    for name in (NAME, "training_plugin.collector", "training_plugin.xdist_scheduler"):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:
             config.pluginmanager.unregister(plugin, name)

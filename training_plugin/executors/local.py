@@ -1,13 +1,15 @@
-"""The local executor: each job is a child of this pytest process's reaper (``runner.py``)."""
+"""The local executor: each job is a child of this pytest process's reaper (``reaper.py``)."""
 
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import replace
 
-from training_plugin.executors.base import JobRun, RunResult
+from training_plugin.executors.base import BaseExecutor, JobRun, RunResult
 
 
-class LocalExecutor:
+class LocalExecutor(BaseExecutor):
     """Runs jobs on this machine, one at a time per pytest process (xdist gives parallelism)."""
 
     name = "local"
@@ -17,13 +19,13 @@ class LocalExecutor:
 
     def run(self, job: JobRun) -> RunResult:
         """Run through the reaper (tree kill on timeout, Ctrl-C, SIGTERM)."""
-        from training_plugin import runner  # starts nothing until the first job
+        from training_plugin.executors import reaper  # starts nothing until the first job
 
         env = dict(os.environ)
         env.update(job.env)
-        result = runner.run_job(list(job.argv), cwd=job.cwd, env=env, log_path=job.log_path,
+        result = reaper.run_job(list(job.argv), cwd=job.cwd, env=env, log_path=job.log_path,
                                 timeout=job.timeout)
-        return _with_node(result, self.where)
+        return replace(result, node=self.where)
 
     def placement(self, job: JobRun) -> str:
         """Always this machine."""
@@ -31,14 +33,6 @@ class LocalExecutor:
 
     def close(self) -> None:
         """Stop this process's reaper, if one was started (kills anything running)."""
-        import sys
-
-        runner = sys.modules.get("training_plugin.runner")
-        if runner is not None:
-            runner.shutdown()
-
-
-def _with_node(result: RunResult, node: str) -> RunResult:
-    from dataclasses import replace
-
-    return replace(result, node=node)
+        reaper = sys.modules.get("training_plugin.executors.reaper")
+        if reaper is not None:
+            reaper.shutdown()

@@ -2,14 +2,11 @@
 
 A job's inputs fingerprint (``sha256`` of its components) covers:
 
-- ``files``: the script and every repository module it imports, transitively (an ``ast`` walk
-  of every ``import`` in the file, resolved against the script's folder, ``<rootdir>/src`` and
-  the rootdir, never leaving the rootdir); files and folders named in its arguments (configs,
+- ``files``: the script and every repository module it imports, transitively
+  (``training_plugin.imports.ImportWalker``: the resolver the flag analysis uses too); files and folders named in its arguments (configs,
   data; a folder by its listing: names, sizes, modification times); files matching the job
   table's ``inputs`` globs.  Each by the sha256 of its contents.
-- ``argv``: the resolved arguments, without the interpreter's path, with the job's output
-  directory as ``<output-dir>`` and without the thread budget (``--n-jobs``), which changes
-  with ``-n`` but not the model;
+- ``argv``: the resolved arguments (``collect.argv.resolved_argv``);
 - ``env``: the job table's ``env``;
 - ``python`` and ``packages``: the interpreter version, and the installed versions of the
   third-party distributions the script's imports come from, with their requirements,
@@ -23,26 +20,25 @@ last metrics; ``--collect-only`` says per job "unchanged" or "changed" and what 
 
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
 import json
 import os
 import platform
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from training_plugin import results
-from training_plugin.features import history
+from training_plugin import results, store
+from training_plugin.collect.argv import (OUTPUT_DIR_TOKEN, describe_argv_change,
+                                          resolved_argv)
+from training_plugin.collect.items import TrainingItem
+from training_plugin.imports import ImportWalker
+from training_plugin.provenance import when
 
 NAME = "training_plugin.fingerprint"
 FINGERPRINT_FILE = "fingerprint.json"
-#: The thread budget's option (``--n-jobs`` / ``--n_jobs``): left out of the resolved argv.
-THREAD_OPTION = "n-jobs"
-OUTPUT_DIR_TOKEN = "<output-dir>"
 _FP_KEY = pytest.StashKey[dict[str, Any]]()
 
 HELP_SKIP_UNCHANGED = (
@@ -52,99 +48,16 @@ HELP_SKIP_UNCHANGED = (
 )
 
 
-def add_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
-    """``--skip-unchanged``."""
-    group.addoption("--skip-unchanged", action="store_true", default=False,
-                    dest="training_skip_unchanged", help=HELP_SKIP_UNCHANGED)
-
-
 def add_ini(parser: pytest.Parser) -> None:
     """No ini keys."""
 
 
-# ---------------------------------------------------------------------------------------------
-# argv
-# ---------------------------------------------------------------------------------------------
-def _option_name(token: str) -> str:
-    return token.split("=", 1)[0].lstrip("-").replace("_", "-").lower()
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--skip-unchanged``."""
+    from training_plugin.options import training_group
 
-
-def _is_option(token: str) -> bool:
-    if not token.startswith("-") or token == "-":
-        return False
-    try:
-        float(token)
-    except ValueError:
-        return True
-    return False  # a negative number is a value
-
-
-def resolved_argv(spec: Any) -> list[str]:
-    """The job's arguments as they decide its result (see the module docstring)."""
-    out = str(spec.output_dir)
-    argv = list(spec.argv[1:])
-    resolved: list[str] = []
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        if _is_option(token) and _option_name(token) == THREAD_OPTION:
-            i += 1 if "=" in token else 2
-            continue
-        if token == out:
-            token = OUTPUT_DIR_TOKEN
-        elif "=" in token and token.split("=", 1)[1] == out:
-            token = token.split("=", 1)[0] + "=" + OUTPUT_DIR_TOKEN
-        resolved.append(token)
-        i += 1
-    return resolved
-
-
-def _parse_argv(argv: list[str]) -> tuple[dict[str, str | None], list[str]]:
-    options: dict[str, str | None] = {}
-    positionals: list[str] = []
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        if _is_option(token):
-            if "=" in token:
-                name, value = token.split("=", 1)
-                options[name] = value
-            elif i + 1 < len(argv) and not _is_option(argv[i + 1]):
-                options[token] = argv[i + 1]
-                i += 1
-            else:
-                options[token] = None
-        else:
-            positionals.append(token)
-        i += 1
-    return options, positionals
-
-
-def describe_argv_change(old: list[str], new: list[str]) -> list[str]:
-    """What differs between two argument lists, in words ("--epochs 10 instead of 200")."""
-    if list(old) == list(new):
-        return []
-    old_opts, old_pos = _parse_argv(list(old))
-    new_opts, new_pos = _parse_argv(list(new))
-    changes: list[str] = []
-    for name in new_opts:
-        value = new_opts[name]
-        shown = name if value is None else f"{name} {value}"
-        if name not in old_opts:
-            changes.append(f"{shown} added")
-        elif old_opts[name] != value:
-            before = "given as a switch" if old_opts[name] is None else old_opts[name]
-            changes.append(f"{shown} instead of {before}")
-    for name in old_opts:
-        if name not in new_opts:
-            value = old_opts[name]
-            changes.append(f"{name} removed" + ("" if value is None else f" (was {value})"))
-    if old_pos != new_pos:
-        changes.append(f"arguments {' '.join(new_pos) or '(none)'} instead of "
-                       f"{' '.join(old_pos) or '(none)'}")
-    if not changes:
-        changes.append(f"arguments reordered: {' '.join(new)} (was {' '.join(old)})")
-    return changes
+    training_group(parser).addoption("--skip-unchanged", action="store_true", default=False,
+                                     dest="training_skip_unchanged", help=HELP_SKIP_UNCHANGED)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,104 +99,6 @@ def _folder_sha256(folder: Path) -> str:
             digest.update(f"{path.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\n"
                           .encode())
     return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=4096)
-def _imports_of(path: Path) -> tuple[tuple[str, int, tuple[str, ...]], ...]:
-    """``(module, level, names)`` of every import statement in a file (anywhere in it)."""
-    try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-    except (OSError, SyntaxError, ValueError):
-        return ()
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found += [(alias.name, 0, ()) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            found.append((node.module or "", node.level,
-                          tuple(alias.name for alias in node.names if alias.name != "*")))
-    return tuple(found)
-
-
-class ImportWalker:
-    """Follows a script's imports through the repository (never leaving ``rootdir``)."""
-
-    def __init__(self, rootdir: Path) -> None:
-        self.rootdir = Path(rootdir)
-
-    def _inside(self, path: Path) -> bool:
-        try:
-            rel = path.relative_to(self.rootdir)
-        except ValueError:
-            return False
-        return not any(part.startswith(".") or part in ("site-packages", "node_modules")
-                       for part in rel.parts[:-1])
-
-    def _module_file(self, base: Path, parts: list[str]) -> list[Path]:
-        """The files that importing ``parts`` under ``base`` runs (package inits included);
-        [] when it is not there."""
-        files: list[Path] = []
-        here = base
-        for i, part in enumerate(parts):
-            package = here / part
-            module = here / f"{part}.py"
-            if (package / "__init__.py").is_file():
-                files.append(package / "__init__.py")
-                here = package
-            elif module.is_file() and i == len(parts) - 1:
-                files.append(module)
-                return files
-            elif package.is_dir() and i < len(parts) - 1:
-                here = package  # a namespace package
-            else:
-                return [] if i == 0 else files
-        return files
-
-    def _resolve(self, bases: list[Path], parts: list[str]) -> list[Path] | None:
-        for base in bases:
-            found = self._module_file(base, parts)
-            if found:
-                return [f for f in found if self._inside(f)]
-        return None
-
-    def walk(self, script: Path) -> tuple[set[Path], set[str]]:
-        """(repository files the script runs, third-party top-level module names)."""
-        script = Path(script)
-        roots = [script.parent, self.rootdir / "src", self.rootdir]
-        seen: set[Path] = set()
-        external: set[str] = set()
-        todo = [script]
-        stdlib = set(sys.stdlib_module_names) | {"__future__"}
-        while todo:
-            path = todo.pop()
-            if path in seen:
-                continue
-            seen.add(path)
-            for module, level, names in _imports_of(path):
-                parts = [p for p in module.split(".") if p]
-                if level:
-                    base = path.parent
-                    for _ in range(level - 1):
-                        base = base.parent
-                    bases = [base]
-                else:
-                    if not parts:
-                        continue
-                    if parts[0] in stdlib:
-                        continue
-                    bases = roots
-                found = self._resolve(bases, parts) if parts else []
-                if found is None:
-                    if not level:
-                        external.add(parts[0])
-                    continue
-                todo += found
-                target = bases[0] if level else None
-                for name in names:  # `from package import submodule`
-                    sub = self._resolve([target] if target else bases, [*parts, name])
-                    if sub:
-                        todo += sub
-        return seen, external
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,19 +254,6 @@ def describe_change(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changes
 
 
-def when(entry: dict[str, Any]) -> str:
-    """A history line's time as "YYYY-MM-DD HH:MM UTC"."""
-    text = str(entry.get("time") or "")
-    return text[:16].replace("T", " ") + " UTC" if len(text) >= 16 else text or "an earlier run"
-
-
-def metric_phrase(entry: dict[str, Any]) -> str:
-    """The primary metric of a history line, e.g. "roc_auc 0.917" ("" when none)."""
-    name = entry.get("primary_metric")
-    value = (entry.get("metrics") or {}).get(name) if name else None
-    return f"{name} {value:.4g}" if isinstance(value, (int, float)) else ""
-
-
 class Fingerprints:
     """Puts each job's fingerprint into its result; skips unchanged jobs; explains changes."""
 
@@ -467,11 +269,11 @@ class Fingerprints:
         """``--skip-unchanged``: skip a job whose fingerprint is its last passing run's."""
         if not self.skip_unchanged:
             return None
-        last = history.last_passing(self.config).get(item.spec.id)
+        last = store.last_passing(self.config).get(item.spec.id)
         fp = of_item(item)
         if last is None or last.get("fingerprint") != fp["sha256"]:
             return None
-        phrase = metric_phrase(last)
+        phrase = store.metric_phrase(last)
         reason = f"unchanged since {when(last)}" + (f"; {phrase}" if phrase else "")
         metrics = results.JobMetrics(
             metrics={k: float(v) for k, v in (last.get("metrics") or {}).items()
@@ -493,12 +295,12 @@ class Fingerprints:
         result.extra["fingerprint"] = of_item(item)
 
     def pytest_training_job_report(self, config: pytest.Config, report: pytest.TestReport,
-                                   record: dict[str, Any]) -> None:
+                                   record: results.JobRecord) -> None:
         """A passing job's fingerprint components go to ``<output-dir>/<id>/fingerprint.json``."""
-        fp = (record.get("extra") or {}).get("fingerprint")
-        if record.get("outcome") != "passed" or not isinstance(fp, dict) or "files" not in fp:
+        fp = (record.extra or {}).get("fingerprint")
+        if record.outcome != "passed" or not isinstance(fp, dict) or "files" not in fp:
             return
-        path = Path(record["output_dir"]) / FINGERPRINT_FILE
+        path = Path(record.output_dir) / FINGERPRINT_FILE
         try:
             results.write_json_atomic(path, fp, indent=1, sort_keys=True)
         except OSError:
@@ -507,12 +309,12 @@ class Fingerprints:
     def status(self, item: Any) -> str:
         """"unchanged since ..." or "changed: why" for one job."""
         spec = item.spec
-        last = history.last_passing(self.config).get(spec.id)
+        last = store.last_passing(self.config).get(spec.id)
         if last is None:
             return "changed: no passing run"
         fp = of_item(item)
         if last.get("fingerprint") == fp["sha256"]:
-            phrase = metric_phrase(last)
+            phrase = store.metric_phrase(last)
             return f"unchanged since {when(last)}" + (f" ({phrase})" if phrase else "")
         try:
             old = json.loads((Path(spec.output_dir) / FINGERPRINT_FILE).read_text("utf-8"))
@@ -534,16 +336,14 @@ class Fingerprints:
         """``--collect-only``: per job, unchanged or changed, and why."""
         if not config.getoption("collectonly") or config.get_verbosity() < 0:
             return None
-        from training_plugin.items import TrainingItem
-
         lines = [f"    {item.spec.id}: {self.status(item)}"
                  for item in items if isinstance(item, TrainingItem)]
         if not lines:
             return None
-        where = _rel(history.history_path(config), Path(config.rootpath))
+        where = _rel(store.history_path(config), Path(config.rootpath))
         return [f"up to date? (each job against its last passing run in {where})", *lines]
 
 
-def configure(config: pytest.Config) -> None:
+def pytest_configure(config: pytest.Config) -> None:
     """Register the fingerprint plugin object (every session: the history records it)."""
     config.pluginmanager.register(Fingerprints(config), NAME)

@@ -1,37 +1,51 @@
-"""``LongestFirstScheduling``: the xdist scheduler of training runs (see ``scheduler.py``).
+"""``LongestFirstScheduling``: the xdist scheduler of training runs (see ``run/order.py``).
 
-A module of its own so that a session without ``-n`` never imports xdist's schedulers.
+A module of its own so that a session without ``-n`` never imports xdist's schedulers.  The
+session registers a ``SchedulerPlugin`` (under ``NAME``) holding the durations it read once;
+``-p no:training_plugin.xdist_scheduler`` gives xdist's own scheduler back.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from xdist.scheduler import LoadScheduling
 
-from training_plugin.scheduler import estimator, known_durations
+from training_plugin.run.order import estimator
 
 if TYPE_CHECKING:  # pragma: no cover
     from xdist.workermanage import WorkerController
 
 
-@pytest.hookimpl(optionalhook=True, tryfirst=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under ``--dist load`` (what ``-n`` means), hand out items one job at a time in the
-    collection's longest-first order; other --dist modes keep xdist's scheduler."""
-    if config.getvalue("dist") != "load":
-        return None
-    return LongestFirstScheduling(config, log)
+#: The name the scheduler plugin is registered under.
+NAME = "training_plugin.xdist_scheduler"
+
+
+class SchedulerPlugin:
+    """Makes the longest-first scheduler from the durations the session knows."""
+
+    def __init__(self, durations: Callable[[], dict[str, float]]) -> None:
+        self.durations = durations
+
+    @pytest.hookimpl(optionalhook=True, tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        """Under ``--dist load`` (what ``-n`` means), hand out items one job at a time in the
+        collection's longest-first order; other --dist modes keep xdist's scheduler."""
+        if config.getvalue("dist") != "load":
+            return None
+        return LongestFirstScheduling(config, log, self.durations())
 
 
 class LongestFirstScheduling(LoadScheduling):  # type: ignore[misc,valid-type]
     """xdist load scheduling that keeps the collection's longest-first order (see module doc)."""
 
-    def __init__(self, config: pytest.Config, log: Any = None) -> None:
+    def __init__(self, config: pytest.Config, log: Any = None,
+                 durations: dict[str, float] | None = None) -> None:
         super().__init__(config, log)
-        self._estimate = estimator(known_durations(config))  # the cache is written at the end
+        self._estimate = estimator(durations or {})
         self._started: dict[Any, float] = {}  # node -> when its first pending item started
 
     # -- the one decision that differs: which item a node gets, and when ----------------------

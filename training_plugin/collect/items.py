@@ -15,9 +15,13 @@ from typing import Any
 
 import pytest
 
-from training_plugin import budget, results
+from training_plugin import results
+from training_plugin.collect.argv import resolved_argv
+from training_plugin.collect.specs import JobSpec
 from training_plugin.executors.base import Executor, JobRun, RunResult
-from training_plugin.jobs import JobSpec
+from training_plugin.options import settings_of
+from training_plugin.run import budget
+from training_plugin.run.logs import log_tail
 
 #: Where an earlier run's metrics.json is kept while the job runs again.
 PREVIOUS_METRICS_FILE = "metrics.previous.json"
@@ -56,11 +60,17 @@ def executor_of(config: pytest.Config) -> Executor:
     """This process's executor, made on first use through ``pytest_training_make_executor``."""
     executor = config.stash.get(EXECUTOR_KEY, None)
     if executor is None:
-        executor = config.hook.pytest_training_make_executor(config=config)
+        executor = config.hook.pytest_training_make_executor(
+            config=config, settings=settings_of(config))
         if executor is None:  # pragma: no cover - the plugin's own implementation answers
             raise RuntimeError("no plugin returned an executor")
         config.stash[EXECUTOR_KEY] = executor
     return executor
+
+
+def made_executor(config: pytest.Config) -> Executor | None:
+    """This process's executor if one was made, else None (makes none)."""
+    return config.stash.get(EXECUTOR_KEY, None)
 
 
 def close_executor(config: pytest.Config) -> None:
@@ -134,6 +144,7 @@ class TrainingItem(pytest.Item):
         self.metrics: results.JobMetrics | None = None
         self.job_result: results.JobResult | None = None
         self.skip: results.JobSkip | None = None
+        self.document: dict[str, Any] | None = None
         self._skip_asked = False
         for marker in spec.markers:
             self.add_marker(marker)
@@ -217,6 +228,8 @@ class TrainingItem(pytest.Item):
         skip = self.skip_decision()
         if skip is not None:
             self.metrics = skip.metrics
+            # the last run's metrics.json (it is not set aside for a skipped job)
+            self.document = results.read_json_object(spec.output_dir / results.METRICS_FILE)
             self.user_properties.extend(results.junit_properties(skip.metrics))
             pytest.skip(skip.reason)
         executor = executor_of(self.config)
@@ -227,6 +240,7 @@ class TrainingItem(pytest.Item):
         self.run_result = result
         self._attach_log(result.log_path)
         self.metrics = results.read_metrics(spec.output_dir) if result.ok else None
+        self.document = self.metrics.document if self.metrics is not None else None
         outcome = self.job_result = results.JobResult(spec=spec, run=result, metrics=self.metrics)
         outcome.properties.extend(results.junit_properties(self.metrics))
         if result.node:
@@ -280,14 +294,12 @@ class TrainingItem(pytest.Item):
             return super().repr_failure(excinfo)
         if isinstance(excinfo.value, JobNotStarted):
             return story
-        from training_plugin import runner
-
         spec = self.spec
         lines = [story, f"command: {spec.command}", f"log: {spec.log_path}"]
         if isinstance(excinfo.value, JobRejected):
             lines.append(f"outputs kept in {spec.output_dir}")
             return "\n".join(lines)
-        tail = runner.log_tail(spec.log_path, LOG_TAIL_LINES)
+        tail = log_tail(spec.log_path, LOG_TAIL_LINES)
         if tail:
             lines.append(f"last {LOG_TAIL_LINES} lines of the log:")
             lines += ["    " + line for line in tail.splitlines()]
@@ -299,31 +311,36 @@ class TrainingItem(pytest.Item):
         """Names the job for humans."""
         return self.path, 0, f"training job {self.spec.id} ({self.spec.relpath})"
 
-    def record(self, excinfo: pytest.ExceptionInfo[BaseException] | None = None) -> dict[str, Any]:
-        """JSON-able facts for the summary and the hooks (travels on the report under xdist)."""
+    def record(self, excinfo: pytest.ExceptionInfo[BaseException] | None = None
+               ) -> results.JobRecord:
+        """What is known of the job now, for the summary and the hooks (its JSON-able form
+        travels on the report under xdist)."""
         spec = self.spec
-        data: dict[str, Any] = {
-            "id": spec.id,
-            "script": spec.relpath,
-            "command": list(spec.argv),
-            "log": str(spec.log_path),
-            "output_dir": str(spec.output_dir),
-        }
+        record = results.JobRecord(
+            id=spec.id, nodeid=self.nodeid, script=spec.relpath, argv=list(spec.argv),
+            resolved_argv=resolved_argv(spec), output_dir=str(spec.output_dir),
+            log=str(spec.log_path),
+            table=spec.config.to_json(spec.settings.rootdir) if spec.config else {},
+        )
         run = self.run_result
         if run is not None:
-            data["result"] = run.describe() if not run.ok else "ok"
-            data["node"] = run.node
-            data["run_duration_s"] = round(run.duration_s, 3)
+            record.result = run.describe() if not run.ok else "ok"
+            record.node = run.node
+            record.run_duration_s = round(run.duration_s, 3)
         if self.metrics is not None:
-            data.update(self.metrics.to_json())
+            record.metrics = dict(self.metrics.metrics)
+            record.primary_metric = self.metrics.primary_metric
+            record.synthetic = self.metrics.synthetic
+            record.metrics_error = self.metrics.error
+        record.document = self.document
         if self.job_result is not None:
-            data["extra"] = dict(self.job_result.extra)
-            data["notes"] = list(self.job_result.notes)
+            record.extra = dict(self.job_result.extra)
+            record.notes = list(self.job_result.notes)
         if self.skip is not None:
-            data["story"] = self.skip.reason
-            data["extra"] = {**data.get("extra", {}), **self.skip.extra}
+            record.story = self.skip.reason
+            record.extra = {**record.extra, **self.skip.extra}
         if excinfo is not None:
             story = self.story(excinfo)
             if story is not None:
-                data["story"] = story
-        return data
+                record.story = story
+        return record

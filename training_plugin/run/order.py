@@ -7,7 +7,7 @@ items are ordered by remembered duration, longest first; jobs never seen before 
 node ids, so every xdist worker collects the same list.
 
 xdist's LoadScheduling hands each worker chunks of items in advance, which defeats longest-first.
-``LongestFirstScheduling`` (in ``xdist_scheduler.py``, imported only under xdist) keeps at most
+``LongestFirstScheduling`` (in ``run/xdist_scheduler.py``, imported only under xdist) keeps at most
 two items on a worker: the one it runs and the next one (an xdist worker starts an item only
 once it knows the next, for fixture teardown).  Because the next item must be chosen one job
 early, it is the item a longest-first list schedule, simulated on the remembered durations from
@@ -17,7 +17,7 @@ the current state, would give that worker.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -28,15 +28,16 @@ DURATIONS_KEY = "training_plugin/durations"
 DEFAULT_ESTIMATE_S = 1.0
 
 
-#: Stash key: durations that other plugins expect (node id -> s; the ``--compare`` baseline's),
-#: used for the order where no duration is remembered (a fresh clone).
-EXPECTED_DURATIONS_KEY = pytest.StashKey[dict]()
-
-
 def known_durations(config: pytest.Config) -> dict[str, float]:
-    """Remembered durations, and for the jobs without one, the expected ones (the order of
-    a first run on a fresh clone comes from the committed baseline)."""
-    return {**config.stash.get(EXPECTED_DURATIONS_KEY, {}), **load_durations(config)}
+    """Remembered durations, and for the jobs without one, the expected ones that plugins
+    give through ``pytest_training_expected_durations`` (the order of a first run on a fresh
+    clone comes from the committed baseline)."""
+    expected: dict[str, float] = {}
+    for answer in config.hook.pytest_training_expected_durations(config=config):
+        if isinstance(answer, dict):
+            expected.update({str(k): float(v) for k, v in answer.items()
+                             if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return {**expected, **load_durations(config)}
 
 
 def load_durations(config: pytest.Config) -> dict[str, float]:
@@ -88,12 +89,3 @@ def estimator(durations: dict[str, float]):  # type: ignore[no-untyped-def]
         return durations.get(nodeid, unknown)
 
     return estimate
-
-
-def simulate_makespan(durations: Sequence[float], workers: int) -> float:
-    """Makespan of a list schedule of ``durations`` (in order) on ``workers`` (for benches)."""
-    free = [0.0] * workers
-    for d in durations:
-        i = free.index(min(free))
-        free[i] += d
-    return max(free)

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training_plugin import pytest_compat
+from training_plugin.run.logs import last_log_line
+
 #: Seconds between two redraws of the status line.
 REFRESH_S = 2.0
 _CLEAR = "\r\x1b[K"
@@ -27,23 +30,6 @@ class _Job:
     job_id: str
     log_path: Path
     started: float = field(default_factory=time.monotonic)
-
-
-def last_log_line(path: Path, max_bytes: int = 4096) -> str:
-    """The last non-empty line of a log (carriage-return progress bars included), or ""."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            data = fh.read()
-    except OSError:
-        return ""
-    text = data.decode("utf-8", errors="replace").replace("\r", "\n")
-    for line in reversed(text.splitlines()):
-        if line.strip():
-            return " ".join(line.split())
-    return ""
 
 
 def format_elapsed(seconds: float) -> str:
@@ -115,8 +101,8 @@ class Progress:
         swallow it), else to the writer's file."""
         self.tw.flush()
         if self.fd is None:
-            self.tw._file.write(text)
-            self.tw._file.flush()
+            pytest_compat.terminal_file(self.tw).write(text)
+            pytest_compat.terminal_file(self.tw).flush()
             return
         data = text.encode(errors="replace")
         while data:
@@ -124,14 +110,14 @@ class Progress:
 
     def _erase(self) -> None:
         if self.shown:
-            self._raw(_CLEAR + self.tw._current_line)
+            self._raw(_CLEAR + pytest_compat.current_line(self.tw))
             self.shown = False
 
     def draw(self) -> None:
         """Redraw the status after the terminal's current (partial) line, if it fits."""
         with self.lock:
             text = self.status_text()
-            current = self.tw._current_line
+            current = pytest_compat.current_line(self.tw)
             room = self.tw.fullwidth - len(current) - 4
             self._erase()
             if not text or room < 20:

@@ -22,26 +22,22 @@ import time
 from pathlib import Path
 
 from training_plugin.executors.base import RunResult
+from training_plugin.run.signals import interrupt_on_sigterm, restore_sigterm
 
 MSG_REAPER_DIED = (
     "the job supervisor (training_plugin reaper) died while the job ran; "
     "the job's process group was killed"
 )
-#: The interruption a SIGTERM of pytest raises (a KeyboardInterrupt).
-MSG_TERMINATED = "pytest received {signal}"
 MSG_LEFTOVERS = "[training_plugin] the job ended; {n} process(es) it left running were killed\n"
 
-_REAPER_PATH = str(Path(__file__).with_name("_reaper.py"))
+#: The reaper script (run as a file, ``python -I -S``; also shipped to Ray nodes as text).
+REAPER_SCRIPT = Path(__file__).with_name("_reaper.py")
 #: Longest wait for the reaper to confirm that a tree is gone after a kill request.
 _KILL_WAIT_S = 30.0
 
 
 class ReaperDied(RuntimeError):
     """The reaper process ended while this process was talking to it."""
-
-
-class TerminatedBySignal(KeyboardInterrupt):
-    """SIGTERM arrived while a job ran; handled like Ctrl-C (tree killed, session interrupted)."""
 
 
 class _ReaperClient:
@@ -54,7 +50,7 @@ class _ReaperClient:
             guards.append(str(os.getppid()))  # the xdist controller
         self.owner = os.getpid()
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", _REAPER_PATH, str(self.owner), "1" if in_main else "0",
+            [sys.executable, "-I", "-S", str(REAPER_SCRIPT), str(self.owner), "1" if in_main else "0",
              *guards],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -153,25 +149,6 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
-def _raise_terminated(signum: int, _frame: object) -> None:
-    raise TerminatedBySignal(MSG_TERMINATED.format(signal=signal.Signals(signum).name))
-
-
-def interrupt_on_sigterm() -> object:
-    """Make SIGTERM raise TerminatedBySignal (a KeyboardInterrupt) in the main thread; return
-    the previous handler for ``restore_sigterm`` (None when not on the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    return previous if previous is not None else signal.SIG_DFL
-
-
-def restore_sigterm(previous: object) -> None:
-    """Undo ``interrupt_on_sigterm``."""
-    if previous is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
-
-
 def run_job(
     argv: list[str],
     *,
@@ -263,18 +240,3 @@ def _kill_group(pgid: int | None) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except OSError:
         pass
-
-
-def log_tail(log_path: Path, lines: int | None = 20) -> str:
-    """The last ``lines`` lines of a log file (decoded leniently; ``None``: every line of its
-    last 64 KiB); "" when it does not exist."""
-    try:
-        with open(log_path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            data = fh.read()
-    except OSError:
-        return ""
-    text = data.decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-lines:] if lines is not None else text.splitlines())

@@ -1,0 +1,72 @@
+"""What a session says about its jobs before and after running them: the header line, the
+``--collect-only`` listing (each job's exact command, flags, resources, notes) and the line
+after a selection that matched no job."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from training_plugin.collect.items import TrainingItem, executor_of
+
+if TYPE_CHECKING:  # pragma: no cover
+    from training_plugin.collect.pipeline import CollectState
+
+#: The line after a session that selected no job (-k / -m matched nothing).
+MSG_NO_MATCH = "training: no job matched {what}; job ids: {ids}"
+MSG_NO_SCRIPTS = "training: no training scripts ({glob}) found under {where}"
+
+
+def header(state: CollectState) -> list[str]:
+    """How many jobs, from where, output to where."""
+    count = sum(len(s) for s in state.specs.values())
+    where = ", ".join(state.roots) or "."
+    return [f"training: {count} jobs from {where}; output: {state.settings.output_dir}"]
+
+
+def jobs(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """``--collect-only``: per job its command, flags, resources, placement and notes."""
+    lines: list[str] = []
+    executor = None
+    for item in items:
+        if not isinstance(item, TrainingItem):
+            continue
+        spec = item.spec
+        cluster = spec.settings.cluster
+        if cluster and executor is None:
+            executor = executor_of(config)
+        lines.append(f"job {spec.id}: {spec.command}")
+        if spec.qualified:
+            lines.append(f"    id: qualified by folder (another script is also named "
+                         f"{os.path.basename(spec.relpath)})")
+        lines.append(f"    flags: {spec.parser.describe()}")
+        if cluster or spec.resources != {"cpus": 1}:
+            asked = ", ".join(f"{k}={v}" for k, v in spec.resources.items())
+            lines.append(f"    resources: {asked}")
+        if executor is not None:
+            lines.append(f"    runs on: {executor.placement(item.job_run())}")
+        for note in spec.notes:
+            lines.append(f"    note: {note}")
+        if spec.missing_required:
+            lines.append(f"    WILL FAIL: {spec.missing_message()}")
+    return lines
+
+
+def no_match(config: pytest.Config, state: CollectState, terminalreporter: Any) -> None:
+    """When nothing was selected, say which job ids exist (or that none were found)."""
+    ids = state.ids
+    if not ids:
+        where = ", ".join(state.roots) or "."
+        terminalreporter.write_line(
+            MSG_NO_SCRIPTS.format(glob=config.getini("training_glob"), where=where)
+        )
+        return
+    selection = []
+    if config.getoption("keyword"):
+        selection.append(f"-k {config.getoption('keyword')!r}")
+    if config.getoption("markexpr"):
+        selection.append(f"-m {config.getoption('markexpr')!r}")
+    what = " ".join(selection) or "the selection"
+    terminalreporter.write_line(MSG_NO_MATCH.format(what=what, ids=", ".join(ids)))

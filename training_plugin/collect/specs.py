@@ -1,0 +1,210 @@
+"""Job specs: everything needed to run (or list) one training job, built from the
+discovered scripts, the job table and the session's settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training_plugin import flags as flags_mod
+from training_plugin.collect.argv import build_argv, switch_value
+from training_plugin.collect.discovery import Script, check_unique, relpath
+from training_plugin.collect.table import TABLE, JobConfig
+from training_plugin.flags import ParserInfo
+from training_plugin.options import Settings
+
+MSG_TABLE_UNKNOWN_ID = (
+    "{file}: [{table}] names no discovered training script (job ids: {ids}); "
+    "add `script = \"path/to/train_x.py\"` to declare a variant job, or rename the table "
+    "to a discovered id"
+)
+MSG_MISSING_REQUIRED = (
+    "job {id!r} was not started: {script} requires {flags}, which neither the shared "
+    "settings (--epochs/--folds/--seed/--output-dir/--train-arg) nor the job's configured "
+    "args supply; add {example} to `args` in [{table}.{id}] in pyproject.toml"
+)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything needed to run (or list) one training job.
+
+    The command (``argv``), the required flags nobody supplies and the notes are worked out
+    from the parser and the settings on first use: listing a thousand job ids needs none of
+    them.
+    """
+
+    id: str
+    script: Path  #: absolute
+    env: dict[str, str]  #: the job table's `env` (applied last, it wins)
+    timeout: float | None
+    markers: tuple[str, ...]
+    output_dir: Path  #: <output-dir>/<id>/
+    settings: Settings
+    relpath: str = ""  #: script path relative to rootdir (posix)
+    parser: ParserInfo = field(default_factory=lambda: ParserInfo(flags_mod.NO_PARSER))
+    configured_args: tuple[str, ...] = ()
+    declared: bool = False  #: a variant declared with `script = ...` in the job table
+    config: JobConfig | None = None  #: its job-table entry, if any
+    qualified: bool = False  #: the id carries parent folders (another script has its stem)
+
+    @functools.cached_property
+    def resources(self) -> dict[str, Any]:
+        """Cluster resources asked for (``cpus`` defaults to 1)."""
+        return (self.config or JobConfig(id=self.id)).resource_request()
+
+    @property
+    def cluster_threads(self) -> int:
+        """The job's thread budget on a cluster: its ``cpus``, at least 1."""
+        return max(1, int(self.resources["cpus"]))
+
+    @functools.cached_property
+    def _built(self) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
+        settings = self.settings
+        if settings.cluster:
+            settings = dataclasses.replace(settings, threads=self.cluster_threads)
+        return build_argv(self.relpath, self.parser, settings, self.configured_args,
+                          self.output_dir)
+
+    @property
+    def argv(self) -> list[str]:
+        """``[python, script, shared flags the script accepts, configured args]``."""
+        return self._built[0]
+
+    @property
+    def missing_required(self) -> tuple[str, ...]:
+        """Required flags that neither the shared settings nor the configured args supply."""
+        return self._built[1]
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What was not forwarded and why (for ``--collect-only``)."""
+        return self._built[2]
+
+    @property
+    def log_path(self) -> Path:
+        """<output-dir>/<id>/train.log"""
+        return self.output_dir / "train.log"
+
+    @property
+    def command(self) -> str:
+        """The command, shell-quoted."""
+        return shlex.join(self.argv)
+
+    def missing_message(self) -> str:
+        """Why the job cannot start (required flags nobody supplies)."""
+        example = ", ".join(f'"{f}", "..."' for f in self.missing_required)
+        return MSG_MISSING_REQUIRED.format(
+            id=self.id,
+            script=self.relpath,
+            flags=" and ".join(self.missing_required),
+            example=example,
+            table=TABLE,
+        )
+
+
+def check_train_args(specs: Mapping[Path, list[JobSpec]]) -> None:
+    """Raise ``pytest.UsageError`` for a ``--train-arg NAME=VALUE`` sent to a job whose
+    ``--NAME`` is a switch when VALUE is not a yes/no word, naming the job."""
+    for group in specs.values():
+        for spec in group:
+            if not spec.parser.resolved:
+                continue
+            for name, value in spec.settings.train_args:
+                flag = spec.parser.find(name)
+                if flag is not None and not flag.takes_value:
+                    switch_value(name, value, (flag.long_options or flag.options)[0],
+                                 f"job {spec.id!r}")
+
+
+def make_spec(
+    job: str,
+    script: Path,
+    *,
+    parser: ParserInfo,
+    settings: Settings,
+    config: JobConfig | None,
+    declared: bool = False,
+    qualified: bool = False,
+) -> JobSpec:
+    """The spec of one job: command, env, timeout, markers, output locations."""
+    return JobSpec(
+        id=job,
+        script=script,
+        env=dict(config.env) if config else {},
+        timeout=config.timeout if config else None,
+        markers=config.markers if config else (),
+        output_dir=settings.output_dir / job,
+        settings=settings,
+        relpath=relpath(script, settings.rootdir),
+        parser=parser,
+        configured_args=tuple(config.args) if config else (),
+        declared=declared,
+        config=config,
+        qualified=qualified,
+    )
+
+
+def build_specs(
+    scripts: list[Script],
+    table: Mapping[str, JobConfig],
+    settings: Settings,
+    analyze: Any,
+    *,
+    pyproject: str = "pyproject.toml",
+    restrict: Iterable[Path] | None = None,
+) -> dict[Path, list[JobSpec]]:
+    """Job specs per script file (discovered jobs first, then declared variants, by id).
+
+    ``analyze(path) -> ParserInfo`` supplies the flags.  Raises ``pytest.UsageError`` for a
+    table that names neither a discovered id nor a script, and for duplicate ids.
+    ``restrict`` (explicit command-line roots) limits declared variants to files under them.
+    """
+    by_id = {s.id: s for s in scripts}
+    specs: dict[Path, list[JobSpec]] = {}
+    parsers: dict[Path, ParserInfo] = {}
+
+    def parser_of(path: Path) -> ParserInfo:
+        if path not in parsers:
+            parsers[path] = analyze(path)
+        return parsers[path]
+
+    for script in scripts:
+        cfg = table.get(script.id)
+        if cfg is not None and cfg.script is not None and cfg.script != script.path:
+            other = Script(cfg.script, relpath(cfg.script, settings.rootdir), script.id)
+            check_unique([script, other])
+        specs.setdefault(script.path, []).append(
+            make_spec(script.id, script.path, parser=parser_of(script.path), settings=settings,
+                      config=cfg, qualified=script.qualified)
+        )
+    roots = [Path(os.path.abspath(r)) for r in restrict] if restrict is not None else None
+    for job in sorted(table):
+        cfg = table[job]
+        if job in by_id:
+            continue
+        if cfg.script is None:
+            if roots is not None:
+                continue  # explicit paths: the job may live elsewhere
+            ids = ", ".join(sorted(by_id)) or "none found"
+            raise pytest.UsageError(
+                MSG_TABLE_UNKNOWN_ID.format(file=pyproject, table=f"{TABLE}.{job}", ids=ids)
+            )
+        if roots is not None and not any(
+            cfg.script == r or r in cfg.script.parents for r in roots
+        ):
+            continue
+        specs.setdefault(cfg.script, []).append(
+            make_spec(job, cfg.script, parser=parser_of(cfg.script), settings=settings,
+                      config=cfg, declared=True)
+        )
+    return {path: specs[path] for path in sorted(specs, key=lambda p: relpath(p, settings.rootdir))}

@@ -1,0 +1,96 @@
+"""Metric names shared by every feature: which way is better, and dotted keys into
+metrics.json.
+
+A plain key (``roc_auc``) is a flat metric under ``metrics`` in metrics.json; a dotted key
+(``selection.roc_auc``, ``data.noise_floor.rmse``) is a path from the top of metrics.json
+through its nested objects.  Higher is better for the names in ``HIGHER``, lower for those in
+``LOWER`` (a dotted key goes by its last part); a job table's ``direction`` names others and
+wins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+HIGHER = frozenset({
+    "roc_auc", "auc", "pr_auc", "average_precision", "accuracy", "balanced_accuracy", "f1",
+    "f1_macro", "f1_micro", "f1_weighted", "precision", "recall", "sensitivity",
+    "specificity", "ppv", "npv", "r2", "dice", "iou", "mcc", "kappa", "c_index",
+})
+LOWER = frozenset({"rmse", "mse", "mae", "mape", "brier", "log_loss", "loss", "ece", "error",
+                   "calibration_error"})
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(value))
+
+
+def lookup(doc: Mapping[str, Any], key: str) -> tuple[float | None, str | None]:
+    """(value, None) or (None, why not) for a metric key of a metrics.json document."""
+    raw = doc.get("metrics")
+    flat = raw if isinstance(raw, dict) else {}
+    if key in flat:
+        value = flat[key]
+        if is_number(value):
+            return float(value), None
+        return None, f"{key} in metrics.json is not a number ({value!r})"
+    if "." not in key:
+        have = ", ".join(sorted(flat)) or "no metrics"
+        return None, f"{key} not in metrics.json; it has: {have}"
+    node: Any = doc
+    walked: list[str] = []
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            where = ".".join(walked) or "metrics.json"
+            have = ", ".join(sorted(node)) if isinstance(node, dict) else "no keys"
+            return None, f"{key} not in metrics.json; {where} has: {have or 'no keys'}"
+        node = node[part]
+        walked.append(part)
+    if not is_number(node):
+        return None, f"{key} in metrics.json is not a number ({node!r})"
+    return float(node), None
+
+
+def direction(key: str, overrides: Mapping[str, str] | None = None) -> str | None:
+    """"higher" / "lower" (which way is better) or None when unknown; ``overrides`` is a job
+    table's ``direction`` (metric -> "higher" | "lower"), which wins."""
+    table = dict(overrides or {})
+    last = key.rsplit(".", 1)[-1]
+    if key in table:
+        return table[key]
+    if last in table:
+        return table[last]
+    if last in HIGHER:
+        return "higher"
+    if last in LOWER:
+        return "lower"
+    return None
+
+
+def bound_lines(lines: list[str], ini: str) -> dict[str, float]:
+    """``metric = number`` lines of an ini key (``training_min``, ``training_max``) as a dict;
+    a usage error naming the key for a line that is not."""
+    bounds: dict[str, float] = {}
+    for line in lines:
+        name, sep, value = line.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not sep or not name.strip() or not math.isfinite(number):
+            raise pytest.UsageError(
+                f"{ini}: {line.strip()!r} is not 'metric = number' (e.g. roc_auc = 0.7)"
+            )
+        bounds[name.strip()] = number
+    return bounds
+
+
+def fmt(value: float) -> str:
+    """A metric value in a story: four significant digits."""
+    return f"{value:.4g}"

@@ -1,0 +1,148 @@
+"""The session's training summary: the terminal table and ``<output-dir>/summary.json``.
+
+``SummaryCollector`` lives on the controller only (owned by the session object).  It builds
+everything from test reports, so it works unchanged under xdist: each training item's report
+carries its ``JobRecord`` (``results.record_of``).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training_plugin.results import SUMMARY_FILE, JobRecord, record_of, write_json_atomic
+
+
+@dataclass
+class _Entry:
+    nodeid: str
+    record: JobRecord
+    outcome: str = "passed"
+    duration_s: float = 0.0
+
+
+def job_duration(report: pytest.TestReport) -> float:
+    """How long a job ran: the item's call time, except on a cluster (``node`` "ray:..."),
+    where the jobs run at once and an item only waits for its own: there, the job's run time
+    as its node measured it."""
+    record = record_of(report)
+    if record is not None and str(record.node or "").startswith("ray:"):
+        if isinstance(record.run_duration_s, (int, float)):
+            return float(record.run_duration_s)
+    return report.duration
+
+
+class SummaryCollector:
+    """Collects training reports; writes the terminal table and ``summary.json`` (controller).
+
+    Owned by the session object, which feeds it every training report (``add``)."""
+
+    def __init__(self, output_dir: Path, collect_only: bool = False) -> None:
+        self.output_dir = output_dir
+        self.collect_only = collect_only
+        self.entries: dict[str, _Entry] = {}
+        self.summary_path: Path | None = None
+
+    def add(self, report: pytest.TestReport) -> JobRecord | None:
+        """Keep the outcome, duration and record of a training report; return the job's
+        record so far, with ``outcome`` and ``duration_s`` filled in."""
+        record = record_of(report)
+        if record is None:
+            return None
+        entry = self.entries.get(report.nodeid)
+        if entry is None:
+            entry = self.entries[report.nodeid] = _Entry(report.nodeid, record)
+        else:
+            entry.record = record
+        if report.when == "call":
+            entry.duration_s = job_duration(report)
+            entry.outcome = report.outcome
+        elif report.outcome != "passed" and entry.outcome == "passed":
+            entry.outcome = "error" if report.failed else report.outcome
+        if report.skipped and record.story is None:
+            longrepr = report.longrepr
+            if isinstance(longrepr, tuple) and len(longrepr) == 3:
+                record.story = str(longrepr[2]).removeprefix("Skipped: ")
+        record.outcome = entry.outcome
+        record.duration_s = round(entry.duration_s, 3)
+        record.nodeid = report.nodeid
+        return record
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One summary.json entry per job, sorted by node id."""
+        out = []
+        for entry in sorted(self.entries.values(), key=lambda e: e.nodeid):
+            rec = entry.record
+            primary = rec.primary_metric
+            metrics = rec.metrics or {}
+            out.append(
+                {
+                    "id": rec.id,
+                    "nodeid": entry.nodeid,
+                    "outcome": entry.outcome,
+                    "duration_s": round(entry.duration_s, 3),
+                    "command": shlex.join(rec.argv or []),
+                    "argv": list(rec.argv or []),
+                    "metrics": metrics,
+                    "primary_metric": (
+                        {"name": primary, "value": metrics.get(primary)} if primary else None
+                    ),
+                    "synthetic": rec.synthetic,
+                    "metrics_error": rec.metrics_error,
+                    "result": rec.result,
+                    "node": rec.node,
+                    "story": rec.story,
+                    "notes": list(rec.notes or []),
+                    "extra": dict(rec.extra or {}),
+                    "log": rec.log,
+                }
+            )
+        return out
+
+    def write(self) -> None:
+        """Write ``<output-dir>/summary.json`` when any job ran."""
+        if not self.entries or self.collect_only:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / SUMMARY_FILE
+        write_json_atomic(path, {"jobs": self.rows()}, indent=2)
+        self.summary_path = path
+
+    def terminal(self, tr: Any) -> None:
+        """The table: job, outcome, duration, primary metric, where it ran, notes."""
+        if not self.entries:
+            return
+        rows = self.rows()
+        tr.write_sep("=", "training summary")
+        show_node = any(row["node"] not in (None, "local") for row in rows)
+        table = [("job", "outcome", "duration", "primary metric", "node" if show_node else "",
+                  "")]
+        for row in rows:
+            primary = row["primary_metric"]
+            value = primary and primary["value"]
+            metric = f"{primary['name']}={value:.4f}" if primary and value is not None else "-"
+            flags = ["SYNTHETIC data"] if row["synthetic"] else []
+            if row["metrics_error"]:
+                flags.append("metrics.json malformed")
+            elif row["outcome"] == "passed" and not row["metrics"]:
+                flags.append("no metrics.json")
+            if row["outcome"] == "skipped" and row["story"]:
+                flags.append(row["story"])
+            flags.extend(row["notes"])
+            table.append(
+                (str(row["id"]), row["outcome"], f"{row['duration_s']:.1f} s", metric,
+                 str(row["node"] or "-") if show_node else "", "; ".join(flags))
+            )
+        widths = [max(len(r[i]) for r in table) for i in range(5)]
+        for r in table:
+            cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
+                     r[3].ljust(widths[3])]
+            if show_node:
+                cells.append(r[4].ljust(widths[4]))
+            tr.write_line("  ".join([*cells, r[5]]).rstrip())
+        if self.summary_path is not None:
+            tr.write_line(f"summary: {self.summary_path}")
