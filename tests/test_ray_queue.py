@@ -151,13 +151,15 @@ def test_custom_resources_and_memory_are_counted_like_cpus():
     assert queue.waiting == ["far2"]
 
 
-def test_many_small_fractions_fill_a_node_exactly():
+def test_fractions_that_add_up_to_a_node_fill_it_exactly():
+    # 1.0 - 3 * 0.3 is 0.0999... in floats: the last 0.1 still fits, a further one does not
     queue = ReleaseQueue()
-    for i in range(11):
-        queue.add(f"j{i}", {"CPU": 0.1})
-    decision = queue.release({"head": {"CPU": 1.0}})
-    assert decision.released == [f"j{i}" for i in range(10)]  # 10 x 0.1 fits, float sums too
-    assert queue.waiting == ["j10"]
+    for job in ("a", "b", "c"):
+        queue.add(job, {"CPU": 0.3})
+    queue.add("d", {"CPU": 0.1})
+    queue.add("e", {"CPU": 0.1})
+    assert queue.release({"head": {"CPU": 1.0}}).released == ["a", "b", "c", "d"]
+    assert queue.waiting == ["e"]
 
 
 def test_the_nodes_are_tried_in_the_order_given():
