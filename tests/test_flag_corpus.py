@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from training_plugin import jobs
+from training_plugin.collect.argv import build_argv
 from training_plugin.flags import Analyzer
+from training_plugin.options import Settings
 
 CORPUS = Path(__file__).parent / "flag_corpus"
 CASES = sorted(p.parent.name for p in CORPUS.glob("*/case.json"))
@@ -29,11 +30,11 @@ def test_corpus_case(case: str) -> None:
     spec = json.loads((folder / "case.json").read_text())
     info = Analyzer(folder).analyze(folder / spec["script"])
     assert info.status == spec["status"], info.describe()
-    settings = jobs.Settings(
+    settings = Settings(
         rootdir=folder, output_dir=Path("/out"), epochs=3, folds=4, seed=1234567,
         flag_aliases=tuple((k, tuple(v)) for k, v in spec.get("aliases", {}).items()),
     )
-    argv, _missing, _notes = jobs.build_argv(spec["script"], info, settings, (), Path("/out/job"))
+    argv, _missing, _notes = build_argv(spec["script"], info, settings, (), Path("/out/job"))
     by_value = {v: k for k, v in VALUES.items()}
     tokens = argv[2:]
     forwarded = {by_value[v]: o for o, v in zip(tokens, tokens[1:]) if v in by_value}
