@@ -51,8 +51,8 @@ OBSERVER = textwrap.dedent(
             result.fail(f"{item.spec.id}: roc_auc {result.metrics.metrics['roc_auc']} < 0.5")
 
     def pytest_training_job_report(config, report, record):
-        _log(hook="report", job=record["id"], outcome=record["outcome"],
-             extra=record.get("extra"), story=record.get("story"), node=record.get("node"),
+        _log(hook="report", job=record.id, outcome=record.outcome,
+             extra=record.extra, story=record.story, node=record.node,
              controller=not hasattr(config, "workerinput"))
     """
 )
@@ -117,9 +117,9 @@ def test_a_plugin_can_choose_the_executor(pytester: pytest.Pytester) -> None:
     _project(pytester, textwrap.dedent(
         """\
         import json, os
-        from training_plugin.executors import RunResult
+        from training_plugin.executors import BaseExecutor, RunResult
 
-        class Recording:
+        class Recording(BaseExecutor):
             name = "recording"
             def __init__(self):
                 self.jobs = []
@@ -137,7 +137,7 @@ def test_a_plugin_can_choose_the_executor(pytester: pytest.Pytester) -> None:
                 with open("closed.txt", "w") as f:
                     f.write(",".join(sorted(self.jobs)))
 
-        def pytest_training_make_executor(config):
+        def pytest_training_make_executor(config, settings):
             return Recording()
         """
     ))
