@@ -199,17 +199,22 @@ class RayExecutor(BaseExecutor):
                 flight = self.flights[job_id]
                 flight.error = infeasible_message(flight.request, self._nodes.values())
                 flight.done.set()
+            released = set(decision.released)
+            alongside = [job for job in self.queue.running if job not in released]
             for job_id in decision.released:
-                self._release(self.flights[job_id])
+                flight = self.flights[job_id]
+                self._release(flight, alongside)
+                if not flight.done.is_set():
+                    alongside = [*alongside, job_id]
 
-    def _release(self, flight: Flight) -> None:
-        """Submit the flight's Ray task and start its receiving thread (the lock is held)."""
+    def _release(self, flight: Flight, alongside: list[str]) -> None:
+        """Submit the flight's Ray task and start its receiving thread (the lock is held;
+        ``alongside``: the jobs released and unfinished before it, for its timeline)."""
         job = flight.job
         request = flight.request
         flight.released = True
         self._releases += 1
-        flight.times.update(released=time.time(), release=self._releases,
-                            alongside=[j for j in self.queue.running if j != job.id])
+        flight.times.update(released=time.time(), release=self._releases, alongside=alongside)
         custom = {k: v for k, v in request.items() if k not in ("CPU", "GPU", "memory")}
         options: dict[str, Any] = dict(max_retries=0,
                                        num_cpus=request.get("CPU", 0),
