@@ -304,7 +304,21 @@ def test_train_arg_that_no_job_accepts_is_warned_about(pytester: pytest.Pytester
     assert received(pytester, "one")["argv"] == ["--lr", "0.5"]
 
 
-def test_flag_analysis_is_cached_and_follows_helper_edits(pytester: pytest.Pytester) -> None:
+def test_flag_analysis_is_cached_and_follows_helper_edits(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unchanged script is not parsed again (its analysis comes from the cache); an edit of
+    a helper it follows is seen."""
+    from training_plugin.flags import Analyzer
+
+    analyzed: list[str] = []
+    analyze = Analyzer.analyze
+
+    def counted(self: Analyzer, script):  # type: ignore[no-untyped-def]
+        analyzed.append(str(script))
+        return analyze(self, script)
+
+    monkeypatch.setattr(Analyzer, "analyze", counted)
     make(
         pytester,
         {
@@ -312,14 +326,20 @@ def test_flag_analysis_is_cached_and_follows_helper_edits(pytester: pytest.Pytes
             "train_one.py": fake("from helpers import add\nadd(p)"),
         },
     )
+    script = str(pytester.path / "train_one.py")
     first = run(pytester, "--collect-only", "--epochs", "4")
     first.stdout.fnmatch_lines(["job one: * train_one.py --epochs 4"])
+    assert analyzed == [script]
     cache = pytester.path / ".pytest_cache/d/training_plugin/flags.json"
-    assert str(pytester.path / "train_one.py") in json.loads(cache.read_text())
+    assert script in json.loads(cache.read_text())
+    again = run(pytester, "--collect-only", "--epochs", "4")
+    again.stdout.fnmatch_lines(["job one: * train_one.py --epochs 4"])
+    assert analyzed == [script]  # unchanged: from the cache, not parsed again
     (pytester.path / "helpers.py").write_text("def add(p):\n    p.add_argument('--epochs-x')\n")
     second = run(pytester, "--collect-only", "--epochs", "4")
     second.stdout.fnmatch_lines(["job one: * train_one.py", "    flags: --epochs-x"])
     assert "--epochs 4" not in second.stdout.str()
+    assert analyzed == [script, script]  # the helper changed: analyzed again
 
 
 def test_table_timeout_without_pytest_timeout_still_applies(pytester: pytest.Pytester) -> None:
