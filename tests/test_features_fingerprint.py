@@ -109,9 +109,14 @@ def test_an_unchanged_job_is_skipped_under_xdist(pytester: pytest.Pytester) -> N
 
 
 def test_without_skip_unchanged_every_job_runs(pytester: pytest.Pytester) -> None:
+    """The jobs that --skip-unchanged skips as unchanged run again without it."""
     project(pytester)
     run(pytester).assert_outcomes(passed=2)
+    run(pytester, "--skip-unchanged").assert_outcomes(skipped=2)
     run(pytester).assert_outcomes(passed=2)
+    history = pytester.path / "training-results" / "history.jsonl"
+    outcomes = [json.loads(line)["outcome"] for line in history.read_text().splitlines()]
+    assert outcomes == ["passed"] * 2 + ["skipped"] * 2 + ["passed"] * 2
 
 
 def test_package_versions_and_their_change_in_words() -> None:
