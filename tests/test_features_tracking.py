@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from ports import release_port, reserve_port
 
 pytest_plugins = ["pytester"]
 #: SQLAlchemy's deprecation notice from MLflow's store (read in this process) is not ours
@@ -233,12 +233,6 @@ def test_without_mlflow_nothing_imports_mlflow(pytester: pytest.Pytester) -> Non
     assert "--mlflow=[URI]" in help_text and "--mlflow-strict" in help_text
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_unreachable_server_is_a_warning_and_keeps_the_results(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -247,7 +241,8 @@ def test_unreachable_server_is_a_warning_and_keeps_the_results(
         "import json, os\nout = os.environ['TRAINING_OUTPUT_DIR']\n"
         "json.dump({'metrics': {'accuracy': 0.9}}, open(os.path.join(out, 'metrics.json'), 'w'))\n"
     )
-    uri = f"http://127.0.0.1:{_free_port()}"
+    port = reserve_port()  # reserved for this process, and nothing listens on it
+    uri = f"http://127.0.0.1:{port}"
     result = pytester.runpytest_subprocess(*PLUGIN, f"--mlflow={uri}")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
@@ -294,47 +289,76 @@ def test_a_value_that_is_no_tracking_uri_is_a_usage_error(pytester: pytest.Pytes
 # ---------------------------------------------------------------------------------------------
 # a real tracking server
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
-    """``mlflow server`` on 127.0.0.1 with a free port and its own store (started once per
-    module in its own process group; stopped by its pid)."""
-    where = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+#: Starts of the tracking server tried (each on a new port) before the fixture gives up.
+SERVER_STARTS = 3
+
+
+def _start_server(where: Path, port: int, log: object) -> subprocess.Popen:
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no background job workers
-    log = open(where / "server.log", "wb")
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{where / 'server.db'}",
          "--artifacts-destination", str(where / "artifacts"), "--workers", "1"],
         cwd=where, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    uri = f"http://127.0.0.1:{port}"
+
+
+def _stop_server(proc: subprocess.Popen) -> None:
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(uri + "/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("mlflow server did not start:\n"
-                            + (where / "server.log").read_text(errors="replace")[-3000:])
-            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGTERM)  # its group: the server and its workers
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _healthy(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(uri + "/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """``mlflow server`` on 127.0.0.1 with a reserved port (tests/ports.py) and its own store,
+    started once per module in its own process group and stopped by its pid.  A server that
+    ends while starting (e.g. its port was taken after all) is started again on a new port."""
+    where = tmp_path_factory.mktemp("mlflow-server")
+    log_path = where / "server.log"
+    proc: subprocess.Popen | None = None
+    port: int | None = None
+    try:
+        for _ in range(SERVER_STARTS):
+            port = reserve_port()
+            with open(log_path, "ab") as log:
+                proc = _start_server(where, port, log)
+            uri = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 180
+            while proc.poll() is None and not _healthy(uri):
+                if time.monotonic() > deadline:
+                    pytest.fail("mlflow server did not answer within 180 s:\n"
+                                + log_path.read_text(errors="replace")[-3000:])
+                time.sleep(0.5)
+            if proc.poll() is None:
+                break
+            _stop_server(proc)
+            release_port(port)
+            proc = port = None
+        if proc is None:
+            pytest.fail(f"mlflow server did not start ({SERVER_STARTS} tries):\n"
+                        + log_path.read_text(errors="replace")[-3000:])
         yield uri
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)  # its group: the server and its workers
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        if proc is not None:
+            _stop_server(proc)
+        if port is not None:
+            release_port(port)
 
 
 def _rest(uri: str, path: str, body: dict | None = None) -> dict:
