@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Parallel workers for `make train` / `make test` (this machine has 2 cores).
 JOBS   ?= 2
 
-.PHONY: venv train test bench clean
+.PHONY: venv train test bench docs clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,10 @@ test: venv
 
 bench: venv
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# `make docs` builds the user guide and the generated configuration reference into site/ (git-ignored).
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) training-results .pytest_cache
