@@ -5,12 +5,14 @@ A plain key (``roc_auc``) is a flat metric under ``metrics`` in metrics.json; a 
 (``selection.roc_auc``, ``data.noise_floor.rmse``) is a path from the top of metrics.json
 through its nested objects.  Higher is better for the names in ``HIGHER``, lower for those in
 ``LOWER`` (a dotted key goes by its last part); a job table's ``direction`` names others and
-wins.
+wins.  Tolerances say how far a metric may move the wrong way: absolute (``0.02``) or
+relative (``"5%"`` of the reference).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +25,7 @@ HIGHER = frozenset({
 })
 LOWER = frozenset({"rmse", "mse", "mae", "mape", "brier", "log_loss", "loss", "ece", "error",
                    "calibration_error"})
+_TOL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*(%?)\s*$")
 
 
 def is_number(value: Any) -> bool:
@@ -94,3 +97,54 @@ def bound_lines(lines: list[str], ini: str) -> dict[str, float]:
 def fmt(value: float) -> str:
     """A metric value in a story: four significant digits."""
     return f"{value:.4g}"
+
+
+def parse_tolerance(text: Any) -> tuple[str, float] | None:
+    """``("abs", 0.02)`` from 0.02 / "0.02", ``("rel", 0.05)`` from "5%"; None if unreadable."""
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, (int, float)):
+        return ("abs", float(text)) if text >= 0 else None
+    match = _TOL_RE.match(str(text))
+    if not match:
+        return None
+    value = float(match.group(1))
+    return ("rel", value / 100) if match.group(2) else ("abs", value)
+
+
+def tolerance_lines(config: pytest.Config) -> dict[str, tuple[str, float]]:
+    tolerances: dict[str, tuple[str, float]] = {}
+    for line in config.getini("training_tolerance"):
+        name, sep, value = line.rpartition("=")
+        tol = parse_tolerance(value)
+        if tol is None or (sep and not name.strip()):
+            raise pytest.UsageError(
+                f"training_tolerance: {line.strip()!r} is not 'TOL' or 'metric = TOL' "
+                f"(TOL absolute like 0.02 or relative like 5%)"
+            )
+        tolerances[name.strip() if sep else "*"] = tol
+    return tolerances
+
+
+def table_tolerances(config: Any) -> dict[str, tuple[str, float]]:
+    raw = getattr(config, "tolerance", None)
+    if raw is None:
+        return {}
+    if isinstance(raw, dict):
+        return {k: t for k, v in raw.items() if (t := parse_tolerance(v)) is not None}
+    tol = parse_tolerance(raw)
+    return {"*": tol} if tol is not None else {}
+
+
+def describe_tolerance(tol: tuple[str, float], reference: float) -> str:
+    """"0.02" or "5% (0.0175)"."""
+    kind, value = tol
+    if kind == "rel":
+        return f"{value * 100:g}% ({value * abs(reference):.4g})"
+    return f"{value:g}"
+
+
+def tolerance_amount(tol: tuple[str, float], reference: float) -> float:
+    """The allowed change in the metric's units."""
+    kind, value = tol
+    return value * abs(reference) if kind == "rel" else value

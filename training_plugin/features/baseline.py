@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,9 @@ import pytest
 
 from training_plugin import provenance, store
 from training_plugin.collect.argv import describe_argv_change, resolved_argv_of
-from training_plugin.metrics import direction, fmt, is_number, lookup
+from training_plugin.metrics import (describe_tolerance, direction, fmt, is_number, lookup,
+                                     parse_tolerance, table_tolerances, tolerance_amount,
+                                     tolerance_lines)
 from training_plugin.pytest_compat import is_controller
 from training_plugin.results import JobRecord, write_json_atomic
 
@@ -52,20 +53,6 @@ HELP_COMPARE = ("fail a job whose metrics regressed beyond the tolerance against
 HELP_TOL = ("regression tolerance: METRIC=TOL for one metric or TOL for all; TOL is absolute "
             "(0.02) or relative (5%%); repeatable; wins over the job table and ini")
 
-_TOL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*(%?)\s*$")
-
-
-def parse_tolerance(text: Any) -> tuple[str, float] | None:
-    """``("abs", 0.02)`` from 0.02 / "0.02", ``("rel", 0.05)`` from "5%"; None if unreadable."""
-    if isinstance(text, bool):
-        return None
-    if isinstance(text, (int, float)):
-        return ("abs", float(text)) if text >= 0 else None
-    match = _TOL_RE.match(str(text))
-    if not match:
-        return None
-    value = float(match.group(1))
-    return ("rel", value / 100) if match.group(2) else ("abs", value)
 
 
 def _max_regression(text: str) -> tuple[str, tuple[str, float]]:
@@ -104,44 +91,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_ini(parser)
 
 
-def _tolerance_lines(config: pytest.Config) -> dict[str, tuple[str, float]]:
-    tolerances: dict[str, tuple[str, float]] = {}
-    for line in config.getini("training_tolerance"):
-        name, sep, value = line.rpartition("=")
-        tol = parse_tolerance(value)
-        if tol is None or (sep and not name.strip()):
-            raise pytest.UsageError(
-                f"training_tolerance: {line.strip()!r} is not 'TOL' or 'metric = TOL' "
-                f"(TOL absolute like 0.02 or relative like 5%)"
-            )
-        tolerances[name.strip() if sep else "*"] = tol
-    return tolerances
-
-
-def _table_tolerances(config: Any) -> dict[str, tuple[str, float]]:
-    raw = getattr(config, "tolerance", None)
-    if raw is None:
-        return {}
-    if isinstance(raw, dict):
-        return {k: t for k, v in raw.items() if (t := parse_tolerance(v)) is not None}
-    tol = parse_tolerance(raw)
-    return {"*": tol} if tol is not None else {}
-
-
-def describe_tolerance(tol: tuple[str, float], reference: float) -> str:
-    """"0.02" or "5% (0.0175)"."""
-    kind, value = tol
-    if kind == "rel":
-        return f"{value * 100:g}% ({value * abs(reference):.4g})"
-    return f"{value:g}"
-
-
-def tolerance_amount(tol: tuple[str, float], reference: float) -> float:
-    """The allowed change in the metric's units."""
-    kind, value = tol
-    return value * abs(reference) if kind == "rel" else value
-
-
 def _short(commit: Any) -> str:
     return str(commit)[:7]
 
@@ -160,7 +109,7 @@ class Baseline:
         self.saved: dict[str, dict[str, Any]] = {}
         self.saved_path: Path | None = None
         try:
-            self.ini_tolerances = _tolerance_lines(config)
+            self.ini_tolerances = tolerance_lines(config)
         except pytest.UsageError as exc:
             self.error = exc
             self.ini_tolerances = {}
@@ -252,7 +201,7 @@ class Baseline:
     def _configured_keys(self, spec: Any) -> set[str]:
         table = spec.config
         keys = set(getattr(table, "direction", None) or {})
-        keys |= set(_table_tolerances(table)) | set(self.cli_tolerances) | set(self.ini_tolerances)
+        keys |= set(table_tolerances(table)) | set(self.cli_tolerances) | set(self.ini_tolerances)
         return {k for k in keys if "." in k}
 
     def _nested_for_baseline(self, spec: Any, doc: dict[str, Any], result: Any) -> None:
@@ -270,7 +219,7 @@ class Baseline:
         """(tolerance, where it comes from) for a metric of a job."""
         levels = (
             (self.cli_tolerances, "--max-regression"),
-            (_table_tolerances(spec.config), f"pyproject.toml [tool.training_plugin.jobs."
+            (table_tolerances(spec.config), f"pyproject.toml [tool.training_plugin.jobs."
                                              f"{spec.id}] tolerance"),
             (self.ini_tolerances, f"{self._ini_name()} training_tolerance"),
         )
