@@ -9,6 +9,10 @@ from __future__ import annotations
 import io
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from PIL import Image
@@ -139,6 +143,30 @@ def test_session_header_names_jobs_that_did_not_run_when_the_session_stopped_ear
     text = (pytester.path / "report.html").read_text(encoding="utf-8")
     assert "1 did not run or finish (the session stopped early): b_waits" in text
     assert "(2 in all)" in text
+
+
+def test_session_header_names_a_job_that_an_interrupted_session_left_running(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(train_a_quick="print('ok')\n",
+                        train_b_slow="import time\nprint('starting slow', flush=True)\n"
+                                     "time.sleep(60)\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "training_plugin", "-p", "no:randomly",
+         "--html=report.html"], cwd=pytester.path, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    log = pytester.path / "training-results" / "b_slow" / "train.log"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and "starting slow" in log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # ends the session like Ctrl-C
+    out = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    text = (pytester.path / "report.html").read_text(encoding="utf-8")
+    assert "1 did not run or finish (the session stopped early): b_slow" in text
+    assert '<span class="tp-count-passed">1 passed</span>' in text and "(2 in all)" in text
 
 
 @pytest.mark.ray
