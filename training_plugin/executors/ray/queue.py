@@ -87,14 +87,14 @@ class ReleaseQueue:
     def release(self, nodes: Capacities) -> Release:
         """Decide which waiting jobs go now, given the live nodes' whole resources."""
         if self.mode == "ray":
-            placed = [(job, None) for job in self._waiting]
+            placed, infeasible = [(job, None) for job in self._waiting], []
         else:
             placed, infeasible = self._first_fit(nodes)
-            for job in infeasible:
-                del self._waiting[job]
-        for job, node in placed:
+        for job in infeasible:
+            del self._waiting[job]
+        for job, _ in placed:
             self._running[job] = (self._waiting.pop(job), None)
-        return Release(placed=placed, infeasible=[] if self.mode == "ray" else infeasible)
+        return Release(placed=placed, infeasible=infeasible)
 
     def _first_fit(self, nodes: Capacities) -> tuple[list[tuple[str, str | None]], list[str]]:
         free = {node: dict(resources) for node, resources in nodes.items()}
