@@ -147,3 +147,58 @@ def test_a_plugin_can_choose_the_executor(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*bad*passed*roc_auc=0.9900*elsewhere*"])
     assert (pytester.path / "closed.txt").read_text() == "bad,good,skipme"
     assert "ran" not in (pytester.path / "training-results" / "good" / "train.log").read_text()
+
+
+def test_each_feature_is_a_plugin_that_can_be_switched_off(pytester: pytest.Pytester) -> None:
+    """Gates, history and fingerprints are pytest plugin modules: -p no:<module> removes one,
+    and only that one."""
+    pytester.makeini("[pytest]\n")
+    pytester.makepyprojecttoml("[tool.training_plugin.jobs.good]\nmin = { roc_auc = 0.95 }\n")
+    pytester.path.joinpath("train_good.py").write_text(JOB.replace("AUC", "0.9"))
+    gated = pytester.runpytest_subprocess("-p", "training_plugin")
+    gated.assert_outcomes(failed=1)
+    gated.stdout.fnmatch_lines(["*roc_auc 0.9 is below the minimum 0.95*"])
+    assert (pytester.path / "training-results" / "history.jsonl").is_file()
+    (pytester.path / "training-results" / "history.jsonl").unlink()
+    ungated = pytester.runpytest_subprocess(
+        "-p", "training_plugin", "-p", "no:training_plugin.features.gates",
+        "-p", "no:training_plugin.features.history")
+    ungated.assert_outcomes(passed=1)
+    assert not (pytester.path / "training-results" / "history.jsonl").exists()
+    # the fingerprint feature is still on: it wrote the passing job's fingerprint
+    assert (pytester.path / "training-results" / "good" / "fingerprint.json").is_file()
+
+
+def test_expected_durations_and_interrupted_jobs_reach_plugins(pytester: pytest.Pytester) -> None:
+    """pytest_training_expected_durations orders a session with nothing remembered;
+    pytest_training_job_interrupted tells a plugin of the job that Ctrl-C cut short."""
+    pytester.makeini("[pytest]\n")
+    pytester.makeconftest(textwrap.dedent(
+        """\
+        import json, os, signal
+
+        def pytest_training_expected_durations(config):
+            return {"train_a.py::a": 1.0, "train_b.py::b": 50.0}
+
+        def pytest_training_job_started(item):
+            with open("started.txt", "a") as f:
+                f.write(item.spec.id + "\\n")
+            if item.spec.id == "a":
+                os.kill(os.getpid(), signal.SIGINT)
+
+        def pytest_training_job_interrupted(config, record):
+            with open("interrupted.json", "w") as f:
+                json.dump({"id": record.id, "outcome": record.outcome,
+                           "log": record.log}, f)
+        """
+    ))
+    for job in ("a", "b"):
+        pytester.path.joinpath(f"train_{job}.py").write_text(
+            "import time\ntime.sleep(1)\n" if job == "a" else JOB.replace("AUC", "0.9"))
+    result = pytester.runpytest_subprocess("-p", "training_plugin", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    # b is expected to take longer, so it ran first; a was interrupted
+    assert (pytester.path / "started.txt").read_text().split() == ["b", "a"]
+    interrupted = json.loads((pytester.path / "interrupted.json").read_text())
+    assert interrupted["id"] == "a" and interrupted["outcome"] == "interrupted"
+    assert interrupted["log"].endswith("a/train.log")
