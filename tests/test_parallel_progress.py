@@ -100,9 +100,18 @@ def test_long_status_is_cut_to_the_terminal_width(tmp_path, writer):
 
 # -- end to end ------------------------------------------------------------------------------
 
-#: A job that prints a line and then runs until the test sees its status (the file ``release``).
-GATED_JOB = ("import os, time\nprint('warming up', flush=True)\n"
-             "while not os.path.exists('release'):\n    time.sleep(0.05)\n")
+#: How long a gated job waits for the test to see its status line: then it fails.
+GATED_WITHIN_S = 30
+#: A job that prints a line and then runs until the test sees its status (the file ``release``),
+#: or fails after GATED_WITHIN_S when the status never shows.
+GATED_JOB = ("import os, sys, time\nprint('warming up', flush=True)\n"
+             f"deadline = time.monotonic() + {GATED_WITHIN_S}\n"
+             "while not os.path.exists('release'):\n"
+             "    if time.monotonic() > deadline:\n"
+             "        sys.exit('not released: the status line never showed this job')\n"
+             "    time.sleep(0.05)\n")
+#: How long a whole session in a pseudo-terminal may take (xdist workers start within it).
+SESSION_WITHIN_S = GATED_WITHIN_S + 60
 #: A job that runs for a few refresh intervals of the status line.
 SLOW_JOB = "import time\nprint('warming up', flush=True)\ntime.sleep(3)\n"
 
@@ -111,15 +120,22 @@ SLOW_JOB = "import time\nprint('warming up', flush=True)\ntime.sleep(3)\n"
 def test_tty_shows_running_jobs(pytester, xdist):
     plugin_project(pytester)
     pytester.makepyfile(train_slow=GATED_JOB)
-    out = run_in_pty(pytester.path, *xdist, release_on="(warming up)")
+    out = run_in_pty(pytester.path, *xdist, release_on="(warming up)",
+                     within_s=SESSION_WITHIN_S)
     assert "running 1: slow" in out and "(warming up)" in out
     assert "1 passed" in out
 
 
 def test_quiet_tty_and_pipes_stay_calm(pytester):
+    """The job that shows its status on a terminal shows none with -q or into a pipe."""
     plugin_project(pytester)
+    pytester.makepyfile(train_slow=GATED_JOB)
+    shown = run_in_pty(pytester.path, release_on="(warming up)", within_s=SESSION_WITHIN_S)
+    assert "running 1: slow" in shown and "1 passed" in shown
     pytester.makepyfile(train_slow=SLOW_JOB)
-    assert "running 1:" not in run_in_pty(pytester.path, "-q")
-    result = pytester.runpytest_subprocess(*PLUGIN_ARGS)  # stdout is a pipe
+    quiet = run_in_pty(pytester.path, "-q", within_s=SESSION_WITHIN_S)
+    assert "1 passed" in quiet
+    assert "running 1:" not in quiet
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, timeout=SESSION_WITHIN_S)  # a pipe
     result.assert_outcomes(passed=1)
     assert "running 1:" not in result.stdout.str()
