@@ -204,11 +204,14 @@ def test_xdist_uses_the_longest_first_scheduler_and_records_durations(pytester):
 
 
 def test_other_dist_modes_keep_xdists_scheduler(pytester):
+    """``--dist load`` (what ``-n`` means) gets the longest-first scheduler; ``--dist
+    loadfile`` keeps xdist's own."""
     jobs_with_sleeps(pytester, {"a": 0, "b": 0})
-    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-n", "2", "--dist",
-                                           "loadfile", "-v")
-    result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*scheduling tests via LoadFileScheduling*"])
+    for dist, scheduler in (("load", "LongestFirstScheduling"),
+                            ("loadfile", "LoadFileScheduling")):
+        result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-n", "2", "--dist", dist, "-v")
+        result.assert_outcomes(passed=2)
+        result.stdout.fnmatch_lines([f"*scheduling tests via {scheduler}*"])
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
