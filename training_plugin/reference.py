@@ -9,7 +9,7 @@ The docs site (``docs/hooks.py``) builds its "Configuration reference" page from
 
 One function, :func:`_registered`, uses pytest internals (a ``Parser`` built outside pytest,
 its ini registry and the argparse actions behind the options); ``tests/test_docs.py`` fails
-when a pytest release changes them.
+when a pytest release changes them (it compares the reference with ``pytest --help``).
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ def _registered(steps: list[Step]) -> tuple[list[tuple[str, dict[str, Any]]],
     switch / repeatable / value) and the ini keys as (source, name, (help, type, default)),
     each with the source of the step that first registered it.
 
-    pytest internals: ``Parser(_ispytest=True)``, ``OptionGroup.options`` (its ``Argument``s
-    and their ``_action``) and ``Parser._inidict``.
+    Internals: pytest's ``Parser(_ispytest=True)``, ``Parser._groups``, ``OptionGroup.options``
+    (its ``Argument``s and their argparse ``_action``) and ``Parser._inidict``; argparse's
+    ``_AppendAction``.  ``tests/test_docs.py`` compares the result with ``pytest --help``.
     """
     from _pytest.config.argparsing import Parser
 
