@@ -38,6 +38,8 @@ class Entry(NamedTuple):
 
 
 class Reference(NamedTuple):
+    """Every entry, by kind."""
+
     options: list[Entry]
     ini: list[Entry]
     table: list[Entry]
@@ -67,14 +69,9 @@ def _registered(steps: list[Step]) -> tuple[list[tuple[str, dict[str, Any]]],
         group = next((g for g in parser._groups if g.name == GROUP), None)
         for argument in (group.options if group else [])[len(options):]:
             action = argument._action
-            attrs = dict(vars(action))
-            if isinstance(action, argparse._AppendAction):
-                attrs["kind"] = "repeatable"
-            elif action.nargs == 0:
-                attrs["kind"] = "switch"
-            else:
-                attrs["kind"] = "value"
-            options.append((source, attrs))
+            kind = ("repeatable" if isinstance(action, argparse._AppendAction)
+                    else "switch" if action.nargs == 0 else "value")
+            options.append((source, {**vars(action), "kind": kind}))
         for name, spec in parser._inidict.items():
             ini.setdefault(name, (source, name, spec))
     return options, list(ini.values())
