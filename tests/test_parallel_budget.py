@@ -108,7 +108,13 @@ def test_budget_reaches_jobs_under_xdist(pytester):
 
 
 def test_no_budget_without_xdist(pytester):
-    _, seen = run_env_jobs(pytester, env={"OMP_NUM_THREADS": None, "TRAINING_THREADS": None})
+    """The thread budget that one xdist worker already sets is not set without xdist."""
+    unset = {"OMP_NUM_THREADS": None, "TRAINING_THREADS": None}
+    _, one_worker = run_env_jobs(pytester, "-n", "1", env=unset)
+    threads = str(budget.usable_cpus())  # one worker: all of them
+    for env in one_worker.values():
+        assert env.get("OMP_NUM_THREADS") == env.get("TRAINING_THREADS") == threads
+    _, seen = run_env_jobs(pytester, env=unset)
     for env in seen.values():
         assert "OMP_NUM_THREADS" not in env and "TRAINING_THREADS" not in env
 
