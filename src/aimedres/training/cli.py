@@ -85,7 +85,8 @@ def add_seed_output_args(parser: argparse.ArgumentParser) -> None:
     group = _shared_group(parser)
     group.add_argument(
         "--seed", type=int, default=42, metavar="S",
-        help="random seed for fold assignment, models and networks; same seed, same metrics (default 42)",
+        help="random seed for the test split, fold assignment, models and networks; same seed, same "
+             "metrics on one machine with one build of the libraries (default 42)",
     )
     group.add_argument(
         "--output-dir", type=Path, default=None, metavar="DIR",
@@ -104,6 +105,26 @@ def add_n_jobs_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"test-fraction must be a number, got {text!r}") from None
+    if not 0.0 <= value <= 0.5:
+        raise argparse.ArgumentTypeError(f"test-fraction must be in [0, 0.5], got {value}")
+    return value
+
+
+def add_test_fraction_arg(parser: argparse.ArgumentParser, default: float = 0.2) -> None:
+    """Add ``--test-fraction F``: the share held out as the untouched test set."""
+    _shared_group(parser).add_argument(
+        "--test-fraction", type=_fraction, default=default, metavar="F",
+        help=f"share of the rows (subjects, when grouped) held out, stratified and seeded, BEFORE any "
+             f"choice and scored once by the final model; a data set that ships its own test set uses "
+             f"that instead; 0: no test set (0..0.5, default {default})",
+    )
+
+
 def add_common_args(
     parser: argparse.ArgumentParser,
     *,
@@ -116,7 +137,8 @@ def add_common_args(
 
     Args:
         epochs: default of ``--epochs`` (network epochs / boosting rounds); None: no such flag.
-        folds: default of ``--folds`` (stratified CV folds); None: no such flag (nor ``--repeats``).
+        folds: default of ``--folds`` (stratified CV folds); None: no such flag (nor ``--repeats``,
+            nor ``--test-fraction``).
         repeats: default of ``--repeats`` (repeats of the outer CV).
         n_jobs: whether to add ``--n-jobs`` (default: :func:`default_n_jobs`).
 
@@ -131,6 +153,7 @@ def add_common_args(
     if folds is not None:
         add_folds_arg(parser, folds)
         add_repeats_arg(parser, repeats)
+        add_test_fraction_arg(parser)
     add_seed_output_args(parser)
     if n_jobs:
         add_n_jobs_arg(parser)

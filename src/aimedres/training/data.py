@@ -68,6 +68,8 @@ class Dataset:
     synthetic: bool = False
     positive_label: str | None = None
     groups: pd.Series | None = None
+    test_rows: np.ndarray | None = None  # rows of a test set the data ships (e.g. MASS Pima.te)
+    selection: str | None = None  # how the rows were selected (complete cases ...), for the report
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -101,6 +103,23 @@ class Dataset:
         index = {label: i for i, label in enumerate(self.classes)}
         return np.array([index[str(v)] for v in self.y], dtype=np.int64)
 
+    def subset(self, rows: np.ndarray, name: str | None = None) -> "Dataset":
+        """The rows ``rows`` (positions) as a new Dataset (index reset, same provenance)."""
+        rows = np.asarray(rows)
+        return Dataset(name=name or self.name, X=self.X.iloc[rows].reset_index(drop=True),
+                       y=self.y.iloc[rows].reset_index(drop=True), task=self.task, source=self.source,
+                       synthetic=self.synthetic, positive_label=self.positive_label,
+                       groups=None if self.groups is None else self.groups.iloc[rows].reset_index(drop=True),
+                       selection=self.selection)
+
+    def group_array(self) -> np.ndarray | None:
+        """Subject ids per row as an array (None: every row its own subject)."""
+        return None if self.groups is None else self.groups.to_numpy()
+
+    def subjects(self) -> int:
+        """Distinct subjects (rows when ungrouped)."""
+        return len(self.y) if self.groups is None else int(self.groups.astype(str).nunique())
+
     def sha256(self) -> str:
         """SHA-256 of the canonical CSV bytes of X and y (columns in order, no index, ``\\n``)."""
         frame = self.X.copy()
@@ -116,6 +135,7 @@ class Dataset:
             "synthetic": bool(self.synthetic),
             "rows": int(len(self.X)),
             "features": int(self.X.shape[1]),
+            "subjects": self.subjects(),
             "sha256": self.sha256(),
         }
 

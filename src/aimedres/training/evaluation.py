@@ -1,5 +1,4 @@
-"""Evaluation: the metric definitions, nested cross-validation on scikit-learn's machinery,
-uncertainty (bootstrap intervals), calibration, threshold metrics and subgroups.
+"""Evaluation: the metric definitions and nested cross-validation on scikit-learn's machinery.
 
 The protocol of every tabular job (:func:`nested_cv`):
 
@@ -12,8 +11,9 @@ The protocol of every tabular job (:func:`nested_cv`):
   outer test fold never takes part in any choice. The headline figure is the mean over all outer
   folds of all repeats; ``_std`` is the sample standard deviation (ddof=1) over those folds;
 * every outer fold's fitted search predicts its test rows: the out-of-fold predictions
-  (one full set per repeat). Intervals, calibration, threshold metrics and subgroup metrics are
-  computed from them (:func:`oof_summary`).
+  (one full set per repeat). Every other figure of a fold (threshold metrics, subgroups, net
+  benefit) is computed from them on the same test fold, and the intervals, calibration and
+  decision curves come from :mod:`aimedres.training.clinical`.
 
 Conventions: metrics are fractions; binary ``roc_auc`` ranks P(positive) (probability column 1);
 multiclass ``roc_auc`` is one-vs-rest, macro averaged. Every fit is single-threaded (BLAS and
@@ -45,10 +45,6 @@ LOWER_IS_BETTER: frozenset[str] = frozenset({"rmse", "mae", "brier"})
 DEFAULT_THRESHOLD = 0.5
 #: Folds of the inner CV (the search); fewer when the outer CV has fewer.
 INNER_FOLDS = 3
-#: Bootstrap resamples of the out-of-fold predictions for the 95 % intervals.
-BOOTSTRAP = 1000
-CI_METHOD = ("percentile bootstrap (95 %, {b} resamples of rows) of the pooled out-of-fold metric, "
-             "averaged over the {r} repeat(s) of the outer CV")
 
 _SCORERS = {
     "binary": {"roc_auc": "roc_auc", "accuracy": "accuracy",
@@ -148,109 +144,23 @@ def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float = DEFAULT_T
             "ppv": ratio(tp, tp + fp), "npv": ratio(tn, tn + fn)}
 
 
-def calibration(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+def calibration(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None = None) -> dict[str, float]:
     """Brier score, calibration slope and calibration intercept of binary probabilities.
 
-    Slope: the coefficient of a logistic regression of the outcome on logit(p) (1 = ideal, < 1 =
-    too extreme predictions). Intercept (calibration-in-the-large): ``a`` in
-    logit P(y=1) = a + logit(p) with the slope fixed at 1 (0 = ideal, > 0 = risks under-estimated).
-    scikit-learn has the Brier score; the two regressions are fitted here.
+    Slope: the coefficient of logit(p) in a logistic GLM of the outcome (1 = ideal, < 1 = too
+    extreme predictions). Intercept (calibration-in-the-large): ``a`` in
+    logit P(y=1) = a + offset(logit(p)) (0 = ideal, > 0 = risks under-estimated). Both are fitted
+    by statsmodels (:func:`aimedres.training.clinical.calibration_glm`, which also gives their
+    intervals); the Brier score is scikit-learn's.
     """
-    from scipy.optimize import brentq
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import brier_score_loss
 
+    from aimedres.training.clinical import calibration_glm
+
     y = np.asarray(y).astype(int)
-    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-    lp = np.log(p / (1 - p))
-    out = {"brier": float(brier_score_loss(y, p))}
-    if len(np.unique(y)) < 2:
-        return out | {"calibration_slope": float("nan"), "calibration_intercept": float("nan")}
-    fit = LogisticRegression(C=np.inf, max_iter=1000).fit(lp.reshape(-1, 1), y)
-    out["calibration_slope"] = float(fit.coef_[0, 0])
-
-    def gap(a: float) -> float:
-        return float(np.sum(1.0 / (1.0 + np.exp(-(a + lp)))) - y.sum())
-
-    out["calibration_intercept"] = float(brentq(gap, -20.0, 20.0))
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Bootstrap intervals (vectorised over resamples)
-# --------------------------------------------------------------------------------------------
-def _auc_rows(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """ROC AUC of every row of (B, n) labels ``y`` (0/1) and scores ``s`` (ties averaged)."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(s, axis=1)
-    n1 = y.sum(axis=1)
-    n0 = y.shape[1] - n1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((n1 > 0) & (n0 > 0),
-                        ((ranks * y).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0), np.nan)
-
-
-def _binary_rows(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
-    pred = p >= threshold
-    pos = y == 1
-    tp = (pred & pos).sum(1)
-    tn = (~pred & ~pos).sum(1)
-    fp = (pred & ~pos).sum(1)
-    fn = (~pred & pos).sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sens, spec = tp / (tp + fn), tn / (tn + fp)
-        ppv, npv = tp / (tp + fp), tn / (tn + fn)
-    # accuracy-type metrics use the most probable class (P(positive) > 0.5), like predict()
-    hard = p > 0.5
-    acc_tp, acc_tn = (hard & pos).sum(1), (~hard & ~pos).sum(1)
-    acc_fp, acc_fn = (hard & ~pos).sum(1), (~hard & pos).sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        bal = (acc_tp / (acc_tp + acc_fn) + acc_tn / (acc_tn + acc_fp)) / 2
-        f1m = (2 * acc_tp / (2 * acc_tp + acc_fp + acc_fn) + 2 * acc_tn / (2 * acc_tn + acc_fn + acc_fp)) / 2
-    return {"roc_auc": _auc_rows(y, p), "accuracy": (acc_tp + acc_tn) / y.shape[1],
-            "balanced_accuracy": bal, "f1_macro": f1m, "brier": ((p - y) ** 2).mean(1),
-            "sensitivity": sens, "specificity": spec, "ppv": ppv, "npv": npv}
-
-
-def _regression_rows(y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
-    err = p - y
-    ss_tot = ((y - y.mean(1, keepdims=True)) ** 2).sum(1)
-    return {"rmse": np.sqrt((err ** 2).mean(1)), "mae": np.abs(err).mean(1),
-            "r2": 1 - (err ** 2).sum(1) / ss_tot}
-
-
-def bootstrap_intervals(y: np.ndarray, scores: Sequence[np.ndarray], task: str, *, seed: int,
-                        n_boot: int = BOOTSTRAP, threshold: float = DEFAULT_THRESHOLD,
-                        classes: int | None = None) -> dict[str, list[float]]:
-    """95 % percentile intervals from resampling rows of the out-of-fold predictions.
-
-    ``scores`` holds one prediction array per repeat (binary: P(positive); multiclass:
-    (n, k) probabilities; regression: predictions). Each resample draws rows with replacement
-    (the same rows for every repeat); its metric is the mean over repeats.
-    """
-    rng = np.random.default_rng([seed, 2024])
-    y = np.asarray(y)
-    n = len(y)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    per_repeat: list[dict[str, np.ndarray]] = []
-    for s in scores:
-        s = np.asarray(s)
-        if task == "binary":
-            per_repeat.append(_binary_rows(y[idx].astype(int), s[idx], threshold))
-        elif task == "regression":
-            per_repeat.append(_regression_rows(y[idx].astype(float), s[idx]))
-        else:  # multiclass: the plain metric functions, on fewer resamples
-            k = classes or s.shape[1]
-            rows = [classification_metrics(y[i], s[i], list(range(k))) for i in idx[: min(n_boot, 200)]]
-            per_repeat.append({m: np.array([r[m] for r in rows]) for m in CLASSIFICATION_METRICS})
-    out: dict[str, list[float]] = {}
-    for name in per_repeat[0]:
-        values = np.nanmean(np.vstack([r[name] for r in per_repeat]), axis=0)
-        values = values[np.isfinite(values)]
-        if values.size:
-            out[name] = [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
-    return out
+    glm = calibration_glm(y, p, groups)
+    return {"brier": float(brier_score_loss(y, np.asarray(p, dtype=float), labels=[0, 1])),
+            "calibration_slope": glm["calibration_slope"], "calibration_intercept": glm["calibration_intercept"]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,6 +303,12 @@ class NestedResult:
     picks: list[str]  # family picked in each outer fold
     inner_best: dict[str, list[float]]  # family -> its best inner score in each outer fold
     fit_seconds: float
+    estimators: list[Any] = field(default_factory=list, repr=False)  # the fitted search of each outer fold
+
+    def picked_pipeline(self, i: int) -> Any:
+        """The pipeline (family and settings) that outer fold ``i``'s search picked, fitted."""
+        est = self.estimators[i]
+        return est.best_estimator_.named_steps["family"] if hasattr(est, "best_estimator_") else est
 
     @property
     def means(self) -> dict[str, float]:
@@ -465,7 +381,8 @@ def nested_cv(candidates: Mapping[str, Candidate], ds: Dataset, *, folds: int, r
             inner_best[name].append(float(sign * np.max(table["mean_test_score"][mask])))
     out = NestedResult(task=task, primary_metric=primary_metric(task), folds=folds, repeats=repeats,
                        inner_folds=inner_folds, seed=seed, fold_scores=fold_scores, splits=splits,
-                       oof=oof, picks=picks, inner_best=inner_best, fit_seconds=seconds)
+                       oof=oof, picks=picks, inner_best=inner_best, fit_seconds=seconds,
+                       estimators=list(fitted))
     if verbose:
         pm = out.primary_metric
         what = ("repeated CV" if fixed else f"nested CV, inner {inner_folds}-fold search over "
@@ -512,37 +429,3 @@ def refit_search(candidates: Mapping[str, Candidate], ds: Dataset, *, folds: int
     if getattr(final, "memory", None) is not None:
         final.set_params(memory=None)  # a scratch cache folder means nothing to the saved model
     return final, family_of(search, candidates), best_settings(search)
-
-
-# --------------------------------------------------------------------------------------------
-# Out-of-fold summaries: calibration, threshold metrics, intervals, subgroups
-# --------------------------------------------------------------------------------------------
-def oof_metrics(y: np.ndarray, scores: Sequence[np.ndarray], task: str,
-                threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
-    """Calibration and threshold metrics of the out-of-fold predictions, averaged over repeats."""
-    if task != "binary":
-        return {}
-    rows = [calibration(y, s) | threshold_metrics(y, s, threshold) for s in scores]
-    return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
-
-
-def subgroup_metrics(ds: Dataset, column: str, scores: Sequence[np.ndarray],
-                     labels: Mapping[Any, str] | None = None) -> dict[str, dict[str, float]]:
-    """The primary metric per value of feature ``column`` (pooled out-of-fold, averaged over
-    repeats), with the group's size ``n`` and its number of positives / mean target."""
-    y = ds.encoded_y()
-    values = ds.X[column]
-    out: dict[str, dict[str, float]] = {}
-    for value in sorted(values.dropna().unique(), key=str):
-        mask = (values == value).to_numpy()
-        name = (labels or {}).get(value, str(value))
-        entry: dict[str, float] = {"n": int(mask.sum())}
-        if ds.task == "regression":
-            entry["rmse"] = float(np.mean([regression_metrics(y[mask], s[mask])["rmse"] for s in scores]))
-        else:
-            entry["positives"] = int((y[mask] == (1 if ds.task == "binary" else y[mask])).sum())
-            entry["roc_auc"] = float(np.nanmean([
-                classification_metrics(y[mask], s[mask], list(range(len(ds.classes))))["roc_auc"]
-                for s in scores]))
-        out[name] = entry
-    return out

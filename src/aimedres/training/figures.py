@@ -26,8 +26,21 @@ def _plt() -> Any:
     return plt
 
 
-def draw(out_dir: str | Path, name: str, painter: Callable[..., None], *args: Any, **kwargs: Any) -> Path | None:
-    """Run ``painter(ax_factory_result, ...)`` into ``<out_dir>/figures/<name>.png``.
+def mark(fig: Any, text: str) -> None:
+    """Stamp ``text`` across the figure (a diagonal watermark) and before its title."""
+    fig.text(0.5, 0.5, text, ha="center", va="center", rotation=30, fontsize=26, color="red",
+             alpha=0.25, weight="bold", transform=fig.transFigure, zorder=10)
+    for ax in fig.axes:
+        title = ax.get_title()
+        if title or ax is fig.axes[0]:
+            ax.set_title(f"{text}: {title}" if title else text, fontsize=9, color="darkred")
+            break
+
+
+def draw(out_dir: str | Path, name: str, painter: Callable[..., None], *args: Any,
+         watermark: str | None = None, **kwargs: Any) -> Path | None:
+    """Run ``painter(plt, ...)`` into ``<out_dir>/figures/<name>.png``; ``watermark`` (e.g.
+    ``"SYNTHETIC DATA"``) is stamped across it and before its title.
 
     Returns the path, or None (with a warning on stderr) when drawing failed.
     """
@@ -36,6 +49,8 @@ def draw(out_dir: str | Path, name: str, painter: Callable[..., None], *args: An
         folder = Path(out_dir) / "figures"
         folder.mkdir(parents=True, exist_ok=True)
         fig = painter(plt, *args, **kwargs)
+        if watermark:
+            mark(fig, watermark)
         path = folder / f"{name}.png"
         fig.savefig(path, dpi=DPI, bbox_inches="tight")
         plt.close(fig)
@@ -60,18 +75,46 @@ def roc_curve(plt: Any, y: np.ndarray, scores: Sequence[np.ndarray], title: str)
     return fig
 
 
-def reliability_curve(plt: Any, y: np.ndarray, scores: Sequence[np.ndarray], title: str, bins: int = 10) -> Any:
-    """Calibration (reliability) curve: observed share of positives per bin of predicted risk."""
-    from sklearn.calibration import calibration_curve
-
-    fig, ax = plt.subplots(figsize=SIZE)
-    p = np.concatenate(list(scores))
-    yy = np.tile(y, len(scores))
-    frac, mean = calibration_curve(yy, p, n_bins=bins, strategy="quantile")
-    ax.plot(mean, frac, "o-", lw=1.2, label="out-of-fold (all repeats)")
+def calibration_curve(plt: Any, y: np.ndarray, p: np.ndarray, band: dict[str, list[float]],
+                      metrics: dict[str, float], title: str) -> Any:
+    """Loess calibration curve with its bootstrap band and the ideal line, above a histogram of the
+    predicted risks (events up, non-events down)."""
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    risk = np.asarray(band["risk"])
+    ax.fill_between(risk, band["lo"], band["hi"], alpha=0.25, label="95% bootstrap band (subjects)")
+    ax.plot(risk, band["observed"], lw=1.5, label="loess (observed | predicted)")
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8, label="ideal")
-    ax.set(xlabel="predicted risk", ylabel="observed share positive", xlim=(0, 1), ylim=(0, 1), title=title)
+    text = (f"slope {metrics.get('calibration_slope', float('nan')):.2f}, intercept "
+            f"{metrics.get('calibration_intercept', float('nan')):.2f}, ICI {metrics.get('ici', float('nan')):.3f}")
+    ax.set(ylabel="observed risk", xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.text(0.98, 0.03, text, ha="right", va="bottom", fontsize=7, transform=ax.transAxes)
     ax.legend(fontsize=7, loc="upper left")
+    bins = np.linspace(0, 1, 41)
+    y = np.asarray(y).astype(int)
+    hist.hist(p[y == 1], bins=bins, color="C3", alpha=0.7, label="events")
+    counts, _ = np.histogram(p[y == 0], bins=bins)
+    hist.bar(bins[:-1], -counts, width=np.diff(bins), align="edge", color="C0", alpha=0.7, label="non-events")
+    hist.axhline(0, c="black", lw=0.5)
+    hist.set(xlabel="predicted risk", ylabel="count")
+    hist.legend(fontsize=6, loc="upper right")
+    return fig
+
+
+def decision_curve(plt: Any, dc: dict[str, Any], title: str) -> Any:
+    """Net benefit of the model, of treating all and of treating none, over the threshold range;
+    shaded: where the model beats both."""
+    t = np.asarray(dc["thresholds"])
+    model, treat_all = np.asarray(dc["net_benefit_model"]), np.asarray(dc["net_benefit_treat_all"])
+    fig, ax = plt.subplots(figsize=SIZE)
+    ax.plot(t, model, lw=1.5, label="model")
+    ax.plot(t, treat_all, lw=1, ls="--", label="treat all")
+    ax.axhline(0, c="black", lw=0.8, label="treat none")
+    for lo, hi in dc.get("useful", []):
+        ax.axvspan(lo, hi, color="green", alpha=0.08)
+    top = max(float(np.nanmax(model)), float(np.nanmax(treat_all)), 0.01)
+    ax.set(xlabel="threshold probability", ylabel="net benefit", ylim=(-0.05 * top - 0.01, top * 1.15),
+           title=title)
+    ax.legend(fontsize=7, loc="upper right")
     return fig
 
 

@@ -14,9 +14,11 @@ picks the family and its settings, an outer K-fold x R-repeat CV scores that pro
   elastic_net        ElasticNet, alpha and l1 ratio searched
   gradient_boosting  HistGradientBoostingRegressor, --epochs boosting rounds, leaf count searched
 
-Primary metric: rmse (points/month, lower is better); mae and r2 are reported too, each with a
-bootstrap interval; predictions.csv and figures/predicted_vs_observed.png hold the out-of-fold
-predictions.
+A seeded 20 % of the cohort (``--test-fraction``) is held out before any choice and scored once
+by the final model (metrics.json ``test``). Primary metric: rmse (points/month, lower is better);
+mae and r2 are reported too, each the mean over outer test folds with a corrected repeated-CV t
+interval; predictions.csv and figures/predicted_vs_observed.png (watermarked SYNTHETIC DATA on
+the generated cohort) hold the out-of-fold predictions.
 
     python src/aimedres/training/train_als.py                      # synthetic cohort, 1,000 rows
     python src/aimedres/training/train_als.py --data my_als.csv    # real data, same columns
@@ -178,7 +180,8 @@ def build_candidates(X: pd.DataFrame, *, epochs: int, seed: int) -> dict[str, co
 def train(args: argparse.Namespace) -> dict:
     """Nested CV of the candidates, refit of the search on all rows, outputs; return their paths."""
     started = time.time()
-    ds, data = load_data(args)
+    full, data = load_data(args)
+    ds, test, how = common.development_and_test(full, seed=args.seed, fraction=args.test_fraction)
     candidates = build_candidates(ds.X, epochs=args.epochs, seed=args.seed)
     common.log(
         f"{JOB}: {len(ds.X)} rows, {ds.X.shape[1]} features; nested CV {args.folds} folds x "
@@ -193,7 +196,8 @@ def train(args: argparse.Namespace) -> dict:
             f"nested CV: rmse {m['rmse']:.4f} vs floor {floor['rmse']:.4f}; "
             f"r2 {m['r2']:.4f} vs ceiling {floor['r2']:.4f}"
         )
-    return common.write_tabular_job(JOB, args, ds, candidates, nested, started=started, data=data)
+    return common.write_tabular_job(JOB, args, ds, candidates, nested, started=started, data=data,
+                                    test=test, full=full, test_how=how)
 
 
 def main(argv: list[str] | None = None) -> int:

