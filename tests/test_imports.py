@@ -210,3 +210,13 @@ def test_the_old_flag_order_disagrees_with_the_fingerprint(
 
     assert info.find("--root-flag") is not None
     assert not {Path(p) for p in info.deps} <= files
+
+
+def test_an_edited_import_is_read_again(tmp_path: Path) -> None:
+    write(tmp_path, "src/first.py")
+    write(tmp_path, "src/second_one.py")
+    script = write(tmp_path, "train_x.py", "import first\n")
+    walker = ImportWalker(tmp_path)
+    assert walker.walk(script)[0] == {script, tmp_path / "src/first.py"}
+    script.write_text("import second_one\n")
+    assert walker.walk(script)[0] == {script, tmp_path / "src/second_one.py"}

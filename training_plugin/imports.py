@@ -161,9 +161,21 @@ class ImportResolver:
         return self._in_repository(found)
 
 
-@functools.lru_cache(maxsize=4096)
 def imports_of(path: Path) -> tuple[tuple[str, int, tuple[str, ...]], ...]:
-    """``(module, level, names)`` of every import statement in a file (anywhere in it)."""
+    """``(module, level, names)`` of every import statement in a file (anywhere in it); ()
+    when it cannot be read or parsed.  Parsed once per version of the file (size, mtime)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ()
+    return _imports_of_version(Path(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _imports_of_version(
+    path: Path, size: int, mtime_ns: int
+) -> tuple[tuple[str, int, tuple[str, ...]], ...]:
+    del size, mtime_ns  # the cache key: a new version of the file is parsed again
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except (OSError, SyntaxError, ValueError, RecursionError):
