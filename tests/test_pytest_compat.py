@@ -88,3 +88,25 @@ def test_output_dir_inside_the_project_needs_no_equals_sign(pytester: pytest.Pyt
     result = pytester.runpytest_subprocess("-p", "training_plugin", "--output-dir", "out")
     result.assert_outcomes(passed=1)
     assert (pytester.path / "out" / "a" / "train.log").is_file()
+
+
+def test_the_terminal_writer_internals(pytestconfig: pytest.Config) -> None:
+    """The progress line reads the reporter's writer, its file and its unfinished line."""
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    writer = pytest_compat.terminal_writer(reporter)
+    assert hasattr(pytest_compat.terminal_file(writer), "write")
+    assert isinstance(pytest_compat.current_line(writer), str)
+
+
+def test_the_parser_internals_give_options_and_ini_keys() -> None:
+    """The generated reference registers on a fresh Parser and reads back each option's
+    argparse action and each ini key's (help, type, default)."""
+    parser = pytest_compat.new_parser()
+    group = parser.getgroup("demo", "demo")
+    group.addoption("--demo-n", type=int, default=3, help="how many")
+    parser.addini("demo_key", "a key", type="linelist", default=[])
+    actions = pytest_compat.group_actions(parser, "demo")
+    assert [(a.option_strings, a.default, a.help) for a in actions] == [
+        (["--demo-n"], 3, "how many")]
+    assert pytest_compat.ini_definitions(parser)["demo_key"][:2] == ("a key", "linelist")
+    assert pytest_compat.group_actions(parser, "absent") == []

@@ -23,6 +23,11 @@ supported pytest range is pinned in ``pyproject.toml``.
   its unfinished line (``TerminalWriter._current_line``), for the live progress line, which
   draws after that text and erases itself before every write of pytest's.
 
+- ``new_parser``, ``group_actions``, ``ini_definitions``: a fresh ``Parser`` (its constructor
+  is private), the argparse actions of one option group (``Parser._groups``,
+  ``Argument._action``) and the registered ini keys (``Parser._inidict``), for the
+  configuration reference generated from the code (``reference.py``).
+
 Beside them, ``is_controller``: whether this process is the controller rather than an xdist
 worker (xdist documents ``config.workerinput`` on its workers).
 """
@@ -116,3 +121,21 @@ def terminal_file(writer: Any) -> Any:
 def current_line(writer: Any) -> str:
     """What a ``TerminalWriter`` has written of its current line (since the last newline)."""
     return str(writer._current_line)
+
+
+def new_parser() -> pytest.Parser:
+    """A fresh, empty pytest ``Parser`` (for registering options outside a session)."""
+    from _pytest.config.argparsing import Parser
+
+    return Parser(_ispytest=True)
+
+
+def group_actions(parser: pytest.Parser, group: str) -> list[Any]:
+    """The argparse actions of one option group of ``parser``, in registration order."""
+    found = next((g for g in parser._groups if g.name == group), None)
+    return [argument._action for argument in (found.options if found else [])]
+
+
+def ini_definitions(parser: pytest.Parser) -> dict[str, tuple[Any, ...]]:
+    """Ini key -> (help, type, default) as registered on ``parser``."""
+    return dict(parser._inidict)

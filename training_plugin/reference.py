@@ -23,6 +23,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from training_plugin import pytest_compat
+
 GROUP = "training"
 TABLE = "[tool.training_plugin.jobs.<id>]"
 
@@ -55,24 +57,19 @@ def _registered(steps: list[Step]) -> tuple[list[tuple[str, dict[str, Any]]],
     switch / repeatable / value) and the ini keys as (source, name, (help, type, default)),
     each with the source of the step that first registered it.
 
-    Internals: pytest's ``Parser(_ispytest=True)``, ``Parser._groups``, ``OptionGroup.options``
-    (its ``Argument``s and their argparse ``_action``) and ``Parser._inidict``; argparse's
-    ``_AppendAction``.  ``tests/test_docs.py`` compares the result with ``pytest --help``.
+    The parser and what it holds come from ``pytest_compat`` (pytest offers no public way to
+    read them); ``tests/test_docs.py`` compares the result with ``pytest --help``.
     """
-    from _pytest.config.argparsing import Parser
-
-    parser = Parser(_ispytest=True)
+    parser = pytest_compat.new_parser()
     options: list[tuple[str, dict[str, Any]]] = []
     ini: dict[str, tuple[str, str, tuple]] = {}
     for source, register in steps:
         register(parser)
-        group = next((g for g in parser._groups if g.name == GROUP), None)
-        for argument in (group.options if group else [])[len(options):]:
-            action = argument._action
-            kind = ("repeatable" if isinstance(action, argparse._AppendAction)
+        for action in pytest_compat.group_actions(parser, GROUP)[len(options):]:
+            kind = ("repeatable" if action.__class__.__name__ == "_AppendAction"
                     else "switch" if action.nargs == 0 else "value")
             options.append((source, {**vars(action), "kind": kind}))
-        for name, spec in parser._inidict.items():
+        for name, spec in pytest_compat.ini_definitions(parser).items():
             ini.setdefault(name, (source, name, spec))
     return options, list(ini.values())
 
