@@ -32,4 +32,4 @@ docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) training-results .pytest_cache
+	rm -rf $(VENV) training-results .pytest_cache site

@@ -24,7 +24,7 @@ import pytest
 
 from proctable import MARKER_VAR, marked_pids
 
-# -- the job contract (DESIGN.md, "The job contract") ------------------------------------------
+# -- the job contract (docs/getting-started.md, "The job contract") ---------------------------
 
 #: The keys every metrics.json carries.
 CONTRACT_KEYS = frozenset({"job", "task", "primary_metric", "metrics", "models", "best_model",

@@ -33,7 +33,7 @@ def run_script(script: Path, *args: str, timeout: float = 120) -> subprocess.Com
 
 
 def check_contract(doc: dict, *, job: str, task: str, primary: str) -> None:
-    """Assert the metrics.json contract of DESIGN.md."""
+    """Assert the metrics.json contract (docs/getting-started.md, "The job contract")."""
     assert CONTRACT_KEYS <= set(doc), CONTRACT_KEYS - set(doc)
     assert doc["job"] == job and doc["task"] == task and doc["primary_metric"] == primary
     assert doc["best_model"] in doc["models"]
@@ -130,8 +130,11 @@ def test_als_smoke_contract_and_determinism(tmp_path):
     assert data["noise_floor"]["rmse"] == synthetic.ALS_NOISE_SD and 0 < data["noise_floor"]["r2"] < 1
     assert "SYNTHETIC DATA" in proc.stdout + proc.stderr
     assert (out / "model.joblib").is_file()
+    assert data["split"]["development"] == 240 and doc["test"]["rows"] == 60  # 20 % held out first
+    assert set(doc["test"]["metrics"]) == {"rmse", "mae", "r2"} and "rmse" in doc["test"]["metrics_ci"]
+    assert "corrected repeated-CV t" in doc["ci_method"] and doc["estimand"].startswith("mean over the 4")
     lines = (out / "predictions.csv").read_text().splitlines()
-    assert lines[0] == "row,fold,repeat,y_true,score" and len(lines) == 1 + 2 * 300
+    assert lines[0] == "row,fold,repeat,y_true,score" and len(lines) == 1 + 2 * 240
     assert (out / "figures" / "predicted_vs_observed.png").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 42 and manifest["data"]["sha256"] == data["sha256"]
@@ -209,7 +212,8 @@ def test_mri_smoke_contract_and_determinism(tmp_path):
     assert doc["folds"] is None and doc["epochs"] == 1
     assert doc["data"]["synthetic"] is True and doc["data"]["source"].startswith("synthetic:mri_slices")
     assert doc["data"]["split"] == {"train": 120, "val": 40, "test": 40} and doc["data"]["split_by"] == "image"
-    assert "held-out test" in doc["evaluation"]
+    assert "held-out test" in doc["evaluation"] and "per patient" in doc["evaluation"]
+    assert doc["test"]["subjects"] == 40 and "one machine" in doc["determinism"]
     assert doc["metrics_ci"]["accuracy"][0] <= doc["metrics"]["accuracy"] <= doc["metrics_ci"]["accuracy"][1]
     lines = (out / "predictions.csv").read_text().splitlines()
     assert lines[0].startswith("row,fold,repeat,y_true,score,y_pred,p_normal") and len(lines) == 41
@@ -224,6 +228,33 @@ def test_mri_smoke_contract_and_determinism(tmp_path):
     proc = run_script(MRI, *MRI_SMOKE, "--n-jobs", "2", "--output-dir", str(again))
     assert proc.returncode == 0, proc.stderr
     assert read_metrics(again)["metrics"] == doc["metrics"]
+
+
+def test_mri_predictions_are_averaged_per_patient():
+    from aimedres.training.train_brain_mri import per_patient
+
+    y = np.array([1, 1, 0, 0, 0])
+    proba = np.array([[0.2, 0.8], [0.6, 0.4], [0.9, 0.1], [0.7, 0.3], [0.5, 0.5]])
+    labels, p, ids = per_patient(y, proba, np.array(["b", "b", "a", "c", "c"]))
+    assert list(ids) == ["a", "b", "c"] and list(labels) == [0, 1, 0]
+    assert p == pytest.approx(np.array([[0.9, 0.1], [0.4, 0.6], [0.6, 0.4]]))
+    same, q, _ = per_patient(y, proba, None)  # no ids: every image its own patient
+    assert (same == y).all() and (q == proba).all()
+
+
+@pytest.mark.slow
+def test_mri_small_patient_tree_is_scored_per_patient_and_warns(tmp_path):
+    _write_patient_tree(tmp_path / "scans", patients_per_class=3, slices=4)
+    out = tmp_path / "out"
+    proc = run_script(MRI, "--data-dir", str(tmp_path / "scans"), "--epochs", "1", "--image-size", "32",
+                      "--output-dir", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc = read_metrics(out)
+    assert doc["data"]["split_by"] == "patient" and doc["data"]["subjects"] == 6
+    test = doc["test"]
+    assert test["subjects"] == doc["data"]["patients"]["test"] < 10 and test["images"] == 4 * test["subjects"]
+    assert any("subject(s) in the test split" in w for w in test["warnings"])
+    assert "warning:" in proc.stderr and "test patients" in doc["ci_method"]
 
 
 def test_mri_rejects_folds(tmp_path):
