@@ -62,11 +62,17 @@ class Found(NamedTuple):
 
 
 class ImportResolver:
-    """Resolves imports to files inside ``rootdir``, in Python's order (module docstring)."""
+    """Resolves imports to files inside ``rootdir``, in Python's order (module docstring).
+
+    What it looks up is remembered for the resolver's lifetime (one session's flag analysis,
+    one job's fingerprint).
+    """
 
     def __init__(self, rootdir: Path) -> None:
         self.rootdir = Path(os.path.abspath(rootdir))
         self._real_root = os.path.realpath(self.rootdir)
+        self._found: dict[tuple[tuple[Path, ...], str], Found | None] = {}
+        self._ours: dict[tuple[Path, bool], bool] = {}
 
     # -- places ----------------------------------------------------------------------------
     def script_folder(self, script: Path) -> Path:
@@ -87,29 +93,26 @@ class ImportResolver:
     def is_repository_path(self, path: Path, *, folder: bool = False) -> bool:
         """Whether ``path`` (a file, or a folder with ``folder=True``) is the repository's:
         inside the rootdir once symlinks are resolved, under no dot-folder or skipped folder."""
-        rel = os.path.relpath(os.path.realpath(path), self._real_root)
-        if rel == ".." or rel.startswith(".." + os.sep):
-            return False
-        parts = [] if rel == "." else rel.split(os.sep)
-        folders = parts if folder else parts[:-1]
-        return not any(p.startswith(".") or p in SKIPPED_FOLDERS for p in folders)
+        key = (path, folder)
+        if key not in self._ours:
+            rel = os.path.relpath(os.path.realpath(path), self._real_root)
+            if rel == ".." or rel.startswith(".." + os.sep):
+                self._ours[key] = False
+            else:
+                parts = [] if rel == "." else rel.split(os.sep)
+                folders = parts if folder else parts[:-1]
+                self._ours[key] = not any(p.startswith(".") or p in SKIPPED_FOLDERS
+                                          for p in folders)
+        return self._ours[key]
 
     # -- resolution ------------------------------------------------------------------------
     def _find(self, folders: Iterable[Path], name: str) -> Found | None:
         """Module ``name`` in the first of ``folders`` that has it (namespace portions
         gathered from every folder), unfiltered; None when none has it."""
-        portions: list[Path] = []
-        for folder in folders:
-            package = folder / name
-            init = package / "__init__.py"
-            if init.is_file():
-                return Found(init, (init,), (package,))
-            module = folder / f"{name}.py"
-            if module.is_file():
-                return Found(module, (module,), ())
-            if package.is_dir():
-                portions.append(package)
-        return Found(None, (), tuple(portions)) if portions else None
+        key = (tuple(folders), name)
+        if key not in self._found:
+            self._found[key] = _find_in(key[0], name)
+        return self._found[key]
 
     def _in_repository(self, found: Found) -> Found:
         """``found`` without what lies outside the repository."""
@@ -159,6 +162,22 @@ class ImportResolver:
         if found.file is None and not found.runs and not found.folders:
             return None  # not there at all (e.g. `ns.missing` of a namespace folder)
         return self._in_repository(found)
+
+
+def _find_in(folders: tuple[Path, ...], name: str) -> Found | None:
+    """``ImportResolver._find`` without the memo."""
+    portions: list[Path] = []
+    for folder in folders:
+        package = folder / name
+        init = package / "__init__.py"
+        if init.is_file():
+            return Found(init, (init,), (package,))
+        module = folder / f"{name}.py"
+        if module.is_file():
+            return Found(module, (module,), ())
+        if package.is_dir():
+            portions.append(package)
+    return Found(None, (), tuple(portions)) if portions else None
 
 
 def imports_of(path: Path) -> tuple[tuple[str, int, tuple[str, ...]], ...]:
