@@ -43,7 +43,8 @@ from typing import NamedTuple
 
 #: Standard-library top-level names (never third-party distributions).
 STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
-#: Modules compiled into the interpreter: no file of any folder stands for them.
+#: Modules compiled into the interpreter, and ``__future__`` (read by the compiler): no file
+#: of any folder stands for them.
 BUILTIN = frozenset(sys.builtin_module_names) | {"__future__"}
 #: Folders whose files are never repository files (besides every dot-folder).
 SKIPPED_FOLDERS = frozenset({"site-packages", "node_modules"})
