@@ -55,9 +55,9 @@ def session(root: Path, *args: str, timeline: Path | None = None) -> float:
 
 
 def show_timeline(path: Path, label: str) -> float:
-    """Per job, seconds from the first submission: handed to the executor, released to Ray,
-    the task's first line on its node, the job's process started, its end seen by the
-    controller; and the node."""
+    """Per job, its place in the executor's release order (#) and seconds from the first
+    submission: handed to the executor, released to Ray, the task's first line on its node,
+    the job's process started, its end seen by the controller; and the node."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     path.unlink()
     if not rows:
@@ -72,10 +72,11 @@ def show_timeline(path: Path, label: str) -> float:
 
     print(f"{label}: per job, s from the first submission; queued = submitted -> released "
           "to Ray, ray = released -> task began on its node, setup = began -> job started")
-    print(f"  {'job':8} {'submitted':>9} {'released':>8} {'began':>8} {'started':>8} "
+    print(f"  {'job':8} {'#':>2} {'submitted':>9} {'released':>8} {'began':>8} {'started':>8} "
           f"{'ended':>8} {'queued':>6} {'ray':>6} {'setup':>6}  node")
     for row in sorted(rows, key=lambda r: r.get("spawned") or r["ended"]):
-        print(f"  {row['job']:8} {at(row, 'submitted'):>9} {at(row, 'released')} "
+        print(f"  {row['job']:8} {row.get('release') or '-':>2} {at(row, 'submitted'):>9} "
+              f"{at(row, 'released')} "
               f"{at(row, 'began')} {at(row, 'spawned')} {at(row, 'ended')} "
               f"{gap(row, 'submitted', 'released')} {gap(row, 'released', 'began')} "
               f"{gap(row, 'began', 'spawned')}  {row['node']}")
