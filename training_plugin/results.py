@@ -25,6 +25,9 @@ SUMMARY_FILE = "summary.json"
 REPORT_ATTR = "training_job"
 #: The outcomes a record can have.
 OUTCOMES = ("passed", "failed", "skipped", "error", "interrupted")
+#: The largest JSON file the plugin parses (metrics.json, baselines, fingerprints): a bigger
+#: one is "too large" and is not read.
+MAX_JSON_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
