@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from training_plugin import safefs
+
 
 METRICS_FILE = "metrics.json"
 SUMMARY_FILE = "summary.json"
@@ -140,11 +142,9 @@ def read_json_object(path: Path) -> dict[str, Any] | None:
 
 def write_json_atomic(path: Path, data: Any, **dumps: Any) -> None:
     """Write ``data`` as JSON (plus a newline) to ``path`` through a temporary file and
-    ``os.replace``: a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, **dumps) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    ``os.replace``: a reader sees the old file or the new one, never half of one.  Never
+    through a link (``safefs.UnsafePath``); a failed write leaves no temporary file."""
+    safefs.write_json_atomic(Path(path), data, **dumps)
 
 
 def junit_properties(metrics: JobMetrics | None) -> list[tuple[str, object]]:
