@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from training_plugin import safefs
 from training_plugin.options import output_dir_of
 
 HISTORY_FILE = "history.jsonl"
@@ -89,21 +90,19 @@ def metric_phrase(entry: dict[str, Any]) -> str:
 
 
 def append_line(path: Path, entry: dict[str, Any]) -> None:
-    """Append one JSON line with a single ``os.write`` to an ``O_APPEND`` descriptor.
+    """Append one JSON line with a single ``os.write`` to an ``O_APPEND`` descriptor opened
+    with ``O_NOFOLLOW`` (a link at ``path`` is ``safefs.UnsafePath``, never written through).
 
     A file whose last line a crash left unfinished gets a newline first (in the same write),
     so that the new line stays readable."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(entry, separators=(",", ":"), default=str) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = safefs.open_no_follow(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
     try:
         size = os.fstat(fd).st_size
-        if size:
-            with open(path, "rb") as f:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    data = b"\n" + data
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
         written = os.write(fd, data)
         while written < len(data):  # a short write to a regular file is rare; finish it
             written += os.write(fd, data[written:])

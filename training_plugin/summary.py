@@ -7,6 +7,7 @@ carries its ``JobRecord`` (``results.record_of``).
 
 from __future__ import annotations
 
+import errno
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,11 @@ from typing import Any
 
 import pytest
 
+from training_plugin import safefs
 from training_plugin.results import SUMMARY_FILE, JobRecord, record_of, write_json_atomic
+
+#: The outcome in summary.json of a selected job that never started (an interrupted session).
+NOT_RUN = "not run"
 
 
 @dataclass
@@ -46,6 +51,9 @@ class SummaryCollector:
         self.collect_only = collect_only
         self.entries: dict[str, _Entry] = {}
         self.summary_path: Path | None = None
+        self.interrupted = False  #: the session ended on Ctrl-C or SIGTERM
+        #: what could not be written (shown under the table)
+        self.problems: list[str] = []
 
     def add(self, report: pytest.TestReport) -> JobRecord | None:
         """Keep the outcome, duration and record of a training report; return the job's
@@ -70,6 +78,18 @@ class SummaryCollector:
         record.outcome = entry.outcome
         record.duration_s = round(entry.duration_s, 3)
         record.nodeid = report.nodeid
+        return record
+
+    def add_record(self, nodeid: str, record: JobRecord, outcome: str) -> JobRecord:
+        """Keep a job that sent no final report: ``interrupted``, ``error`` (its xdist worker
+        crashed) or ``NOT_RUN``."""
+        record.outcome = outcome
+        record.nodeid = nodeid
+        entry = self.entries.get(nodeid)
+        if entry is None:
+            self.entries[nodeid] = _Entry(nodeid, record, outcome, record.duration_s or 0.0)
+        else:
+            entry.record, entry.outcome = record, outcome
         return record
 
     def rows(self) -> list[dict[str, Any]]:
@@ -104,17 +124,26 @@ class SummaryCollector:
         return out
 
     def write(self) -> None:
-        """Write ``<output-dir>/summary.json`` when any job ran."""
+        """Write ``<output-dir>/summary.json`` when any job was selected; a write that fails
+        (a full disk, a link at summary.json) is kept in ``problems``, not raised."""
         if not self.entries or self.collect_only:
             return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / SUMMARY_FILE
-        write_json_atomic(path, {"jobs": self.rows()}, indent=2)
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, {"interrupted": self.interrupted, "jobs": self.rows()},
+                              indent=2)
+        except OSError as exc:
+            why = (safefs.MSG_NO_SPACE.format(path=self.output_dir) if exc.errno == errno.ENOSPC
+                   else exc.strerror or str(exc))
+            self.problems.append(f"cannot write {path}: {why}")
+            return
         self.summary_path = path
 
     def terminal(self, tr: Any) -> None:
         """The table: job, outcome, duration, primary metric, where it ran, notes."""
         if not self.entries:
+            self.warnings(tr)
             return
         rows = self.rows()
         tr.write_sep("=", "training summary")
@@ -146,3 +175,9 @@ class SummaryCollector:
             tr.write_line("  ".join([*cells, r[5]]).rstrip())
         if self.summary_path is not None:
             tr.write_line(f"summary: {self.summary_path}")
+        self.warnings(tr)
+
+    def warnings(self, tr: Any) -> None:
+        """What could not be written in this session (summary.json, baseline, fingerprints)."""
+        for problem in [*self.problems, *safefs.failed_writes(tr.config)]:
+            tr.write_line(f"training: warning: {problem}", yellow=True)

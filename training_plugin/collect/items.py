@@ -8,6 +8,7 @@ tracking are plugins on those hooks, not code here.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from training_plugin import results
+from training_plugin import results, safefs
 from training_plugin.collect.argv import resolved_argv
 from training_plugin.collect.specs import JobSpec
 from training_plugin.executors.base import Executor, JobRun, RunResult
@@ -27,6 +28,11 @@ from training_plugin.run.logs import log_tail
 PREVIOUS_METRICS_FILE = "metrics.previous.json"
 #: Lines of the log shown in a failure report.
 LOG_TAIL_LINES = 30
+#: The end of the log attached to a failure report (bytes; read from the end of the file).
+LOG_ATTACH_BYTES = 1_000_000
+MSG_UNSAFE_OUTPUT = "training job {id!r} was not started: {why}; nothing was written there"
+MSG_BAD_TIMEOUT = ("invalid timeout {value!r} from {source}: expected a finite number of "
+                   "seconds >= 0")
 #: Effective timeout of a training item (float | None), set by ``pytest_timeout_set_timer``.
 TIMEOUT_KEY = pytest.StashKey["float | None"]()
 #: This process's executor (made by ``pytest_training_make_executor`` before the first job).
@@ -117,19 +123,36 @@ class TrainingRoot(pytest.Directory):
                 )
 
 
+def check_timeout(value: Any, source: str) -> float | None:
+    """A timeout in seconds (None: none) from ``source``; ``pytest.UsageError`` for one that
+    is not a finite number >= 0 (``inf`` and ``nan`` included)."""
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(MSG_BAD_TIMEOUT.format(value=value, source=source)) from None
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
+        raise pytest.UsageError(MSG_BAD_TIMEOUT.format(value=value, source=source))
+    return number
+
+
 def _marker_timeout(item: pytest.Item) -> float | None:
     marker = item.get_closest_marker("timeout")
     if marker is None:
         return None
     value = marker.kwargs.get("timeout", marker.args[0] if marker.args else None)
-    return float(value) if value is not None else None
+    return check_timeout(value, f"the timeout marker of {item.nodeid}")
 
 
-def _float_or_none(value: Any) -> float | None:
+def _float_or_none(value: Any, source: str) -> float | None:
+    """A number of seconds; None for no value or a word that is no number (pytest-timeout
+    itself names those); ``pytest.UsageError`` for ``inf``, ``nan`` or a negative number."""
     try:
-        return float(value) if value not in (None, "") else None
+        float(value)
     except (TypeError, ValueError):
         return None
+    return check_timeout(value, source)
 
 
 class TrainingItem(pytest.Item):
@@ -161,18 +184,18 @@ class TrainingItem(pytest.Item):
         precedence: marker (the job table's ``timeout`` becomes one) > ``--timeout`` > the
         ``timeout`` ini key > ``PYTEST_TIMEOUT``; without it, the job table's ``timeout``."""
         if TIMEOUT_KEY in self.stash:
-            timeout = self.stash[TIMEOUT_KEY]
+            timeout = check_timeout(self.stash[TIMEOUT_KEY], "pytest-timeout")
         elif self.config.pluginmanager.hasplugin("timeout"):
             timeout = _marker_timeout(self)
             if timeout is None:
-                timeout = _float_or_none(self.config.getoption("timeout", None))
+                timeout = _float_or_none(self.config.getoption("timeout", None), "--timeout")
             if timeout is None:
                 try:
-                    timeout = _float_or_none(self.config.getini("timeout"))
+                    timeout = _float_or_none(self.config.getini("timeout"), "the timeout ini key")
                 except ValueError:
                     timeout = None
             if timeout is None:
-                timeout = _float_or_none(os.environ.get("PYTEST_TIMEOUT"))
+                timeout = _float_or_none(os.environ.get("PYTEST_TIMEOUT"), "PYTEST_TIMEOUT")
         else:
             timeout = self.spec.timeout
         return timeout if timeout else None
@@ -233,8 +256,11 @@ class TrainingItem(pytest.Item):
             self.user_properties.extend(results.junit_properties(skip.metrics))
             pytest.skip(skip.reason)
         executor = executor_of(self.config)
-        self._set_aside_previous_metrics()
-        spec.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            check_timeout(self.timeout(), "the job's timeout")
+        except pytest.UsageError as exc:
+            raise JobNotStarted(f"training job {spec.id!r} was not started: {exc}") from None
+        self._prepare_output()
         hook.pytest_training_job_started(item=self)
         result = executor.run(self.job_run())
         self.run_result = result
@@ -254,22 +280,33 @@ class TrainingItem(pytest.Item):
         if self.metrics is not None and self.metrics.error:
             self.warn(pytest.PytestWarning(f"training job {spec.id!r}: {self.metrics.error}"))
 
-    def _set_aside_previous_metrics(self) -> None:
-        """An earlier run's metrics.json becomes metrics.previous.json, so that a run that
-        ends without writing one is never reported (or read by a user) with old figures."""
-        metrics = self.spec.output_dir / results.METRICS_FILE
+    def _prepare_output(self) -> None:
+        """Make the job's folder (below the output folder, never through a link); an earlier
+        run's metrics.json becomes metrics.previous.json, so that a run that ends without
+        writing one is never reported (or read by a user) with old figures.  A link at the
+        folder, the log or metrics.json is ``JobNotStarted``, naming the link and its target."""
+        spec = self.spec
+        metrics = spec.output_dir / results.METRICS_FILE
         try:
-            os.replace(metrics, metrics.with_name(PREVIOUS_METRICS_FILE))
-        except FileNotFoundError:
-            pass
+            safefs.make_dir(spec.output_dir, spec.settings.output_dir)
+            safefs.refuse_link(spec.log_path)
+            safefs.rename_no_follow(metrics, metrics.with_name(PREVIOUS_METRICS_FILE))
+        except safefs.UnsafePath as exc:
+            raise JobNotStarted(MSG_UNSAFE_OUTPUT.format(id=spec.id, why=exc.strerror)) from None
 
-    def _attach_log(self, log_path: Path, limit: int = 1_000_000) -> None:
+    def _attach_log(self, log_path: Path, limit: int = LOG_ATTACH_BYTES) -> None:
+        """The end of the log (at most ``limit`` bytes, read from the end) as a report section
+        (a link is not followed)."""
         try:
-            data = Path(log_path).read_bytes()
+            fd = safefs.open_no_follow(Path(log_path), os.O_RDONLY)
         except OSError:
             return
-        if len(data) > limit:
-            data = b"[... first %d bytes omitted ...]\n" % (len(data) - limit) + data[-limit:]
+        with os.fdopen(fd, "rb") as fh:
+            size = os.fstat(fd).st_size
+            fh.seek(max(0, size - limit))
+            data = fh.read(limit)
+        if size > limit:
+            data = b"[... first %d bytes omitted ...]\n" % (size - limit) + data
         self.add_report_section("call", "train.log", data.decode("utf-8", errors="replace"))
 
     # -- what the user reads --------------------------------------------------------------------
@@ -282,7 +319,10 @@ class TrainingItem(pytest.Item):
             result = value.result
             took = "" if result.timed_out else f" after {result.duration_s:.1f} s"
             where = f" on {result.node}" if result.node and not result.node.startswith("local") else ""
-            return f"training job {value.spec.id!r} failed{where}: {result.describe()}{took}"
+            full = safefs.no_space(value.spec.output_dir)
+            full = f" ({full})" if full else ""
+            return (f"training job {value.spec.id!r} failed{where}: {result.describe()}{took}"
+                    f"{full}")
         if isinstance(value, JobRejected):
             return "; ".join(value.stories)
         return None
@@ -315,13 +355,7 @@ class TrainingItem(pytest.Item):
                ) -> results.JobRecord:
         """What is known of the job now, for the summary and the hooks (its JSON-able form
         travels on the report under xdist)."""
-        spec = self.spec
-        record = results.JobRecord(
-            id=spec.id, nodeid=self.nodeid, script=spec.relpath, argv=list(spec.argv),
-            resolved_argv=resolved_argv(spec), output_dir=str(spec.output_dir),
-            log=str(spec.log_path),
-            table=spec.config.to_json(spec.settings.rootdir) if spec.config else {},
-        )
+        record = spec_record(self.spec, self.nodeid)
         run = self.run_result
         if run is not None:
             record.result = run.describe() if not run.ok else "ok"
@@ -344,3 +378,13 @@ class TrainingItem(pytest.Item):
             if story is not None:
                 record.story = story
         return record
+
+
+def spec_record(spec: JobSpec, nodeid: str) -> results.JobRecord:
+    """The record of a job before it ran (also of one that never runs)."""
+    return results.JobRecord(
+        id=spec.id, nodeid=nodeid, script=spec.relpath, argv=list(spec.argv),
+        resolved_argv=resolved_argv(spec), output_dir=str(spec.output_dir),
+        log=str(spec.log_path),
+        table=spec.config.to_json(spec.settings.rootdir) if spec.config else {},
+    )

@@ -291,10 +291,14 @@ def _spawn(argv: list, cwd: str, env: dict, log: str) -> int:
     except OSError as exc:
         raise SpawnError(exc.errno, f"cannot change directory to {cwd!r}: {exc.strerror}") from None
     try:
+        if os.path.islink(log):
+            raise SpawnError(errno.ELOOP, f"{log} is a symbolic link (to {os.readlink(log)}); "
+                             "the job's log is never written through a link")
         executable = _resolve(str(argv[0]), cwd, env)
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+            (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+             0o644),
             (os.POSIX_SPAWN_DUP2, 1, 2),
         ]
         try:
@@ -307,9 +311,11 @@ def _spawn(argv: list, cwd: str, env: dict, log: str) -> int:
 
 
 def _note_in_log(log: str, message: str) -> None:
-    """Put a start failure where the user looks first: the job's log."""
+    """Put a start failure where the user looks first: the job's log (never through a link)."""
     try:
-        with open(log, "w", encoding="utf-8") as fh:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(message + "\n")
     except OSError:
         pass

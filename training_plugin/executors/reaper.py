@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from training_plugin import safefs
 from training_plugin.executors.base import RunResult
 from training_plugin.run.signals import interrupt_on_sigterm, restore_sigterm
 
@@ -223,8 +224,10 @@ def _run_job(
         restore_sigterm(old_term)
     leftovers = int(message.get("leftovers", 0))
     if leftovers:
-        with open(log_path, "a", encoding="utf-8") as log:
-            log.write(MSG_LEFTOVERS.format(n=leftovers))
+        try:
+            safefs.append_text(log_path, MSG_LEFTOVERS.format(n=leftovers))
+        except OSError:
+            pass  # a link the job left where its log was, or a full disk
     extra: dict = {}
     if not timed_out and "runtime_s" in message:  # the job's own time, not the clean-up's
         extra["duration_s"] = float(message["runtime_s"])

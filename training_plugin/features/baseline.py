@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from training_plugin import provenance, store
+from training_plugin import provenance, safefs, store
 from training_plugin.collect.argv import describe_argv_change, resolved_argv_of
 from training_plugin.metrics import (describe_tolerance, direction, fmt, is_number, lookup,
                                      parse_tolerance, table_tolerances, tolerance_amount,
@@ -337,8 +337,13 @@ class Baseline:
         facts = provenance.session_facts(self.config)
         out = {"version": BASELINE_VERSION, "commit": facts["commit"], "date": provenance.now_iso(),
                "jobs": dict(sorted(jobs.items()))}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, out, indent=2)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, out, indent=2)
+        except OSError as exc:  # a full disk, a link at the baseline: a summary warning
+            safefs.note_write_failure(self.config, path, exc)
+            self.saved = {}
+            return
         self.saved_path = path
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from training_plugin import results, store
+from training_plugin import results, safefs, store
 from training_plugin.collect.argv import (OUTPUT_DIR_TOKEN, describe_argv_change,
                                           resolved_argv)
 from training_plugin.collect.items import TrainingItem
@@ -303,8 +303,8 @@ class Fingerprints:
         path = Path(record.output_dir) / FINGERPRINT_FILE
         try:
             results.write_json_atomic(path, fp, indent=1, sort_keys=True)
-        except OSError:
-            pass
+        except OSError as exc:  # a full disk, a link at fingerprint.json: a summary warning
+            safefs.note_write_failure(config, path, exc)
 
     def status(self, item: Any) -> str:
         """"unchanged since ..." or "changed: why" for one job."""
