@@ -10,7 +10,6 @@ that record instead of re-reading files or re-deriving ids.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shlex
@@ -18,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from training_plugin import safefs
+from training_plugin import safefs, schema
 
 
 METRICS_FILE = "metrics.json"
@@ -61,15 +60,11 @@ def read_metrics(output_dir: Path) -> JobMetrics | None:
     """
     path = Path(output_dir) / METRICS_FILE
     try:
-        text = path.read_text(encoding="utf-8")
+        data = schema.load(path, max_bytes=MAX_JSON_BYTES)
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        return JobMetrics(error=f"cannot read {path}: {exc}")
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        return JobMetrics(error=f"{path} is not valid JSON: {exc}")
+    except schema.BadFile as exc:  # unreadable, too large, too deep, not JSON, huge numbers
+        return JobMetrics(error=str(exc))
     if not isinstance(data, dict):
         return JobMetrics(error=f"{path}: expected a JSON object, got {type(data).__name__}")
     problems: list[str] = []
@@ -132,10 +127,14 @@ class JobSkip:
 
 
 def read_json_object(path: Path) -> dict[str, Any] | None:
-    """A JSON object from ``path``, or None (missing, unreadable, not an object)."""
+    """A JSON object from ``path``, or None (missing, unreadable, not an object).  A file
+    that is there but bad (too large, too deep, not JSON) is a ``schema`` warning too."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+        data = schema.load(path, max_bytes=MAX_JSON_BYTES)
+    except FileNotFoundError:
+        return None
+    except schema.BadFile as exc:
+        schema.warn(f"{exc}; not used")
         return None
     return data if isinstance(data, dict) else None
 

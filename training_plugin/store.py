@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from training_plugin import safefs
+from training_plugin import results, safefs, schema
 from training_plugin.options import output_dir_of
 
 HISTORY_FILE = "history.jsonl"
@@ -35,21 +35,35 @@ def history_path(config: pytest.Config) -> Path:
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
-    """Every readable line of a history file (an unfinished or broken line is skipped)."""
+    """Every usable line of a history file, read one line at a time.
+
+    A line that is not JSON (one a crash cut short) is skipped silently; a line of JSON the
+    plugin cannot use (too long, too deep, huge or non-finite numbers, wrong types:
+    ``schema.history_entry``) is skipped with a one-line ``schema`` warning naming the file
+    and the line."""
+    entries: list[dict[str, Any]] = []
     try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return []
-    entries = []
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and isinstance(entry.get("job"), str):
+        limit = results.MAX_JSON_BYTES
+        for number, line in schema.iter_lines(path, max_bytes=limit):
+            if line is not None and not line.strip():
+                continue
+            try:
+                if line is None:
+                    raise schema.JSONProblem(f"is longer than {limit} bytes (the limit)", 1)
+                entry = schema.parse(line)
+            except schema.JSONProblem as exc:
+                if not exc.syntax:
+                    schema.warn(f"{path} line {number} {exc.problem}; line skipped")
+                continue
+            problem = schema.history_entry(entry)
+            if problem:
+                schema.warn(f"{path} line {number}: {problem}; line skipped")
+                continue
             entries.append(entry)
+    except FileNotFoundError:
+        return []
+    except schema.BadFile as exc:
+        schema.warn(f"{exc}; the history is not used")
     return entries
 
 
