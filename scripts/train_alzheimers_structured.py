@@ -258,7 +258,7 @@ def train(args: argparse.Namespace) -> dict:
     candidates = build_candidates(cfg, ds, seed=args.seed, epochs=args.epochs)
     nested = common.nested_cv(candidates, ds, folds=args.folds, repeats=args.repeats, seed=args.seed,
                               n_jobs=args.n_jobs)
-    return common.write_tabular_job(job, args, ds, candidates, nested, started=started,
+    return common.write_tabular_job(job, args, ds, candidates, nested, started=started, data=full.info(),
                                     subgroups=("male",) if "male" in ds.X.columns else (),
                                     extra={"config": str(path)}, test=test, full=full, test_how=how)
 

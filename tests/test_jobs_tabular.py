@@ -28,11 +28,13 @@ JOBS: dict[str, tuple[Path, list[str], int, int]] = {
     "cardiovascular": (TRAINING / "train_cardiovascular.py", SMOKE, 126, 28),
     "model": (PIPELINES / "train_model.py", SMOKE, 699, 9),
     # no iterative learner, so no --epochs
+    # the development rows of each data set: each job's untouched test set stays out of the baselines
     "baseline_models": (PIPELINES / "train_baseline_models.py", ["--folds", "2", "--repeats", "1", "--n-jobs", "1"],
-                        333 + 252 + 532 + 126 + 699, 130 + 751 + 7 + 28 + 9),
+                        266 + 201 + 200 + 100 + 560, 130 + 751 + 7 + 28 + 9),
 }
 CLASSIFICATION = {"roc_auc", "accuracy", "balanced_accuracy", "f1_macro"}
-CALIBRATION = {"brier", "calibration_slope", "calibration_intercept", "sensitivity", "specificity"}
+CALIBRATION = {"brier", "calibration_slope", "calibration_intercept", "sensitivity", "specificity",
+               "ici", "e50", "e90"}
 
 
 def run_script(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -68,12 +70,22 @@ def check_nested_outputs(out: Path, doc: dict, rows: int) -> None:
     """Nested-CV figures: interval, calibration, out-of-fold predictions and the figures."""
     assert CALIBRATION <= set(doc["metrics"])
     lo, hi = doc["metrics_ci"]["roc_auc"]
-    assert lo < hi and "bootstrap" in doc["ci_method"]
+    assert lo < doc["metrics"]["roc_auc"] < hi and "corrected repeated-CV t" in doc["ci_method"]
+    assert doc["estimand"].startswith("mean over the 4 outer folds")
+    lo, hi = doc["metrics_ci"]["calibration_slope"]
+    assert lo < doc["metrics"]["calibration_slope"] < hi and "GLM" in doc["calibration"]["ci_method"]
     assert doc["metrics_std"]["roc_auc"] >= 0 and doc["cv"]["repeats"] == 2
     assert doc["cv"]["n_scores"] == doc["folds"] * 2 == len(doc["cv"]["fold_scores"]["roc_auc"])
+    dev = doc["data"]["split"]["development"]
+    assert dev + doc["data"]["split"]["test"] == rows and doc["test"]["rows"] == doc["data"]["split"]["test"] > 0
+    assert {"roc_auc", "calibration_slope", "ici"} <= set(doc["test"]["metrics"]) and "roc_auc" in doc["test"]["metrics_ci"]
+    assert len(doc["decision_curve"]["thresholds"]) == 46 and "useful" in doc["decision_curve"]
+    assert doc["threshold_tuned"]["metrics"]["sensitivity"] > doc["metrics"]["sensitivity"] - 0.2
+    assert doc["reporting"]["sample_size"]["riley"]["required_n"] > 0
     lines = (out / "predictions.csv").read_text().splitlines()
-    assert lines[0] == "row,fold,repeat,y_true,score" and len(lines) == 1 + 2 * rows
-    assert {p.name for p in (out / "figures").iterdir()} == {"roc.png", "calibration.png", "confusion.png"}
+    assert lines[0] == "row,fold,repeat,y_true,score" and len(lines) == 1 + 2 * dev
+    assert {p.name for p in (out / "figures").iterdir()} == {"roc.png", "calibration.png", "confusion.png",
+                                                             "decision_curve.png"}
 
 
 def check_saved_model(out: Path, job: str) -> None:
@@ -110,9 +122,15 @@ def test_script_runs_in_smoke_mode_and_writes_the_contract(job, tmp_path):
     if job != "baseline_models":
         check_nested_outputs(out, doc, rows)
         check_saved_model(out, job)
-    if job in ("alzheimers", "parkinsons"):  # sex subgroups, with their sizes
+    if job in ("alzheimers", "parkinsons"):  # sex subgroups, with their sizes and intervals
         groups = next(iter(doc["subgroups"].values()))
-        assert sum(g["n"] for g in groups.values()) == rows
+        assert sum(g["n"] for g in groups.values()) == doc["data"]["split"]["development"]
+        assert all(g["roc_auc_ci"][0] <= g["roc_auc"] <= g["roc_auc_ci"][1] for g in groups.values())
+    if job == "diabetes":  # MASS's own split: Pima.tr develops, Pima.te tests
+        assert doc["data"]["split"] == {"development": 200, "test": 332, "test_set": "the test set shipped with the data"}
+        assert "complete cases" in doc["reporting"]["selection"]
+    if job == "model":  # biopsies of one patient ID stay together
+        assert doc["cv"]["outer_split"] == "grouped by subject" and doc["data"]["subjects"] == 645
     if job == "baseline_models":
         board = json.loads((out / "leaderboard.json").read_text())
         assert {(r["dataset"], r["model"]) for r in board} == {
@@ -248,3 +266,43 @@ def test_same_seed_same_metrics_whatever_n_jobs(tmp_path):
         docs[-1]["predictions"] = (out / "predictions.csv").read_text()
     for key in ("metrics", "metrics_ci", "metrics_std", "predictions"):
         assert docs[0][key] == docs[1][key], key
+
+
+def test_plugin_sees_the_flags_of_the_table_driven_disease_jobs():
+    """The disease scripts build their parser in aimedres.training.disease; the plugin's static
+    flag analysis follows it and sees every shared flag."""
+    from training_plugin.flags import Analyzer
+
+    analyzer = Analyzer(ROOT)
+    for job in ("alzheimers", "parkinsons", "diabetes", "cardiovascular"):
+        info = analyzer.analyze(JOBS[job][0])
+        assert info.resolved, job
+        for flag in ("--epochs", "--folds", "--repeats", "--seed", "--output-dir", "--n-jobs", "--data",
+                     "--test-fraction"):
+            assert info.find(flag) is not None, (job, flag)
+
+
+def test_disease_configs_freeze_the_protocol():
+    """Each disease job's families and grids come from its config file, not from the code."""
+    import argparse
+
+    from aimedres.training import disease
+
+    for job in ("alzheimers", "parkinsons", "diabetes", "cardiovascular"):
+        cfg = disease.load_config(job)
+        assert cfg["job"] == job and cfg["candidates"]["include"]
+    ds = disease.load_data("alzheimers")
+    cands = disease.build_candidates("alzheimers", ds, argparse.Namespace(epochs=3, seed=0))
+    assert set(cands) == set(disease.load_config("alzheimers")["candidates"]["include"])
+    assert cands["logistic_regression"].grid == {"model__C": [0.1, 0.3, 1.0]}
+    pima = disease.load_data("diabetes")
+    assert len(pima.y) == 532 and int(pima.test_rows.sum()) == 332  # Pima.te, marked as the test set
+
+
+def test_unknown_config_key_is_an_error_naming_it(tmp_path):
+    from aimedres.training import disease
+
+    bad = tmp_path / "x.yaml"
+    bad.write_text("job: x\ndata: {package: MASS, dataset: Pima.tr, target: type, colour: red}\ncandidates: {}\n")
+    with pytest.raises(disease.ConfigError, match="data.colour"):
+        disease.load_config("x", bad)

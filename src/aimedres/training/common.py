@@ -134,7 +134,7 @@ def _fold_statistic(task: str, classes: int, threshold: float):
 
 def _sizes(nested: NestedResult) -> dict[str, float]:
     return {"n_train": float(np.mean([len(a) for a, _ in nested.splits])),
-            "n_test": float(np.mean([len(b) for _, b in nested.splits]))}
+            "n_test": float(np.mean([len(b) for _, b in nested.splits])), "folds": nested.folds}
 
 
 def fold_metrics(nested: NestedResult, ds: Dataset, threshold: float = DEFAULT_THRESHOLD,
@@ -258,7 +258,7 @@ def evaluate(nested: NestedResult, ds: Dataset, *, threshold: float = DEFAULT_TH
     fold_warnings = _outer_fold_warnings(nested, ds)
     out: dict[str, Any] = {
         "metrics": means, "std": std, "ci": ci,
-        "ci_method": clinical.CI_METHOD_CV.format(j=j, df=j - 1),
+        "ci_method": clinical.CI_METHOD_CV.format(j=j, df=nested.folds - 1, k=nested.folds),
         "estimand": clinical.ESTIMAND.format(j=j, k=nested.folds, r=nested.repeats, k1=nested.folds - 1),
         "subgroups": {name: subgroup_metrics(nested, ds, values, threshold)
                       for name, values in subgroup_columns(ds, subgroups).items()},

@@ -6,7 +6,9 @@ repeated stratified K-fold CV of an L1 logistic regression (the alzheimers job's
 forms, for the fold-mean ROC AUC:
 
 * ``corrected``: the interval the jobs report (:func:`aimedres.training.clinical.corrected_t_interval`);
-* ``naive``: the same t interval with the folds taken as independent (``sd / sqrt(J)``);
+* ``naive``: the t interval with the K x R folds taken as independent (``sd / sqrt(J)``);
+* ``corrected_all``: Nadeau & Bengio's correction with ``J = K x R`` (the repeats counted as
+  independent folds);
 * ``bootstrap``: the interval the jobs reported before (percentile bootstrap of rows of the pooled
   out-of-fold predictions, AUC averaged over repeats), with the fold models held fixed.
 
@@ -92,17 +94,18 @@ def simulate(replicates: int = 120, *, repeats: int = 2, folds: int = 5, n: int 
             s = _fit(X[a], y[a]).decision_function(X[b])
             aucs.append(_auc(y[b], s))
             oof[i // folds, b] = s
-        mean, lo, hi = corrected_t_interval(aucs, n_train=n_train, n_test=n / folds)
+        mean, lo, hi = corrected_t_interval(aucs, n_train=n_train, n_test=n / folds, folds=folds)
         j = len(aucs)
         half = stats.t.ppf(0.975, j - 1) * np.std(aucs, ddof=1) / np.sqrt(j)
-        row = {"corrected": (lo, hi), "naive": (mean - half, mean + half),
+        _, lo_all, hi_all = corrected_t_interval(aucs, n_train=n_train, n_test=n / folds)
+        row = {"corrected": (lo, hi), "naive": (mean - half, mean + half), "corrected_all": (lo_all, hi_all),
                "at_train_size": _auc(y_big, _fit(X[: int(n_train)], y[: int(n_train)]).decision_function(X_big)),
                "model": _auc(y_big, _fit(X, y).decision_function(X_big))}
         if bootstrap:
             row["bootstrap"] = _row_bootstrap(y, oof, rng, n_boot)
         rows.append(row)
     procedure = float(np.mean([row["at_train_size"] for row in rows]))
-    methods = ["corrected", "naive"] + (["bootstrap"] if bootstrap else [])
+    methods = ["corrected", "corrected_all", "naive"] + (["bootstrap"] if bootstrap else [])
     out: dict[str, Any] = {}
     for m in methods:
         out[m] = float(np.mean([row[m][0] <= procedure <= row[m][1] for row in rows]))

@@ -18,7 +18,8 @@ The protocol of every tabular job (:func:`nested_cv`):
 Conventions: metrics are fractions; binary ``roc_auc`` ranks P(positive) (probability column 1);
 multiclass ``roc_auc`` is one-vs-rest, macro averaged. Every fit is single-threaded (BLAS and
 OpenMP pools capped at one thread), and ``n_jobs`` spreads outer folds over processes, so the
-same seed gives the same figures whatever ``n_jobs`` is.
+same seed gives the same figures whatever ``n_jobs`` is (on one machine with one build of the
+libraries: float kernels differ between CPUs and builds).
 """
 from __future__ import annotations
 
@@ -341,7 +342,9 @@ def nested_cv(candidates: Mapping[str, Candidate], ds: Dataset, *, folds: int, r
     search = (next(iter(candidates.values())).pipeline if fixed else
               make_search(candidates, task, inner_folds=inner_folds, seed=seed, grouped=ds.groups is not None))
     y = ds.encoded_y()
-    params = {"groups": ds.groups.to_numpy()} if ds.groups is not None else None
+    # the search's inner CV needs the groups; a fixed pipeline takes no groups (the outer splits
+    # are given, grouped already)
+    params = {"groups": ds.groups.to_numpy()} if ds.groups is not None and not fixed else None
     t0 = time.perf_counter()
     with single_threaded(), joblib.parallel_config(backend="loky", inner_max_num_threads=1):
         res = cross_validate(search, ds.X, y, cv=splits, scoring=scorers(task), n_jobs=n_jobs,

@@ -61,15 +61,13 @@ def draw(out_dir: str | Path, name: str, painter: Callable[..., None], *args: An
 
 
 def roc_curve(plt: Any, y: np.ndarray, scores: Sequence[np.ndarray], title: str) -> Any:
-    """ROC curve of each repeat's out-of-fold P(positive)."""
-    from sklearn.metrics import roc_auc_score, roc_curve as _roc
+    """ROC curve of each repeat's out-of-fold P(positive) (scikit-learn's RocCurveDisplay)."""
+    from sklearn.metrics import RocCurveDisplay
 
     fig, ax = plt.subplots(figsize=SIZE)
     for r, s in enumerate(scores):
-        fpr, tpr, _ = _roc(y, s)
-        ax.plot(fpr, tpr, lw=1, alpha=0.8,
-                label=f"repeat {r + 1}: AUC {roc_auc_score(y, s):.3f}" if r < 5 else None)
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+        RocCurveDisplay.from_predictions(y, s, ax=ax, name=f"repeat {r + 1}" if r < 5 else None,
+                                         plot_chance_level=r == 0, curve_kwargs={"lw": 1, "alpha": 0.8})
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title)
     ax.legend(fontsize=7, loc="lower right")
     return fig
