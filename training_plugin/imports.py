@@ -124,6 +124,11 @@ class ImportResolver:
             tuple(p for p in found.folders if self.is_repository_path(p, folder=True)),
         )
 
+    def shadows(self, folder: Path, name: str) -> bool:
+        """Whether ``folder`` holds a module, package or namespace portion ``name``: what a
+        script in that folder imports in place of a module of that name anywhere else."""
+        return self._find((folder,), name) is not None
+
     def submodule(self, folders: Iterable[Path], name: str) -> Found | None:
         """Submodule ``name`` of the package whose ``__path__`` is ``folders``."""
         found = self._find(folders, name)

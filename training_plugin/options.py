@@ -128,6 +128,10 @@ def add_core_ini(parser: pytest.Parser) -> None:
     parser.addini("training_unique_ids", "refuse scripts that share a file name instead of "
                   "qualifying their job ids by folder (classify/train, segment/train)",
                   type="bool", default=False)
+    parser.addini("training_require_entry_point", "collect only scripts: files with an entry "
+                  "point (an if __name__ == \"__main__\" block, a top-level call such as main(), "
+                  "@hydra.main); false: every file matching training_glob is a job",
+                  type="bool", default=True)
     parser.addini("training_gpus", "GPU ids shared out between xdist workers when the "
                   "environment sets none (e.g. 0,1; none = no GPUs)", default="")
     parser.addini("training_ray_address", "Ray cluster address for the jobs (as --ray); "

@@ -6,6 +6,12 @@ path relative to rootdir) so every xdist worker collects the same jobs in the sa
 A job id is the file stem without ``train_``.  Different scripts with one stem (a ``train.py``
 per folder) get ids qualified by the shortest run of parent folders that tells them apart
 (``classify/train``, ``segment/train``); identical copies are refused, naming both.
+
+With an entry-point check (``find_scripts(entry_point=...)``; ini
+``training_require_entry_point``, on by default), only scripts are jobs: a matching file
+without an entry point (a library module, a package's ``__init__.py``) is listed as "not a
+script" and never collected, so its identical copies stop nothing.  A file named as a root and
+a file whose job id the job table names are always kept.
 """
 
 from __future__ import annotations
@@ -58,6 +64,14 @@ MSG_MISSING_ROOT = (
     "training_paths entry {entry!r} does not exist under rootdir {rootdir}; "
     "fix or remove it in the `training_paths` ini setting"
 )
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What a search found: the scripts (jobs) and the matching files that are not scripts."""
+
+    scripts: list[Script]
+    not_scripts: tuple[str, ...] = ()  #: relpaths of matching files without an entry point
 
 
 @dataclass(frozen=True)
@@ -171,19 +185,42 @@ def discover(
     norecursedirs: Iterable[str] = (),
     unique_ids: bool = False,
 ) -> list[Script]:
+    """Find training scripts under ``roots`` (files or directories); every matching file is
+    one (``find_scripts`` without an entry-point check)."""
+    return find_scripts(roots, rootdir=rootdir, pattern=pattern, skip=skip,
+                        check_roots=check_roots, norecursedirs=norecursedirs,
+                        unique_ids=unique_ids).scripts
+
+
+def find_scripts(
+    roots: Iterable[Path],
+    *,
+    rootdir: Path,
+    pattern: str = "train_*.py",
+    skip: Iterable[str] = (),
+    check_roots: bool = True,
+    norecursedirs: Iterable[str] = (),
+    unique_ids: bool = False,
+    entry_point: Callable[[Path], object] | None = None,
+    keep_ids: Iterable[str] = (),
+) -> Discovery:
     """Find training scripts under ``roots`` (files or directories).
 
     ``skip`` holds paths relative to ``rootdir`` that are never searched; folders matching a
     ``norecursedirs`` pattern (pytest's ini key, e.g. ``.*``, ``build``) are not entered.
-    Scripts sharing a stem get ids qualified by folder (see ``qualify_ids``).  Raises
-    ``pytest.UsageError`` for identical copies (naming both and the fix), for any shared stem
-    with ``unique_ids``, and, with ``check_roots``, when a root does not exist.
+    With ``entry_point`` (path -> truthy for a script), a matching file without an entry
+    point is not a script, unless it is a root itself or its job id is in ``keep_ids`` (the
+    job table names it).  Scripts sharing a stem get ids qualified by folder (see
+    ``qualify_ids``).  Raises ``pytest.UsageError`` for identical copies of scripts (naming
+    both and the fix), for any shared stem with ``unique_ids``, and, with ``check_roots``,
+    when a root does not exist.
     """
     rootdir = Path(os.path.abspath(rootdir))
     real_root = os.path.realpath(rootdir)
     skip_set = frozenset(os.path.normpath(os.path.join(rootdir, s)) for s in skip if s.strip())
     norecurse = _norecurse_matcher(norecursedirs) if norecursedirs else _never
     found: set[str] = set()
+    named: set[str] = set()
     for root in roots:
         root_s = os.path.normpath(os.path.join(rootdir, root))
         if root_s in skip_set:
@@ -191,6 +228,7 @@ def discover(
         if os.path.isfile(root_s):
             if fnmatch.fnmatchcase(os.path.basename(root_s), pattern):
                 found.add(root_s)
+                named.add(root_s)
             continue
         if not os.path.isdir(root_s):
             if check_roots:
@@ -202,7 +240,16 @@ def discover(
                            norecurse=norecurse, real_dir=real_dir))
     scripts = [Script(path=Path(p), relpath=relpath(p, rootdir), id=_id_of(p)) for p in found]
     scripts.sort(key=lambda s: s.relpath)
-    return qualify_ids(scripts, unique_ids=unique_ids)
+    not_scripts: tuple[str, ...] = ()
+    if entry_point is not None:
+        keep = set(keep_ids)
+        kept = [s for s in scripts
+                if str(s.path) in named or s.id in keep or entry_point(s.path)]
+        if len(kept) != len(scripts):
+            ours = {s.relpath for s in kept}
+            not_scripts = tuple(s.relpath for s in scripts if s.relpath not in ours)
+        scripts = kept
+    return Discovery(qualify_ids(scripts, unique_ids=unique_ids), not_scripts)
 
 
 def _sha256(path: Path) -> str | None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from training_plugin.collect.items import TrainingItem, executor_of
+from training_plugin.collect.pipeline import state_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from training_plugin.collect.pipeline import CollectState
@@ -17,6 +18,21 @@ if TYPE_CHECKING:  # pragma: no cover
 #: The line after a session that selected no job (-k / -m matched nothing).
 MSG_NO_MATCH = "training: no job matched {what}; job ids: {ids}"
 MSG_NO_SCRIPTS = "training: no training scripts ({glob}) found under {where}"
+#: ``--collect-only``: the matching files that are not collected.
+MSG_NOT_SCRIPTS = ("not scripts (no entry point): {count} files, e.g. {examples} "
+                   "(training_require_entry_point = false collects them)")
+#: How many not-scripts the line names.
+NOT_SCRIPT_EXAMPLES = 3
+
+
+def not_scripts(state: CollectState) -> list[str]:
+    """The one line on matching files without an entry point (none when there are none)."""
+    names = state.not_scripts
+    if not names:
+        return []
+    examples = ", ".join(names[:NOT_SCRIPT_EXAMPLES]) + (
+        ", ..." if len(names) > NOT_SCRIPT_EXAMPLES else "")
+    return [MSG_NOT_SCRIPTS.format(count=len(names), examples=examples)]
 
 
 def header(state: CollectState) -> list[str]:
@@ -51,6 +67,9 @@ def jobs(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
             lines.append(f"    note: {note}")
         if spec.missing_required:
             lines.append(f"    WILL FAIL: {spec.missing_message()}")
+    state = state_of(config)
+    if state is not None:
+        lines += not_scripts(state)
     return lines
 
 

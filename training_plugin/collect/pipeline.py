@@ -9,7 +9,10 @@ The result, a ``CollectState``, is what the rest of the session reads (``state_o
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,8 @@ class CollectState:
     specs: dict[Path, list[JobSpec]]
     training_only: bool  #: no command-line paths: only the jobs are collected
     roots: list[str]  #: the searched roots, relative to rootdir
+    #: matching files that are not scripts (no entry point), relative to rootdir
+    not_scripts: tuple[str, ...] = ()
     by_path: dict[str, list[JobSpec]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -68,6 +73,21 @@ def _flag_cache_file(config: pytest.Config) -> Path | None:
         return Path(cache.mkdir(CACHE_DIR)) / "flags.json"
     except OSError:
         return None
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused: the session's module table keeps every parsed
+    tree alive while scripts are analysed, and the collector's passes over those objects cost
+    three to four times the parsing itself (bench/bench_collect_cold.py).  The trees hold no
+    reference cycles; reference counting frees them with the table."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _load_conftests(config: pytest.Config, folders: set[Path]) -> None:
@@ -151,7 +171,9 @@ class Collector:
         settings = settings_of(config)
         if settings.output_dir.is_file():
             raise pytest.UsageError(MSG_OUTPUT_DIR_IS_FILE.format(path=settings.output_dir))
-        config.stash[_STATE_KEY] = state = self._collect_specs(settings)
+        with _no_cyclic_gc():
+            state = self._collect_specs(settings)
+        config.stash[_STATE_KEY] = state
         if state.training_only:
             # Collect the training jobs only, not the test suite: one collector at rootdir
             # (pytest_collect_directory) yields them all; pytest walks nothing.
@@ -172,19 +194,25 @@ class Collector:
         else:
             roots = _explicit_roots(config)
             restrict = roots
-        scripts = discovery.discover(
+        cache_file = _flag_cache_file(config)
+        # one module table for the session: the entry-point check and the flag analysis
+        # read and parse each file once
+        flag_cache = FlagCache(Analyzer(rootdir), FlagCache.read(cache_file))
+        assert isinstance(self.table, dict)
+        require = config.getini("training_require_entry_point")
+        found = discovery.find_scripts(
             roots, rootdir=rootdir, pattern=pattern, skip=skip, check_roots=training_only,
             norecursedirs=config.getini("norecursedirs"),
             unique_ids=config.getini("training_unique_ids"),
+            entry_point=flag_cache.entry_point if require else None,
+            keep_ids=[job for job, cfg in self.table.items() if cfg.script is None],
         )
+        scripts = found.scripts
         _load_conftests(config, {s.path.parent for s in scripts})
         if _ignore_rules_exist(config):
             # --ignore, --ignore-glob, collect_ignore, plugins: pytest's own rules, per script
             ignore = config.hook.pytest_ignore_collect
             scripts = [s for s in scripts if not ignore(collection_path=s.path, config=config)]
-        cache_file = _flag_cache_file(config)
-        flag_cache = FlagCache(Analyzer(rootdir), FlagCache.read(cache_file))
-        assert isinstance(self.table, dict)
         specs = build_specs(scripts, self.table, settings, flag_cache.get,
                             pyproject=str(rootdir / "pyproject.toml"), restrict=restrict)
         if cache_file is not None and flag_cache.changed and self.controller:
@@ -193,7 +221,7 @@ class Collector:
         if self.controller:
             _warn_unused_train_args(config, settings, specs)
         where = [discovery.relpath(Path(os.path.normpath(rootdir / r)), rootdir) for r in roots]
-        return CollectState(settings, specs, training_only, where)
+        return CollectState(settings, specs, training_only, where, found.not_scripts)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collect_directory(self, path: Path,

@@ -1,7 +1,8 @@
 """Following names across modules: which repository function or module-level value a name
 used in a module stands for.
 
-``Follower`` loads repository modules (parsed once per session) and resolves names through
+``Follower`` holds the session's module table (each file read and parsed once, shared by the
+entry-point check, every script's analysis and every helper followed) and resolves names through
 their imports (``from pkg import f``, ``import pkg.mod as m``, relative imports, src-layout
 packages, ``from pkg import submodule``).  Which file an import means comes from
 ``training_plugin.imports`` (the resolver the fingerprint uses too), so only files inside the
@@ -25,28 +26,54 @@ class Follower:
     def __init__(self, rootdir: Path) -> None:
         self.resolver = ImportResolver(rootdir)
         self.rootdir = self.resolver.rootdir
-        self._modules: dict[str, Module | None] = {}
+        #: the module table: absolute path -> the parsed module, or why it cannot be parsed
+        self._modules: dict[str, Module | str] = {}
+        #: top-level names of absolute imports looked up, per recording (``record``)
+        self._recordings: list[set[str]] = []
 
-    def register(self, module: Module) -> None:
-        """Remember an already parsed module (the script under analysis)."""
-        self._modules[str(module.path)] = module
-
-    def load(self, path: Path) -> Module | None:
-        """The parsed module at ``path`` (None when it cannot be read or parsed)."""
+    def parse(self, path: Path, source: bytes | None = None) -> Module | str:
+        """The parsed module at ``path``, or why it cannot be read or parsed; each file is
+        read and parsed once per session (``source``: its bytes, when already read)."""
         key = os.path.abspath(path)
-        if key in self._modules:
-            return self._modules[key]
-        module: Module | None
+        found = self._modules.get(key)
+        if found is not None:
+            return found
+        module: Module | str
         try:
-            source = Path(key).read_bytes()
+            if source is None:
+                source = Path(key).read_bytes()
             module = Module(Path(key), source, ast.parse(source, filename=key))
-        except (OSError, SyntaxError, ValueError, RecursionError):
-            module = None
+        except OSError as exc:
+            module = f"cannot read the script: {exc.strerror}"
+        except SyntaxError as exc:
+            module = f"syntax error, line {exc.lineno}: {exc.msg}"
+        except (ValueError, RecursionError) as exc:
+            module = f"cannot parse the script: {exc}"
         self._modules[key] = module
         return module
 
+    def load(self, path: Path) -> Module | None:
+        """The parsed module at ``path`` (None when it cannot be read or parsed)."""
+        found = self.parse(path)
+        return found if isinstance(found, Module) else None
+
+    def record(self) -> set[str]:
+        """Start recording the top-level names of absolute imports looked up (the names that
+        the script's own folder could shadow); ``stop`` ends it."""
+        names: set[str] = set()
+        self._recordings.append(names)
+        return names
+
+    def stop(self, names: set[str]) -> None:
+        """End the recording ``names`` (the latest one: recordings nest)."""
+        if self._recordings and self._recordings[-1] is names:
+            self._recordings.pop()
+
     def _import(self, name: str, level: int, importer: Module, script: Path) -> Module | None:
         """The repository module that ``import name`` in ``importer`` loads, parsed."""
+        if not level:
+            for names in self._recordings:
+                names.add(name.partition(".")[0])
         found = self.resolver.resolve(name, level=level, from_file=importer.path, script=script)
         return self.load(found.file) if found is not None and found.file is not None else None
 

@@ -26,8 +26,11 @@ from training_plugin.flags.model import (
     sha256_bytes,
 )
 
-#: How many helper calls deep the analysis follows imported functions.
+#: How many helper calls deep the analysis follows imported functions (the depth budget of
+#: one script's analysis; each helper is scanned once per session, so the breadth needs none).
 MAX_DEPTH = 8
+#: The reason a script's analysis gives when its helper chain is deeper than ``MAX_DEPTH``.
+MSG_DEPTH_BUDGET = f"helper calls nested deeper than the depth budget of {MAX_DEPTH} levels"
 
 #: A top-level function definition.
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
@@ -53,6 +56,21 @@ def dotted(node: ast.AST) -> str | None:
         parts.append(node.id)
         return ".".join(reversed(parts))
     return None
+
+
+def origin(module: Module, func: ast.AST) -> str | None:
+    """The imported name a call or decorator refers to: ``hydra.main`` for ``@hydra.main(...)``
+    after ``import hydra``, ``fire.Fire`` after ``from fire import Fire``; None if not imported."""
+    called = dotted(func)
+    if called is None:
+        return None
+    head, _, rest = called.partition(".")
+    binding = module.imports.get(head)
+    if binding is None or binding[1]:
+        return None
+    modname, _level, attr = binding
+    base = f"{modname}.{attr}" if attr else modname
+    return f"{base}.{rest}" if rest else base
 
 
 class Module:
@@ -102,18 +120,34 @@ class Module:
                     self._index(child)
 
 
+#: A followed helper: (module path, function name or ``<parent NAME>``, its bound literals).
+Key = tuple[str, str, str]
+
+
 @dataclass
 class State:
-    """What the analysis of one script has found so far."""
+    """What the analysis of one script (or of one followed helper, ``key``) has found so far.
+
+    A followed helper gets a ``State`` of its own (``child``), merged into its caller's; when
+    its result does not depend on the way it was reached (no cycle back to a caller, no depth
+    budget hit, the script itself not entered), the walk shares it with every later script.
+    """
 
     script: Path
     flags: list[Flag] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     deps: dict[str, str] = field(default_factory=dict)
-    visited: set[tuple[str, str, str]] = field(default_factory=set)
+    visited: set[Key] = field(default_factory=set)
     has_parser: bool = False
     #: why a script without an argparse parser may still read the command line
     opaque_reasons: list[str] = field(default_factory=list)
+    key: Key | None = None  #: the followed helper this state is about (None: the script)
+    callers: frozenset[Key] = frozenset()  #: the helpers on the way here (cycles end there)
+    cycles: set[Key] = field(default_factory=set)  #: callers that a call led back to
+    deepest: int = 0  #: the deepest helper level entered
+    truncated: bool = False  #: the depth budget was hit
+    entered_script: bool = False  #: a followed call led into the script's own file
+    imported: frozenset[str] = frozenset()  #: top-level names of the absolute imports followed
 
     def unresolved(self, reason: str) -> None:
         """Record why the command line cannot be read statically."""
@@ -125,18 +159,53 @@ class State:
         if reason not in self.opaque_reasons:
             self.opaque_reasons.append(reason)
 
-    def enter(self, key: tuple[str, str, str], module: Module, depth: int) -> bool:
+    def enter(self, key: Key, module: Module, depth: int) -> bool:
         """Whether to follow into ``module`` (a helper, a parent parser) from ``depth``: not
-        seen with ``key`` yet and not too deep; records the module as a dependency."""
+        seen with ``key`` yet, not a caller on the way here, and within the depth budget;
+        records the module as a dependency."""
         if key in self.visited:
             return False
+        if key in self.callers or key == self.key:
+            self.cycles.add(key)
+            return False
         if depth + 1 > MAX_DEPTH:
-            self.unresolved(f"helper calls nested deeper than {MAX_DEPTH} levels")
+            self.unresolved(MSG_DEPTH_BUDGET)
+            self.truncated = True
             return False
         self.visited.add(key)
+        self.deepest = max(self.deepest, depth + 1)
         if module.path != self.script:
             self.deps[str(module.path)] = module.sha
+        else:
+            self.entered_script = True
         return True
+
+    def child(self, key: Key) -> State:
+        """The state of the helper ``key`` followed from here."""
+        callers = self.callers | {self.key} if self.key is not None else self.callers
+        return State(script=self.script, key=key, callers=callers)
+
+    @property
+    def shareable(self) -> bool:
+        """Whether this helper's result holds for any script that reaches it the same way (at
+        the same depth when the budget was hit)."""
+        return not (self.cycles - {self.key}) and not self.entered_script
+
+    def merge(self, part: State, depth_offset: int = 0) -> None:
+        """Add what a followed helper found (``depth_offset``: how much deeper it starts here
+        than where it was found)."""
+        self.flags += part.flags
+        for reason in part.reasons:
+            self.unresolved(reason)
+        for reason in part.opaque_reasons:
+            self.opaque(reason)
+        self.deps.update(part.deps)
+        self.has_parser = self.has_parser or part.has_parser
+        self.cycles |= part.cycles - {part.key}
+        self.deepest = max(self.deepest, part.deepest + depth_offset)
+        self.truncated = self.truncated or part.truncated
+        self.entered_script = self.entered_script or part.entered_script
+        self.imported |= part.imported
 
     def result(self) -> ParserInfo:
         """The analysis' conclusion."""

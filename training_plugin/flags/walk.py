@@ -12,12 +12,13 @@ from __future__ import annotations
 import ast
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from training_plugin.flags.follow import Follower
 from training_plugin.flags.guards import bind, walk_pruned
 from training_plugin.flags.model import UNRESOLVED, Flag, ParserInfo
-from training_plugin.flags.source import Module, State, dotted, literal
+from training_plugin.flags.source import (MAX_DEPTH, Key, Module, State, dotted, literal,
+                                          origin)
 
 _NO_VALUE_ACTIONS = frozenset(
     {"store_true", "store_false", "store_const", "append_const", "count", "help", "version"}
@@ -56,34 +57,72 @@ _PARSER_METHODS = frozenset(
 )
 
 
+class _Scanned(NamedTuple):
+    """A followed helper's result, shared by the scripts that reach it alike."""
+
+    part: State
+    depth: int  #: the helper level it was scanned at
+    folder: Path  #: the folder of the script it was scanned for (its ``sys.path[0]``)
+    local: bool  #: an absolute import it looked up is shadowed by that folder
+
+
 class Analyzer:
-    """Static argparse analysis with an in-memory module cache (one per session).
+    """Static argparse analysis over one session's module table.
 
     The analyzer walks; its ``Follower`` only says where a name leads (it never calls back).
+    Each followed helper (module, function, bound literals) is scanned once per session and
+    its result shared by every script that reaches it alike: from a folder that shadows none
+    of the imports it looked up, within the depth budget.
     """
 
     def __init__(self, rootdir: Path) -> None:
         self.follower = Follower(rootdir)
         self.rootdir = self.follower.rootdir
+        self._scanned: dict[Key, _Scanned] = {}
 
     def analyze(self, script: Path) -> ParserInfo:
         """Analyze one script (never imports or runs it)."""
         script = Path(os.path.abspath(script))
-        try:
-            source = script.read_bytes()
-        except OSError as exc:
-            return ParserInfo(UNRESOLVED, reasons=(f"cannot read the script: {exc.strerror}",))
-        try:
-            tree = ast.parse(source, filename=str(script))
-        except SyntaxError as exc:
-            return ParserInfo(UNRESOLVED, reasons=(f"syntax error, line {exc.lineno}: {exc.msg}",))
-        except (ValueError, RecursionError) as exc:
-            return ParserInfo(UNRESOLVED, reasons=(f"cannot parse the script: {exc}",))
-        module = Module(script, source, tree)
-        self.follower.register(module)
+        module = self.follower.parse(script)
+        if isinstance(module, str):
+            return ParserInfo(UNRESOLVED, reasons=(module,))
         state = State(script=script)
-        self._scan(module, [tree], state, depth=0)
+        self._scan(module, [module.tree], state, depth=0)
         return state.result()
+
+    def _reusable(self, found: _Scanned, folder: Path, depth: int) -> bool:
+        if found.part.truncated:
+            if depth != found.depth:
+                return False
+        elif found.part.deepest - found.depth + depth > MAX_DEPTH:
+            return False
+        if folder == found.folder:
+            return True
+        shadows = self.follower.resolver.shadows
+        return not found.local and not any(shadows(folder, n) for n in found.part.imported)
+
+    def _follow(self, module: Module, funcdef: ast.AST, key: Key, state: State, depth: int,
+                env: dict[str, Any]) -> None:
+        """Scan the helper ``funcdef`` of ``module`` at ``depth`` into ``state``: a result
+        shared from an earlier script where it holds, else a scan of its own."""
+        folder = self.follower.resolver.script_folder(state.script)
+        found = self._scanned.get(key)
+        if found is not None and self._reusable(found, folder, depth):
+            if str(state.script) not in found.part.deps:
+                state.merge(found.part, depth - found.depth)
+                return
+        part = state.child(key)
+        names = self.follower.record()
+        try:
+            self._scan(module, [funcdef], part, depth, env)
+        finally:
+            self.follower.stop(names)
+        part.imported |= frozenset(names)
+        state.merge(part)
+        if part.shareable:
+            shadows = self.follower.resolver.shadows
+            self._scanned[key] = _Scanned(part, depth, folder,
+                                          any(shadows(folder, n) for n in names))
 
     def _scan(
         self,
@@ -184,7 +223,7 @@ class Analyzer:
             key = (str(target_module.path), fname, repr(sorted(callee_env.items())))
             if not state.enter(key, target_module, depth):
                 continue
-            self._scan(target_module, [funcdef], state, depth + 1, callee_env)
+            self._follow(target_module, funcdef, key, state, depth + 1, callee_env)
 
     def _made_in_repo(self, module: Module, call: ast.Call, script: Path) -> bool:
         """Whether ``call`` makes its parser where the analysis can see it: argparse itself, a
@@ -288,25 +327,10 @@ class Analyzer:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 used += [d for d in node.decorator_list if not isinstance(d, ast.Call)]
         for func in used:
-            origin = self._origin(module, func)
-            if origin and origin.startswith(_OTHER_CLI_ENTRIES):
-                state.unresolved(f"uses {origin.split('.')[0]} (not argparse) at line "
+            name = origin(module, func)
+            if name and name.startswith(_OTHER_CLI_ENTRIES):
+                state.unresolved(f"uses {name.split('.')[0]} (not argparse) at line "
                                  f"{func.lineno}")
-
-    @staticmethod
-    def _origin(module: Module, func: ast.AST) -> str | None:
-        """The imported name a call refers to: ``hydra.main`` for ``@hydra.main(...)`` after
-        ``import hydra``, ``fire.Fire`` after ``from fire import Fire``; None if not imported."""
-        called = dotted(func)
-        if called is None:
-            return None
-        head, _, rest = called.partition(".")
-        binding = module.imports.get(head)
-        if binding is None or binding[1]:
-            return None
-        modname, _level, attr = binding
-        base = f"{modname}.{attr}" if attr else modname
-        return f"{base}.{rest}" if rest else base
 
     def _add_argument(self, call: ast.Call, module: Module, state: State) -> None:
         where = f"line {call.lineno}" + (
