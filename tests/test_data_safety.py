@@ -103,3 +103,98 @@ def test_a_link_at_a_session_file_is_a_warning_and_its_target_is_untouched(
     assert result.ret == 0
     untouched(target, before)
     assert not list(path.parent.glob(".*.tmp"))
+
+
+# -- 2. job ids are safe path components ------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["train_...py", "train_..py"])
+def test_a_discovered_id_that_leaves_the_output_folder_is_refused_naming_the_file(
+    pytester: pytest.Pytester, name: str
+) -> None:
+    make(pytester, {f"scripts/{name}": fake()})
+    (pytester.path / OUT).mkdir()
+    (pytester.path / "train.log").write_text("not mine\n")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*scripts/{name}: the job id * is not a safe folder name*"])
+    assert (pytester.path / "train.log").read_text() == "not mine\n"
+    assert list((pytester.path / OUT).iterdir()) == []
+
+
+def test_check_id_allows_qualified_ids_and_refuses_unsafe_ones(tmp_path: Path) -> None:
+    from training_plugin.collect.specs import check_id
+
+    assert check_id("classify/train", "classify/train.py", True, tmp_path) == (
+        tmp_path / "classify/train")
+    for bad, qualified in [("", False), (".", False), ("..", False), ("a/b", False),
+                           ("a\\b", False), ("a\0b", False), ("x/..", True), ("./x", True)]:
+        with pytest.raises(pytest.UsageError, match="not a safe folder name"):
+            check_id(bad, "train_x.py", qualified, tmp_path)
+
+
+# -- 3. one session per output folder ---------------------------------------------------------
+
+GATED = fake(post="""
+    import pathlib, time
+    print("ready", flush=True)
+    while not (pathlib.Path(out).parent / "release").exists():  # one gate per output folder
+        time.sleep(0.05)
+""")
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_second_session_on_a_locked_output_folder_stops_at_once_naming_the_holder(
+    pytester: pytest.Pytester, workers: str
+) -> None:
+    make(pytester, {"train_one.py": GATED})
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS",
+                                                            "PYTEST_XDIST_WORKER")}
+    base = [sys.executable, "-m", "pytest", "-p", "training_plugin", "-p", "no:cacheprovider",
+            "-p", "no:randomly"]
+    first = subprocess.Popen([*base, "-n", workers], cwd=pytester.path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        log = pytester.path / OUT / "one" / "train.log"
+        deadline = time.monotonic() + 120
+        while "ready" not in (log.read_text() if log.exists() else ""):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        started = time.monotonic()
+        second = subprocess.run([*base, "-n", workers], cwd=pytester.path, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert time.monotonic() - started < 60
+        assert second.returncode == pytest.ExitCode.USAGE_ERROR, second.stdout + second.stderr
+        assert f"is in use by another training session (pid {first.pid}, started " in (
+            second.stderr)
+        assert "--output-dir=OTHER" in second.stderr
+        assert "train.log" not in second.stdout
+        assert "ready" in log.read_text()  # the second session did not truncate it
+        (pytester.path / "other").mkdir()
+        (pytester.path / "other" / "release").touch()
+        other = subprocess.run([*base, "-n", workers, "--output-dir=other"], cwd=pytester.path,
+                               env=env, capture_output=True, text=True, timeout=120)
+        assert other.returncode == 0, other.stdout + other.stderr  # beside the first
+    finally:
+        (pytester.path / OUT / "release").touch()
+        out, _ = first.communicate(timeout=120)
+    assert first.returncode == 0, out
+    # released when the holder ended: a third session runs
+    assert subprocess.run([*base], cwd=pytester.path, env=env, capture_output=True,
+                          timeout=120).returncode == 0
+
+
+def test_collect_only_takes_no_lock(pytester: pytest.Pytester) -> None:
+    make(pytester, {"train_one.py": fake()})
+    run(pytester, "--collect-only").assert_outcomes()
+    assert not (pytester.path / OUT).exists()
+
+
+@pytest.mark.parametrize("where", ["/proc/nope", "afile/out"])
+def test_an_output_folder_that_cannot_be_made_is_a_usage_error(
+    pytester: pytest.Pytester, where: str
+) -> None:
+    make(pytester, {"train_one.py": fake(), "afile": "x"})
+    result = run(pytester, f"--output-dir={where}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    result.stderr.fnmatch_lines(["*cannot create the output folder*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()

@@ -12,26 +12,33 @@ hooks of ``hookspecs.py``.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from typing import Any
 
 import pytest
 
 from training_plugin import pytest_compat, store
 from training_plugin.collect import listing
-from training_plugin.collect.items import (TIMEOUT_KEY, TrainingItem, close_executor,
-                                           executor_of, made_executor)
+from training_plugin.collect.items import (TIMEOUT_KEY, TrainingItem, check_timeout,
+                                           close_executor, executor_of, made_executor,
+                                           spec_record)
 from training_plugin.collect.pipeline import Collector, state_of
 from training_plugin.options import Settings, ray_address
 from training_plugin.results import REPORT_ATTR, JobRecord, record_of
-from training_plugin.run import budget, signals
+from training_plugin.run import budget, lock, signals
 from training_plugin.run.order import known_durations, order_items, save_durations
 from training_plugin.run.progress import Progress
-from training_plugin.summary import SummaryCollector, job_duration
+from training_plugin.summary import NOT_RUN, SummaryCollector, job_duration
 
 #: workerinput key carrying the controller's snapshot of the remembered durations.
 WORKERINPUT_DURATIONS = "training_plugin_durations"
 #: The name the session object is registered under.
 NAME = "training_plugin.session"
+
+
+class _Hurry(Exception):
+    """A further Ctrl-C or SIGTERM while the session shuts down: cut the slow part short."""
 
 
 def is_training_item(item: pytest.Item) -> bool:
@@ -53,6 +60,12 @@ class TrainingSession:
         self.old_sigterm: Any = None
         #: node id -> record of a job whose setup passed and whose final report has not come
         self.started: dict[str, JobRecord] = {}
+        #: node id -> spec of every selected job (those never run go to summary.json too)
+        self.selected: dict[str, Any] = {}
+        self.lock: lock.FolderLock | None = None
+        #: signal handlers replaced while the session shuts down (restored at unconfigure)
+        self.calm: dict[int, Any] = {}
+        self.in_slow_part = False
         # workers use the controller's snapshot; the controller asks the plugins on first use
         workerinput = getattr(config, "workerinput", None)
         self._durations: dict[str, float] | None = None
@@ -90,6 +103,8 @@ class TrainingSession:
         if not self.controller:
             return
         self.summary = SummaryCollector(state.settings.output_dir, self.collect_only)
+        if not self.collect_only:
+            self._check_timeouts()
         if state.settings.cluster:
             executor_of(config)
         if self.collect_only:
@@ -109,6 +124,16 @@ class TrainingSession:
             terminal_fd = None
         self.progress = Progress(writer, fd=terminal_fd)
         self.progress.start()
+
+    def _check_timeouts(self) -> None:
+        """pytest-timeout's --timeout and ini key: a finite number >= 0 (a usage error)."""
+        if not self.config.pluginmanager.hasplugin("timeout"):
+            return
+        check_timeout(self.config.getoption("timeout", None), "--timeout")
+        try:
+            check_timeout(self.config.getini("timeout"), "the timeout ini key")
+        except ValueError:
+            pass  # no timeout ini key
 
     def pytest_report_header(self, config: pytest.Config) -> list[str] | None:
         """How many jobs, from where, output to where; where a cluster runs them."""
@@ -135,6 +160,35 @@ class TrainingSession:
                                       items: list[pytest.Item]) -> None:
         """Training items longest first by remembered duration (identical on every worker)."""
         order_items(items, self.durations, is_training_item)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Remember the selected jobs (without xdist: this process collected them)."""
+        self.selected.update((item.nodeid, item.spec) for item in session.items
+                             if isinstance(item, TrainingItem))
+        self._lock_output()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """xdist: the selected jobs, as the first worker to collect them reports."""
+        if self.selected:
+            return
+        state = state_of(self.config)
+        if state is None:
+            return
+        by_nodeid = {f"{spec.relpath}::{spec.id}": spec
+                     for specs in state.specs.values() for spec in specs}
+        self.selected.update((i, by_nodeid[i]) for i in ids if i in by_nodeid)
+        self._lock_output()
+
+    def _lock_output(self) -> None:
+        """One session per output folder (under --ray: the controller's): the controller
+        locks it once jobs are selected, before the first one runs; a usage error when
+        another session holds it.  ``--collect-only`` writes nothing and locks nothing."""
+        state = state_of(self.config)
+        if (self.lock is not None or self.collect_only or not self.controller
+                or not self.selected or state is None):
+            return
+        self.lock = lock.acquire(state.settings.output_dir)
 
     def pytest_report_collectionfinish(self, config: pytest.Config,
                                        items: list[pytest.Item]) -> list[str] | None:
@@ -190,6 +244,9 @@ class TrainingSession:
         """Progress entries, measured durations, the summary, and (once per job, on the
         controller) ``pytest_training_job_report``."""
         record = record_of(report)
+        if record is None and report.failed and report.nodeid in self.started:
+            self._crashed(report)
+            return
         if record is None or report.when == "teardown":
             return
         started = report.when == "setup" and report.passed
@@ -212,16 +269,50 @@ class TrainingSession:
                 config=self.config, report=report, record=final
             )
 
+    def _crashed(self, report: pytest.TestReport) -> None:
+        """xdist's report of a job whose worker crashed: an "error" with xdist's words."""
+        record = self.started.pop(report.nodeid)
+        if self.summary is None:
+            return
+        record.metrics, record.story = {}, str(report.longrepr or "its worker crashed").strip()
+        final = self.summary.add_record(report.nodeid, record, "error")
+        self.config.hook.pytest_training_job_report(config=self.config, report=report,
+                                                    record=final)
+
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         """Whatever happened, the job no longer runs."""
         if self.progress is not None:
             self.progress.job_finished(nodeid)
 
     # -- session end ----------------------------------------------------------------------------
+    def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
+        """Ctrl-C or SIGTERM: a further one is noted, not raised (``_calm_signals``)."""
+        self._calm_signals()
+
+    def _calm_signals(self) -> None:
+        """While the session shuts down, Ctrl-C and SIGTERM cut the slow part (closing the
+        executor) short and never interrupt the writing of the records."""
+        if self.calm or threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.calm[signum] = signal.signal(signum, self._late_signal)
+
+    def _late_signal(self, signum: int, _frame: object) -> None:
+        if self.in_slow_part:
+            raise _Hurry(signal.Signals(signum).name)
+
+    def restore_signals(self) -> None:
+        """Undo ``_calm_signals``."""
+        for signum, handler in self.calm.items():
+            signal.signal(signum, handler)
+        self.calm.clear()
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Stop the progress line and the executor; remember durations; tell the plugins of
-        jobs that never finished; write summary.json."""
+        jobs that never finished; write summary.json (interrupted and never-run jobs
+        included).  The output folder stays locked until ``pytest_unconfigure``."""
+        self._calm_signals()
         if self.old_sigterm is not None:
             signals.restore_sigterm(self.old_sigterm)
             self.old_sigterm = None
@@ -230,17 +321,32 @@ class TrainingSession:
             if self.progress.fd is not None:
                 os.close(self.progress.fd)
             self.progress = None
-        close_executor(self.config)
+        self.in_slow_part = True
+        try:
+            close_executor(self.config)
+        except (_Hurry, KeyboardInterrupt):
+            pass  # the reaper dies with this process and takes the jobs with it
+        finally:
+            self.in_slow_part = False
         if not self.controller:
             return
         save_durations(self.config, self.measured)
-        for record in self.started.values():
+        for nodeid, record in self.started.items():
             record.outcome = "interrupted"
             record.metrics = {}
             record.story = "interrupted before the job finished"
             self.config.hook.pytest_training_job_interrupted(config=self.config, record=record)
+            if self.summary is not None:
+                self.summary.add_record(nodeid, record, "interrupted")
         self.started.clear()
-        if self.summary is not None:
+        if self.summary is not None and (self.lock is not None or not self.selected):
+            self.summary.interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED
+            if self.summary.interrupted:
+                for nodeid, spec in self.selected.items():
+                    if nodeid not in self.summary.entries:
+                        record = spec_record(spec, nodeid)
+                        record.story = "not run: the session was interrupted"
+                        self.summary.add_record(nodeid, record, NOT_RUN)
             self.summary.write()
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int,
@@ -276,8 +382,15 @@ def register(config: pytest.Config) -> TrainingSession:
 
 
 def unregister(config: pytest.Config) -> None:
-    """Unregister the plugin objects; close the executor (kills anything still running)."""
+    """Unregister the plugin objects; close the executor (kills anything still running);
+    release the output folder; give the signal handlers back."""
     close_executor(config)
+    session = config.pluginmanager.get_plugin(NAME)
+    if isinstance(session, TrainingSession):
+        if session.lock is not None:
+            session.lock.release()
+            session.lock = None
+        session.restore_signals()
     for name in (NAME, "training_plugin.collector", "training_plugin.xdist_scheduler"):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:

@@ -27,6 +27,11 @@ MSG_TABLE_UNKNOWN_ID = (
     "add `script = \"path/to/train_x.py\"` to declare a variant job, or rename the table "
     "to a discovered id"
 )
+MSG_UNSAFE_ID = (
+    "{script}: the job id {id!r} is not a safe folder name under the output folder (an id "
+    "may not be empty, '.' or '..', nor hold a path separator or a NUL); rename the file"
+)
+MSG_ID_OUTSIDE = "{script}: the output folder of job {id!r}, {path}, lies outside {root}"
 MSG_MISSING_REQUIRED = (
     "job {id!r} was not started: {script} requires {flags}, which neither the shared "
     "settings (--epochs/--folds/--seed/--output-dir/--train-arg) nor the job's configured "
@@ -126,6 +131,22 @@ def check_train_args(specs: Mapping[Path, list[JobSpec]]) -> None:
                                  f"job {spec.id!r}")
 
 
+def check_id(job: str, script: str, qualified: bool, output_dir: Path) -> Path:
+    """The job's output folder, ``<output-dir>/<id>``; ``pytest.UsageError`` naming the
+    script for an id that is not a safe path component (a qualified id may hold '/' between
+    folder names, each safe) or an output folder outside ``output_dir``."""
+    parts = job.split("/") if qualified else [job]
+    if any(part in ("", ".", "..") or "\0" in part or "/" in part or "\\" in part
+           or (os.altsep and os.altsep in part) for part in parts):
+        raise pytest.UsageError(MSG_UNSAFE_ID.format(script=script, id=job))
+    root = Path(os.path.abspath(output_dir))
+    path = Path(os.path.normpath(root / job))
+    if root not in path.parents:
+        raise pytest.UsageError(MSG_ID_OUTSIDE.format(script=script, id=job, path=path,
+                                                      root=root))
+    return path
+
+
 def make_spec(
     job: str,
     script: Path,
@@ -136,7 +157,9 @@ def make_spec(
     declared: bool = False,
     qualified: bool = False,
 ) -> JobSpec:
-    """The spec of one job: command, env, timeout, markers, output locations."""
+    """The spec of one job: command, env, timeout, markers, output locations.  Raises
+    ``pytest.UsageError`` for an id that is no safe folder name (``check_id``)."""
+    check_id(job, relpath(script, settings.rootdir), qualified, settings.output_dir)
     return JobSpec(
         id=job,
         script=script,
