@@ -96,33 +96,48 @@ def _too_deep(text: str) -> int | None:
     return None
 
 
-def _number_hooks(text: str) -> dict[str, Callable[[str], Any]]:
-    def where(token: str) -> int:
-        return _line_of(text, text.find(token))
+class BadNumber:
+    """A number beyond the limits, kept in its place by ``parse(..., keep_bad_numbers=True)``
+    so that a validator can say where it is (``what``: e.g. "a 400-digit integer ...")."""
 
-    def parse_int(token: str) -> int:
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __repr__(self) -> str:
+        return f"<{self.what}>"
+
+
+def _number_hooks(text: str, keep: bool) -> dict[str, Callable[[str], Any]]:
+    def bad(what: str, token: str) -> BadNumber:
+        if keep:
+            return BadNumber(what)
+        raise JSONProblem(f"holds {what}", _line_of(text, text.find(token)))
+
+    def parse_int(token: str) -> int | BadNumber:
         digits = len(token.lstrip("-"))
         if digits > MAX_INT_DIGITS:
-            raise JSONProblem(f"holds a {digits}-digit integer, over the limit of "
-                              f"{MAX_INT_DIGITS} digits", where(token))
+            return bad(f"a {digits}-digit integer, over the limit of {MAX_INT_DIGITS} "
+                       f"digits", token)
         return int(token)
 
-    def parse_float(token: str) -> float:
+    def parse_float(token: str) -> float | BadNumber:
         value = float(token)
-        if not math.isfinite(value):
-            raise JSONProblem(f"holds a number too large for a float: {token[:20]}",
-                              where(token))
-        return value
+        return value if math.isfinite(value) else \
+            bad(f"a number too large for a float ({token[:20]})", token)
 
-    def parse_constant(token: str) -> float:
-        raise JSONProblem(f"holds {token}, which is not a finite number", where(token))
+    def parse_constant(token: str) -> BadNumber:
+        return bad(f"{token}, not a finite number", token)
 
     return {"parse_int": parse_int, "parse_float": parse_float,
             "parse_constant": parse_constant}
 
 
-def parse(data: str | bytes) -> Any:
-    """The JSON value of ``data`` (UTF-8 when bytes), or :class:`JSONProblem`."""
+def parse(data: str | bytes, *, keep_bad_numbers: bool = False) -> Any:
+    """The JSON value of ``data`` (UTF-8 when bytes), or :class:`JSONProblem`.  With
+    ``keep_bad_numbers`` a number beyond the limits is a :class:`BadNumber` in the value (for
+    a validator to name its place) instead of a problem of the whole text."""
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
@@ -135,7 +150,7 @@ def parse(data: str | bytes) -> Any:
     if deep is not None:
         raise JSONProblem(f"is nested deeper than {MAX_DEPTH} levels", _line_of(text, deep))
     try:
-        return json.loads(text, **_number_hooks(text))
+        return json.loads(text, **_number_hooks(text, keep_bad_numbers))
     except JSONProblem:
         raise
     except json.JSONDecodeError as exc:
@@ -176,12 +191,13 @@ def read_bytes(path: Path | str, *, max_bytes: int) -> bytes:
     return data
 
 
-def load(path: Path | str, *, max_bytes: int) -> Any:
-    """The JSON value in a file.  FileNotFoundError propagates; anything else wrong with it
-    is :class:`BadFile` (its message names the line)."""
+def load(path: Path | str, *, max_bytes: int, keep_bad_numbers: bool = False) -> Any:
+    """The JSON value in a file (``keep_bad_numbers``: as for :func:`parse`).
+    FileNotFoundError propagates; anything else wrong with it is :class:`BadFile` (its
+    message names the line)."""
     data = read_bytes(path, max_bytes=max_bytes)
     try:
-        return parse(data)
+        return parse(data, keep_bad_numbers=keep_bad_numbers)
     except JSONProblem as exc:
         raise BadFile(path, f"{exc.problem} (line {exc.line})") from None
 
@@ -219,6 +235,8 @@ def iter_lines(path: Path | str, *, max_bytes: int) -> Iterator[tuple[int, bytes
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
+    if isinstance(value, BadNumber):
+        return value.what
     if isinstance(value, bool):
         return "true/false"
     if isinstance(value, (int, float)):
@@ -235,6 +253,8 @@ def _flag(value: Any) -> str | None:
 
 
 def _number(value: Any) -> str | None:
+    if isinstance(value, BadNumber):
+        return f"is {value.what}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"is {_kind(value)}, not a number"
     if not math.isfinite(value):
@@ -289,8 +309,24 @@ _FINGERPRINT = {
 }
 
 
+def _bad_number_in(value: Any, where: str) -> str | None:
+    """Where a :class:`BadNumber` is inside ``value`` (a dotted path), and what it is."""
+    if isinstance(value, BadNumber):
+        return f"{where} is {value.what}"
+    items = value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        name = str(key) if str(key).isidentifier() else repr(key)
+        found = _bad_number_in(item, f"{where}.{name}" if where else name)
+        if found:
+            return found
+    return None
+
+
 def _check(doc: Any, shape: dict[str, Callable[[Any], str | None]],
-           required: tuple[str, ...]) -> str | None:
+           required: tuple[str, ...], skip: str = "") -> str | None:
+    """The first problem of ``doc`` against ``shape``, then any :class:`BadNumber` in it
+    (outside the key ``skip``)."""
     if not isinstance(doc, dict):
         return f"is {_kind(doc)}, not a JSON object"
     for key, check in shape.items():
@@ -301,7 +337,7 @@ def _check(doc: Any, shape: dict[str, Callable[[Any], str | None]],
         problem = check(doc[key])
         if problem:
             return f"{key!r} {problem}"
-    return None
+    return _bad_number_in({k: v for k, v in doc.items() if k != skip}, "")
 
 
 def history_entry(doc: Any) -> str | None:
@@ -317,7 +353,7 @@ def baseline_entry(doc: Any) -> str | None:
 def baseline_file(doc: Any) -> str | None:
     """Why a parsed baseline file cannot be used (its top level; see ``baseline_entry``)."""
     return _check(doc, {"jobs": _mapping(lambda v: None, "job -> entry"),
-                        "commit": _optional(_text)}, ("jobs",))
+                        "commit": _optional(_text)}, ("jobs",), skip="jobs")
 
 
 def fingerprint(doc: Any) -> str | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,13 @@ def history_path(config: pytest.Config) -> Path:
     return output_dir_of(config) / HISTORY_FILE
 
 
-def read_history(path: Path) -> list[dict[str, Any]]:
+def read_history(path: Path,
+                 warn: Callable[[str], None] = schema.warn) -> list[dict[str, Any]]:
     """Every usable line of a history file, read one line at a time.
 
     A line that is not JSON (one a crash cut short) is skipped silently; a line of JSON the
     plugin cannot use (too long, too deep, huge or non-finite numbers, wrong types:
-    ``schema.history_entry``) is skipped with a one-line ``schema`` warning naming the file
+    ``schema.history_entry``) is skipped with a one-line warning (``warn``) naming the file
     and the line."""
     entries: list[dict[str, Any]] = []
     try:
@@ -53,18 +55,24 @@ def read_history(path: Path) -> list[dict[str, Any]]:
                 entry = schema.parse(line)
             except schema.JSONProblem as exc:
                 if not exc.syntax:
-                    schema.warn(f"{path} line {number} {exc.problem}; line skipped")
+                    warn(f"{path} line {number} {exc.problem}; line skipped")
                 continue
             problem = schema.history_entry(entry)
             if problem:
-                schema.warn(f"{path} line {number}: {problem}; line skipped")
+                warn(f"{path} line {number}: {problem}; line skipped")
                 continue
             entries.append(entry)
     except FileNotFoundError:
         return []
     except schema.BadFile as exc:
-        schema.warn(f"{exc}; the history is not used")
+        warn(f"{exc}; the history is not used")
     return entries
+
+
+def _warner(config: pytest.Config) -> Callable[[str], None]:
+    """A bad line's warning, in pytest's warnings summary at any stage (configure too)."""
+    return lambda message: config.issue_config_time_warning(
+        schema.TrainingFileWarning(message), stacklevel=2)
 
 
 def entries_by_job(config: pytest.Config) -> dict[str, list[dict[str, Any]]]:
@@ -73,7 +81,7 @@ def entries_by_job(config: pytest.Config) -> dict[str, list[dict[str, Any]]]:
     by_job = config.stash.get(_BY_JOB_KEY, None)
     if by_job is None:
         by_job = {}
-        for entry in read_history(history_path(config)):
+        for entry in read_history(history_path(config), _warner(config)):
             by_job.setdefault(entry["job"], []).append(entry)
         config.stash[_BY_JOB_KEY] = by_job
     return by_job
@@ -89,7 +97,7 @@ def last_passing(config: pytest.Config) -> dict[str, dict[str, Any]]:
             last = dict(workerinput[WORKERINPUT_LAST])
         else:
             last = {}
-            for entry in read_history(history_path(config)):
+            for entry in read_history(history_path(config), _warner(config)):
                 if entry.get("outcome") == "passed":
                     last[entry["job"]] = entry
         config.stash[_LAST_KEY] = last

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from training_plugin import provenance, safefs, store
+from training_plugin import provenance, results, safefs, schema, store
 from training_plugin.collect.argv import describe_argv_change, resolved_argv_of
 from training_plugin.metrics import (describe_tolerance, direction, fmt, is_number, lookup,
                                      parse_tolerance, table_tolerances, tolerance_amount,
@@ -157,14 +157,7 @@ class Baseline:
                 f"--save-baseline={self._rel(path)} (or name another with --compare=FILE, or "
                 f"use --compare=last for the last run in the history)"
             )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise pytest.UsageError(f"--compare: {path} is not a readable baseline file "
-                                    f"({exc}); write it again with --save-baseline") from None
-        if not isinstance(data, dict) or not isinstance(data.get("jobs"), dict):
-            raise pytest.UsageError(f"--compare: {path} has no 'jobs' table; write it again "
-                                    f"with --save-baseline={self._rel(path)}")
+        data = read_baseline(path, self._rel(path))
         return {"against": "baseline", "source": self._rel(path), "failing": True,
                 "commit": data.get("commit"), "jobs": data["jobs"]}
 
@@ -356,6 +349,26 @@ class Baseline:
         elif self.save is not None and self.controller \
                 and not self.config.getoption("collectonly"):
             terminalreporter.write_line("training: no job passed; no baseline saved")
+
+
+def read_baseline(path: Path, rel: str) -> dict[str, Any]:
+    """A baseline file checked entry by entry (``schema``); a bad file or entry is a
+    ``pytest.UsageError`` naming it (``rel``: the path as the fix spells it)."""
+    fix = f"write it again with --save-baseline={rel}"
+    try:
+        data = schema.load(path, max_bytes=results.MAX_JSON_BYTES, keep_bad_numbers=True)
+    except (OSError, schema.BadFile) as exc:
+        raise pytest.UsageError(f"--compare: {exc}; not a readable baseline file: "
+                                f"{fix}") from None
+    problem = schema.baseline_file(data)
+    if problem:
+        raise pytest.UsageError(f"--compare: {path}: {problem}; {fix}")
+    for job, entry in data["jobs"].items():
+        problem = schema.baseline_entry(entry)
+        if problem:
+            raise pytest.UsageError(f"--compare: {path}: the entry of job {job!r}: {problem}; "
+                                    f"fix or remove that entry, or {fix}")
+    return data
 
 
 def expected_durations(reference: dict[str, Any]) -> dict[str, float]:

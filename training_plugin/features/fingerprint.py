@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from training_plugin import results, safefs, store
+from training_plugin import results, safefs, schema, store
 from training_plugin.collect.argv import (OUTPUT_DIR_TOKEN, describe_argv_change,
                                           resolved_argv)
 from training_plugin.collect.items import TrainingItem
@@ -216,6 +216,23 @@ def compute(spec: Any, rootdir: Path) -> dict[str, Any]:
     return {"sha256": digest, **components}
 
 
+def read_fingerprint(path: Path) -> dict[str, Any] | None:
+    """A ``fingerprint.json`` checked by ``schema.fingerprint``; None when it is missing or
+    bad (a bad one is a one-line ``schema`` warning)."""
+    try:
+        doc = schema.load(path, max_bytes=results.MAX_JSON_BYTES)
+    except FileNotFoundError:
+        return None
+    except schema.BadFile as exc:
+        schema.warn(f"{exc}; not used")
+        return None
+    problem = schema.fingerprint(doc)
+    if problem:
+        schema.warn(f"{path}: {problem}; not used")
+        return None
+    return doc
+
+
 def of_item(item: Any) -> dict[str, Any]:
     """The job's fingerprint, worked out once per item (before it runs)."""
     fp = item.stash.get(_FP_KEY, None)
@@ -316,12 +333,9 @@ class Fingerprints:
         if last.get("fingerprint") == fp["sha256"]:
             phrase = store.metric_phrase(last)
             return f"unchanged since {when(last)}" + (f" ({phrase})" if phrase else "")
-        try:
-            old = json.loads((Path(spec.output_dir) / FINGERPRINT_FILE).read_text("utf-8"))
-        except (OSError, ValueError):
-            old = None
-        if not isinstance(old, dict) or old.get("sha256") != last.get("fingerprint"):
-            why = ["what changed is unknown (its fingerprint.json is gone)"]
+        old = read_fingerprint(Path(spec.output_dir) / FINGERPRINT_FILE)
+        if old is None or old.get("sha256") != last.get("fingerprint"):
+            why = ["what changed is unknown (its fingerprint.json is gone or unusable)"]
             if last.get("argv"):
                 old_argv = list(last["argv"][1:])
                 out = str(spec.output_dir)
