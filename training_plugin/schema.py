@@ -20,6 +20,9 @@ hand-written: four small shapes, checked in a few lines each, with messages in t
 words; a schema library would be a dependency of every session for that, and the limits
 above must hold before any model of the document is built.  Each returns a one-line problem
 or None; keys they do not know are allowed (a newer plugin's files stay readable).
+
+:func:`is_plain_file_inside` / :func:`link_problem`: whether a file of a job's folder is a
+regular file reached without a symbolic link (the HTML report and MLflow take only those).
 """
 
 from __future__ import annotations
@@ -362,14 +365,27 @@ def fingerprint(doc: Any) -> str | None:
 
 
 # -- links -------------------------------------------------------------------------------------
-def is_plain_file_inside(path: Path | str, folder: Path | str) -> bool:
-    """Whether ``path`` is a regular file, not a symlink, whose real location is inside
-    ``folder`` (no link on the way leads out)."""
-    path = Path(path)
+def link_problem(path: Path | str, folder: Path | str) -> str | None:
+    """None when ``path`` is a regular file below ``folder`` reached without a symbolic link
+    (``folder`` itself included; links above it, such as an output folder the user pointed
+    elsewhere, are not looked at); else why not, for a note ("... is a symbolic link (to
+    /etc/shadow)")."""
+    base = Path(os.path.abspath(folder))
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return False
-        real, root = path.resolve(strict=True), Path(folder).resolve(strict=True)
-    except (OSError, RuntimeError):
-        return False
-    return real == root or root in real.parents
+        parts = Path(os.path.abspath(path)).relative_to(base).parts
+    except ValueError:
+        return f"{path} is outside {folder}"
+    mode = 0
+    for current in (base, *(base.joinpath(*parts[:i + 1]) for i in range(len(parts)))):
+        try:
+            mode = os.lstat(current).st_mode
+            if stat.S_ISLNK(mode):
+                return f"{current} is a symbolic link (to {os.readlink(current)})"
+        except OSError as exc:
+            return f"{current} cannot be read ({exc.strerror or exc})"
+    return None if parts and stat.S_ISREG(mode) else f"{path} is not a regular file"
+
+
+def is_plain_file_inside(path: Path | str, folder: Path | str) -> bool:
+    """Whether ``path`` is a regular file below ``folder`` reached without a symbolic link."""
+    return link_problem(path, folder) is None
