@@ -198,3 +198,74 @@ def test_an_output_folder_that_cannot_be_made_is_a_usage_error(
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
     result.stderr.fnmatch_lines(["*cannot create the output folder*"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+# -- 5. interrupted sessions are recorded truthfully ------------------------------------------
+
+def summary_outcomes(root: Path, out: str = "out") -> dict[str, str]:
+    summary = json.loads((root / out / SUMMARY_FILE).read_text())
+    return {job["id"]: job["outcome"] for job in summary["jobs"]}
+
+
+def history_outcomes(root: Path, out: str = "out") -> list[tuple[str, str]]:
+    lines = (root / out / HISTORY_FILE).read_text().splitlines()
+    return [(e["job"], e["outcome"]) for e in map(json.loads, lines)]
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+@pytest.mark.parametrize("signals", [1, 2])
+def test_an_interrupted_session_rewrites_summary_json_with_every_selected_job(
+    project: pytest.Pytester, marker: str, workers: str, signals: int
+) -> None:
+    """Passed, interrupted and never-run jobs; a second SIGTERM during shutdown (the slow
+    job's tree ignores SIGTERM, so killing it takes the reaper's grace time) still writes
+    every record, without a traceback."""
+    from fakejobs import QUICK_JOB, Session, tree_job, wait_gone
+
+    project.makepyfile(train_a_quick=QUICK_JOB, train_b_slow=tree_job(300),
+                       train_c_later=QUICK_JOB, train_d_later=QUICK_JOB)
+    (project.path / "out").mkdir()
+    (project.path / "out" / SUMMARY_FILE).write_text('{"jobs": [{"id": "old"}]}')
+    # serial: c and d never start; -n 2: the other worker may run them
+    session = Session(project, marker, "-n", workers, "-v", "--junitxml", "junit.xml")
+    session.wait_output(r"a_quick.*PASSED|PASSED.*a_quick")
+    session.wait_ready("b_slow")
+    for _ in range(signals):
+        session.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+    rc, out = session.finish()
+    assert rc == 2, out
+    assert "Traceback" not in out, out
+    outcomes = summary_outcomes(project.path)
+    assert outcomes["a_quick"] == "passed"
+    assert outcomes["b_slow"] == "interrupted"
+    assert "old" not in outcomes
+    assert set(outcomes) == {"a_quick", "b_slow", "c_later", "d_later"}, outcomes
+    assert {outcomes["c_later"], outcomes["d_later"]} <= (
+        {"not run"} if workers == "0" else {"not run", "passed"})
+    assert json.loads((project.path / "out" / SUMMARY_FILE).read_text())["interrupted"]
+    assert ("b_slow", "interrupted") in history_outcomes(project.path)
+    assert (project.path / "junit.xml").exists()
+    assert wait_gone(marker) == []
+
+
+def test_the_job_of_a_crashed_xdist_worker_is_in_summary_json(
+    project: pytest.Pytester, marker: str
+) -> None:
+    from fakejobs import QUICK_JOB, Session, wait_gone
+
+    project.makepyfile(train_a_killer=textwrap.dedent('''
+        import os, signal
+        with open(f"/proc/{os.getppid()}/stat") as fh:  # job -> reaper -> xdist worker
+            worker = int(fh.read().rsplit(")", 1)[1].split()[1])
+        os.kill(worker, signal.SIGKILL)
+    '''), train_b_one=QUICK_JOB)
+    rc, out = Session(project, marker, "-n", "2").finish()
+    assert rc == 1, out
+    summary = json.loads((project.path / "out" / SUMMARY_FILE).read_text())
+    jobs = {job["id"]: job for job in summary["jobs"]}
+    assert jobs["a_killer"]["outcome"] == "error"
+    assert "crashed while running 'train_a_killer.py::a_killer'" in jobs["a_killer"]["story"]
+    assert jobs["b_one"]["outcome"] == "passed"
+    assert ("a_killer", "error") in history_outcomes(project.path)
+    assert wait_gone(marker) == []

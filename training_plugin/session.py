@@ -296,6 +296,8 @@ class TrainingSession:
             return
         for signum in (signal.SIGINT, signal.SIGTERM):
             self.calm[signum] = signal.signal(signum, self._late_signal)
+        if self.old_sigterm is not None:  # given back at unconfigure
+            self.calm[signal.SIGTERM], self.old_sigterm = self.old_sigterm, None
 
     def _late_signal(self, signum: int, _frame: object) -> None:
         if self.in_slow_part:
