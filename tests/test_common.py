@@ -745,6 +745,14 @@ def test_synthetic_watermark_is_stamped_on_the_figure(tmp_path):
     assert any(t.get_text() == "SYNTHETIC DATA" for t in fig.texts)
     assert fig.axes[0].get_title().startswith("SYNTHETIC DATA: ")
 
+    def untitled(plt):
+        fig, _ = plt.subplots(2, 2)
+        seen["grid"] = fig
+        return fig
+
+    common.figures.draw(tmp_path, "grid", untitled, watermark="SYNTHETIC DATA")
+    assert seen["grid"]._suptitle.get_text() == "SYNTHETIC DATA"
+
 
 # ---------------------------------------------------------------- coverage of the interval (fast)
 def test_interval_of_the_whole_procedure_covers_at_nominal_level():

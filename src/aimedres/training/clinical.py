@@ -10,6 +10,7 @@ Libraries: scipy (t quantiles), statsmodels (the calibration GLM, lowess), sciki
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -72,7 +73,9 @@ def fold_values(splits: Sequence[tuple[np.ndarray, np.ndarray]], folds: int, oof
         r = i // folds
         if rows is not None:
             test = test[rows[test]]
-        values = statistic(y[test], np.asarray(oof[r])[test]) if len(test) else {}
+        with warnings.catch_warnings():  # a fold or subgroup with one class: NaN, said in the figures
+            warnings.simplefilter("ignore", UserWarning)
+            values = statistic(y[test], np.asarray(oof[r])[test]) if len(test) else {}
         for k, v in values.items():
             out.setdefault(k, []).append(float(v))
     return {k: np.asarray(v, dtype=float) for k, v in out.items()}
@@ -133,9 +136,11 @@ def bootstrap_interval(y: np.ndarray, score: np.ndarray, statistic: Callable[[np
     """95 % percentile intervals of ``statistic(y, score)`` over a subject-level bootstrap."""
     y, score = np.asarray(y), np.asarray(score)
     draws: dict[str, list[float]] = {}
-    for idx in cluster_resamples(groups, len(y), n_boot, seed):
-        for k, v in statistic(y[idx], score[idx]).items():
-            draws.setdefault(k, []).append(v)
+    with warnings.catch_warnings():  # a resample with one class gives NaN, dropped below
+        warnings.simplefilter("ignore", UserWarning)
+        for idx in cluster_resamples(groups, len(y), n_boot, seed):
+            for k, v in statistic(y[idx], score[idx]).items():
+                draws.setdefault(k, []).append(v)
     out = {}
     for k, v in draws.items():
         a = np.asarray(v, dtype=float)

@@ -27,14 +27,15 @@ def _plt() -> Any:
 
 
 def mark(fig: Any, text: str) -> None:
-    """Stamp ``text`` across the figure (a diagonal watermark) and before its title."""
+    """Stamp ``text`` across the figure (a diagonal watermark) and before its title (the first
+    axes' title, or a figure title when that axes has none)."""
     fig.text(0.5, 0.5, text, ha="center", va="center", rotation=30, fontsize=26, color="red",
              alpha=0.25, weight="bold", transform=fig.transFigure, zorder=10)
-    for ax in fig.axes:
-        title = ax.get_title()
-        if title or ax is fig.axes[0]:
-            ax.set_title(f"{text}: {title}" if title else text, fontsize=9, color="darkred")
-            break
+    first = fig.axes[0] if fig.axes else None
+    if first is not None and first.get_title():
+        first.set_title(f"{text}: {first.get_title()}", fontsize=9, color="darkred")
+    else:
+        fig.suptitle(text, fontsize=9, color="darkred")
 
 
 def draw(out_dir: str | Path, name: str, painter: Callable[..., None], *args: Any,
