@@ -430,3 +430,39 @@ def test_an_output_dir_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert MSG_OUTPUT_DIR_IS_FILE.format(path=taken) in result.stderr.str()
     assert taken.read_text() == "not a folder\n"  # nothing lost
+
+
+#: A library module whose file name matches the pattern: definitions only, no entry point.
+LIBRARY = '''\
+"""Shared helpers."""
+
+
+def add_common_args(parser):
+    parser.add_argument("--epochs", type=int)
+'''
+
+
+def test_identical_copies_of_modules_that_are_not_scripts_do_not_stop_the_run(
+    pytester: pytest.Pytester,
+) -> None:
+    make(pytester, {"a/train_utils.py": LIBRARY, "b/train_utils.py": LIBRARY,
+                    "a/__init__.py": "", "b/__init__.py": "", "c/train_ok.py": FAKE},
+         "training_glob = *.py\n")
+    result = run(pytester, "--collect-only")
+    assert result.ret == 0, result.stderr.str()
+    result.stdout.fnmatch_lines(["job ok: * c/train_ok.py", "not scripts (no entry point): 4 "
+                                 "files, e.g. a/__init__.py, a/train_utils.py, b/__init__.py, ..."
+                                 " (training_require_entry_point = false collects them)"])
+    assert "job utils" not in result.stdout.str()
+
+
+def test_identical_copies_of_scripts_are_still_refused_naming_both(
+    pytester: pytest.Pytester,
+) -> None:
+    script = LIBRARY + '\n\nif __name__ == "__main__":\n    add_common_args(None)\n'
+    make(pytester, {"a/train_als.py": script, "b/train_als.py": script,
+                    "a/train_utils.py": LIBRARY, "b/train_utils.py": LIBRARY})
+    result = run(pytester, "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert MSG_IDENTICAL_COPY.format(id="als", first="a/train_als.py", second="b/train_als.py",
+                                     suggest="b") in result.stderr.str()

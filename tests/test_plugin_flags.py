@@ -468,3 +468,25 @@ def test_command_lines_that_cannot_be_read_statically_are_not_called_flagless(
     assert info.status == UNRESOLVED
     assert reason in info.describe()
     assert "accepts no flags" not in info.describe()
+
+
+def test_a_helper_chain_deeper_than_the_budget_is_stated_in_the_listing(
+    pytester: pytest.Pytester,
+) -> None:
+    from training_plugin.flags.source import MAX_DEPTH, MSG_DEPTH_BUDGET
+
+    depth = MAX_DEPTH + 2
+    for n in range(depth):
+        nxt = (f"from chain{n + 1} import add{n + 1}\n" if n + 1 < depth else "")
+        call = f"    add{n + 1}(p)\n" if n + 1 < depth else ""
+        write(pytester.path, f"chain{n}.py",
+              f"{nxt}def add{n}(p):\n    p.add_argument('--level-{n}')\n{call}")
+    write(pytester.path, "train_deep.py", "import argparse\nfrom chain0 import add0\n"
+          "p = argparse.ArgumentParser()\nadd0(p)\np.parse_args()\n")
+    write(pytester.path, "train_shallow.py", "import argparse\nfrom chain7 import add7\n"
+          "p = argparse.ArgumentParser()\nadd7(p)\np.parse_args()\n")
+    pytester.makeini("[pytest]\ntestpaths = tests\n")
+    result = pytester.runpytest("-p", "training_plugin", "-p", "no:cacheprovider",
+                                "--collect-only")
+    result.stdout.fnmatch_lines(["job deep: *", f"    flags: *({MSG_DEPTH_BUDGET})",
+                                 "job shallow: *", "    flags: --level-7, --level-8, --level-9"])

@@ -1,109 +1,145 @@
 """Whether a file is a script: its entry point, found statically (AST only).
 
-A file is a script when running it does something beyond defining names:
+A file is a script when running it runs a program, not only defines names.  Its entry point is
+the first of these at its top level (statements under a top-level ``if``, ``try``, ``with``,
+``for``, ``while`` or ``match`` count as top level):
 
 - an ``if __name__ == "__main__":`` block;
-- a top-level statement beyond imports, definitions, assignments and docstrings: a call such
-  as ``main()``, ``sys.exit(main())``, ``fire.Fire(Model)``, ``cli()`` (a click or typer command
-  invoked), even a lone ``print(...)``; ``raise SystemExit(main())``;
-- a CLI decorator that runs the function at import time: ``@hydra.main(...)``.
+- a function decorated with a CLI decorator that runs it: ``@hydra.main(...)``;
+- a statement that reads the command line: ``args = parser.parse_args()``,
+  ``epochs = int(sys.argv[1])``;
+- a statement that calls the program: a function or object of the module itself, by a public
+  name (``main()``, ``sys.exit(main())``, a click command ``cli()``, a typer ``app()``), or a
+  runner (``fire.Fire(...)``, ``absl.app.run(...)``, ``typer.run(...)``, ``tyro.cli(...)``,
+  ``jsonargparse.CLI(...)``); ``raise SystemExit(...)``;
+- in a flat module (one that defines no function and no class), any call statement: a module
+  whose top level is ``print("hello")`` is a script, as is ``from lib import main; main()``.
 
-What does not count: imports, ``def`` / ``class``, assignments (``x = f()`` included),
-docstrings and other constants, ``pass``, ``assert``, a ``raise`` of anything but
-``SystemExit``, and calls that set a module up: ``sys.path.*``, ``warnings.*``, ``logging.*``,
-``os.environ.*``, ``matplotlib.use``, ``__all__.*``.  Statements under a top-level ``if``,
-``try``, ``with``, ``for``, ``while`` or ``match`` count as if they stood at the top level.
+What does not count: imports, definitions, other assignments (their values included), docstrings,
+``pass``, ``assert``, a ``raise`` of anything but ``SystemExit``; in a module that defines
+functions or classes, calls of what it imports or of its private (``_``) names (the
+registrations of a library: ``register_model(...)``, ``_register_defaults()``); in a flat
+module, calls that set it up: ``sys.path.*``, ``warnings.*``, ``logging.*``, ``os.environ.*``,
+``matplotlib.use``.  A package's ``__init__.py`` is never a script.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 
 from training_plugin.flags.source import Module, dotted, origin
 
-#: Calls that set a module up rather than run it (prefixes of the dotted name called).
-SETUP_CALLS = ("sys.path.", "warnings.", "logging.", "os.environ.", "matplotlib.use",
-               "__all__.")
-#: Decorators that run the decorated function when the module is run (imported names).
+#: Imported calls that run a program (prefixes of the name they refer to).
+RUNNERS = ("fire.Fire", "absl.app.run", "typer.run", "tyro.cli", "jsonargparse.CLI",
+           "sys.exit")
+#: Decorators that run the decorated function when the module runs (imported names).
 RUNNING_DECORATORS = ("hydra.main",)
-_NO_EFFECT = (ast.Import, ast.ImportFrom, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Pass,
-              ast.Global, ast.Nonlocal, ast.Delete, ast.Assert)
+#: Calls that set a flat module up rather than run it (prefixes of the name called).
+SETUP_CALLS = ("sys.path.", "warnings.", "logging.", "os.environ.", "matplotlib.use")
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_PARSE_METHODS = frozenset({"parse_args", "parse_known_args", "parse_intermixed_args",
+                            "parse_known_intermixed_args"})
 
 
 def _is_main_test(test: ast.AST) -> bool:
     """``__name__ == "__main__"`` (either way round, ``==`` or ``in``)."""
     if not isinstance(test, ast.Compare) or len(test.ops) != 1:
         return False
+    if not isinstance(test.ops[0], (ast.Eq, ast.In)):
+        return False
     sides = [test.left, test.comparators[0]]
     names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
-    others = [s for s in sides if s not in names]
-    if len(names) != 1 or len(others) != 1:
+    if len(names) != 1:
         return False
-    other = others[0]
+    other = sides[1] if sides[0] is names[0] else sides[0]
     values = other.elts if isinstance(other, (ast.Tuple, ast.List, ast.Set)) else [other]
-    return isinstance(test.ops[0], (ast.Eq, ast.In)) and any(
-        isinstance(v, ast.Constant) and v.value == "__main__" for v in values)
+    return any(isinstance(v, ast.Constant) and v.value == "__main__" for v in values)
 
 
-def _origin(module: Module, node: ast.AST) -> str:
-    """The dotted name ``node`` refers to, through the module's imports."""
-    return origin(module, node) or dotted(node) or ""
-
-
-def _of_statements(module: Module, body: list[ast.stmt]) -> str | None:
+def _top_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """The statements of ``body`` and of its compound statements (not of definitions)."""
     for stmt in body:
-        found = _of_statement(module, stmt)
-        if found:
-            return found
-    return None
+        yield stmt
+        if isinstance(stmt, _DEFINITIONS):
+            continue
+        if isinstance(stmt, ast.Match):
+            for case in stmt.cases:
+                yield from _top_level(case.body)
+        for name in ("body", "orelse", "finalbody"):
+            value = getattr(stmt, name, None)
+            if isinstance(value, list):
+                yield from _top_level(value)
+        for handler in getattr(stmt, "handlers", ()):
+            yield from _top_level(handler.body)
 
 
-def _of_statement(module: Module, stmt: ast.stmt) -> str | None:
-    line = stmt.lineno
-    if isinstance(stmt, _NO_EFFECT):
-        return None
-    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        for decorator in stmt.decorator_list:
-            target = decorator.func if isinstance(decorator, ast.Call) else decorator
-            origin = _origin(module, target)
-            if origin.startswith(RUNNING_DECORATORS):
-                return f"@{origin} at line {decorator.lineno}"
-        return None
-    if isinstance(stmt, ast.If) and _is_main_test(stmt.test):
-        return f"a __main__ block at line {line}"
-    if isinstance(stmt, ast.Expr):
-        value = stmt.value
-        if isinstance(value, ast.Call) and _origin(module, value.func).startswith(SETUP_CALLS):
-            return None
-        if any(isinstance(n, ast.Call) for n in ast.walk(value)):
-            called = dotted(value.func) if isinstance(value, ast.Call) else None
-            return f"a top-level call to {called or 'an expression'}() at line {line}"
-        return None
-    if isinstance(stmt, ast.Raise):
-        exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
-        if exc is not None and dotted(exc) == "SystemExit":
-            return f"raise SystemExit at line {line}"
-        return None
-    bodies: list[list[ast.stmt]] = []
-    if isinstance(stmt, ast.Match):
-        bodies = [case.body for case in stmt.cases]
-    for name in ("body", "orelse", "finalbody"):
-        value = getattr(stmt, name, None)
-        if isinstance(value, list):
-            bodies.append(value)
-    for handler in getattr(stmt, "handlers", ()):
-        bodies.append(handler.body)
-    for body in bodies:
-        found = _of_statements(module, body)
-        if found:
-            return found
-    return None
+def _calls(node: ast.AST) -> Iterator[ast.Call]:
+    """The calls in an expression, outside lambdas."""
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        if isinstance(current, ast.Lambda):
+            continue
+        if isinstance(current, ast.Call):
+            yield current
+        todo.extend(ast.iter_child_nodes(current))
+
+
+def _reads_command_line(module: Module, stmt: ast.stmt) -> bool:
+    """A ``parse_args()``-like call or ``sys.argv`` in a statement (outside lambdas)."""
+    for node in ast.walk(stmt):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+                node.func.attr in _PARSE_METHODS):
+            return True
+        if isinstance(node, (ast.Attribute, ast.Name)) and origin(module, node) == "sys.argv":
+            return True
+    return False
+
+
+def _runs_program(module: Module, call: ast.Call, own: set[str]) -> bool:
+    """A call of the module's own public function or object, or of a runner."""
+    func = call.func
+    if isinstance(func, ast.Name) and func.id in own and not func.id.startswith("_"):
+        return True
+    return (origin(module, func) or "").startswith(RUNNERS)
 
 
 def entry_point(module: Module) -> str | None:
     """What makes ``module`` a script ("a __main__ block at line 40"), or None when running
-    it only imports, defines and assigns names.  A package's ``__init__.py`` is never a
-    script."""
+    it only imports, defines, assigns and registers names (module docstring)."""
     if module.path.name == "__init__.py":
         return None
-    return _of_statements(module, module.tree.body)
+    body = module.tree.body
+    flat = not any(isinstance(s, _DEFINITIONS) for s in _top_level(body))
+    own = set(module.functions) | set(module.assigned)
+    own |= {s.name for s in body if isinstance(s, ast.ClassDef)}
+    for stmt in _top_level(body):
+        line = stmt.lineno
+        if isinstance(stmt, ast.If) and _is_main_test(stmt.test):
+            return f"a __main__ block at line {line}"
+        if isinstance(stmt, _DEFINITIONS):
+            for decorator in stmt.decorator_list:
+                target = decorator.func if isinstance(decorator, ast.Call) else decorator
+                name = origin(module, target) or ""
+                if name.startswith(RUNNING_DECORATORS):
+                    return f"@{name} at line {decorator.lineno}"
+        elif isinstance(stmt, ast.Raise):
+            exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
+            if exc is not None and dotted(exc) == "SystemExit":
+                return f"raise SystemExit at line {line}"
+        elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr)) and (
+                _reads_command_line(module, stmt)):
+            return f"reads the command line at line {line}"
+        if isinstance(stmt, ast.Expr):
+            calls = list(_calls(stmt.value))
+            if flat and calls and not (
+                isinstance(stmt.value, ast.Call)
+                and (origin(module, stmt.value.func) or dotted(stmt.value.func) or "")
+                .startswith(SETUP_CALLS)
+            ):
+                return f"a top-level call at line {line} (a flat script)"
+            for call in calls:
+                if _runs_program(module, call, own):
+                    return f"a top-level call to {dotted(call.func)}() at line {line}"
+    return None

@@ -1,0 +1,311 @@
+"""Only scripts become jobs: the entry-point rule (training_plugin.flags.entry), the listing of
+what is not a script, and one read and one scan of each module per session."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from fakejobs import write_files
+from training_plugin.collect.listing import MSG_NOT_SCRIPTS
+from training_plugin.flags import entry, source, walk
+
+pytest_plugins = ["pytester"]
+
+#: One file per shape: (source, whether it is a script).
+SHAPES: dict[str, tuple[str, bool]] = {
+    "main_block.py": ("""\
+        from trainer import run
+
+
+        def settings():
+            return {"epochs": 1}
+
+
+        if __name__ == "__main__":
+            run(settings)
+        """, True),
+    "top_level_main.py": ("""\
+        def main():
+            print("training")
+
+
+        main()
+        """, True),
+    "sys_exit_main.py": ("""\
+        import sys
+
+
+        def main():
+            return 0
+
+
+        sys.exit(main())
+        """, True),
+    "raise_system_exit.py": ("""\
+        def main():
+            return 0
+
+
+        raise SystemExit(main())
+        """, True),
+    "hydra_main.py": ("""\
+        import hydra
+
+
+        @hydra.main(config_path=None, version_base=None)
+        def train(cfg):
+            print(cfg)
+        """, True),
+    "click_invoked.py": ("""\
+        import click
+
+
+        @click.command()
+        @click.option("--epochs", type=int)
+        def cli(epochs):
+            print(epochs)
+
+
+        cli()
+        """, True),
+    "typer_app.py": ("""\
+        import typer
+
+        app = typer.Typer()
+
+
+        @app.command()
+        def train(epochs: int = 1):
+            print(epochs)
+
+
+        app()
+        """, True),
+    "fire_fire.py": ("""\
+        import fire
+
+
+        class Trainer:
+            def fit(self, epochs=1):
+                return epochs
+
+
+        fire.Fire(Trainer)
+        """, True),
+    "parse_args_at_top.py": ("""\
+        import argparse
+
+
+        def make_parser():
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--epochs", type=int)
+            return parser
+
+
+        args = make_parser().parse_args()
+        """, True),
+    "print_only.py": ("""\
+        print("a flat script: running it prints")
+        """, True),
+    "library.py": ('''\
+        """Helpers: definitions only."""
+        import math
+
+
+        def area(r):
+            return math.pi * r * r
+
+
+        class Model:
+            def forward(self, x):
+                return x
+        ''', False),
+    "constants.py": ('''\
+        """Constants only."""
+        import os
+
+        EPOCHS = 10
+        DATA = os.path.join(os.path.dirname(__file__), "data")
+        __all__ = ["EPOCHS", "DATA"]
+        ''', False),
+    "click_not_invoked.py": ("""\
+        import click
+
+
+        @click.command()
+        def cli():
+            pass
+        """, False),
+    "registrations.py": ("""\
+        from registry import register_model
+
+
+        def resnet():
+            return "resnet"
+
+
+        def _register_defaults():
+            register_model(resnet)
+
+
+        register_model(resnet)
+        _register_defaults()
+        """, False),
+    "flat_setup.py": ("""\
+        import sys
+        import warnings
+
+        sys.path.insert(0, "..")
+        warnings.filterwarnings("ignore")
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        """, False),
+}
+
+
+def _entry(path: Path, text: str) -> str | None:
+    source_bytes = textwrap.dedent(text).encode()
+    module = source.Module(path, source_bytes, ast.parse(source_bytes))
+    return entry.entry_point(module)
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_the_entry_point_rule_on_each_shape(tmp_path: Path, name: str) -> None:
+    text, is_script = SHAPES[name]
+    found = _entry(tmp_path / name, text)
+    assert bool(found) is is_script, found
+
+
+def test_a_package_init_is_never_a_script(tmp_path: Path) -> None:
+    main_block = SHAPES["main_block.py"][0]
+    assert _entry(tmp_path / "train.py", main_block)
+    assert _entry(tmp_path / "__init__.py", main_block) is None
+
+
+def _project(pytester: pytest.Pytester, ini: str = "", extra: dict[str, str] | None = None
+             ) -> None:
+    pytester.makeini("[pytest]\ntestpaths = tests\ntraining_glob = *.py\n" + ini)
+    files = {f"shapes/{name}": text for name, (text, _) in SHAPES.items()}
+    files["shapes/__init__.py"] = ""
+    write_files(pytester.path, {**files, **(extra or {})})
+
+
+def _jobs(result: pytest.RunResult) -> set[str]:
+    return {line.split("::", 1)[0] for line in result.stdout.lines if "::" in line}
+
+
+def test_only_scripts_are_collected_and_the_rest_is_listed_in_one_line(
+    pytester: pytest.Pytester,
+) -> None:
+    _project(pytester)
+    result = pytester.runpytest("-p", "training_plugin", "-p", "no:cacheprovider",
+                                "--collect-only")
+    assert result.ret == 0, result.stderr.str()
+    scripts = {f"shapes/{n}" for n, (_, is_script) in SHAPES.items() if is_script}
+    assert {line.split(": ", 1)[1].split()[1] for line in result.stdout.lines
+            if line.startswith("job ")} == scripts
+    not_scripts = sorted([f"shapes/{n}" for n, (_, s) in SHAPES.items() if not s]
+                         + ["shapes/__init__.py"])
+    line = MSG_NOT_SCRIPTS.format(count=len(not_scripts),
+                                  examples=", ".join(not_scripts[:3]) + ", ...")
+    assert line in result.stdout.lines
+    quiet = pytester.runpytest("-p", "training_plugin", "-p", "no:cacheprovider",
+                               "--collect-only", "-q")
+    assert _jobs(quiet) == scripts
+
+
+def test_require_entry_point_false_collects_every_matching_file(
+    pytester: pytest.Pytester,
+) -> None:
+    _project(pytester, "training_require_entry_point = false\n")
+    result = pytester.runpytest("-p", "training_plugin", "-p", "no:cacheprovider",
+                                "--collect-only", "-q")
+    assert result.ret == 0, result.stderr.str()
+    assert _jobs(result) == {f"shapes/{n}" for n in SHAPES} | {"shapes/__init__.py"}
+    assert "not scripts" not in result.stdout.str()
+
+
+def test_the_job_table_keeps_a_file_without_an_entry_point(pytester: pytest.Pytester) -> None:
+    table = ('[tool.training_plugin.jobs.library]\ntimeout = 30\n'
+             '[tool.training_plugin.jobs.consts]\nscript = "shapes/constants.py"\n')
+    _project(pytester, extra={"pyproject.toml": table})
+    result = pytester.runpytest("-p", "training_plugin", "-p", "no:cacheprovider",
+                                "--collect-only", "-q")
+    assert result.ret == 0, result.stderr.str()
+    assert "shapes/library.py::library" in result.stdout.lines
+    assert "shapes/constants.py::consts" in result.stdout.lines
+    named = pytester.runpytest("-p", "training_plugin", "-p", "no:cacheprovider",
+                               "--collect-only", "-q", "shapes/registrations.py")
+    assert "shapes/registrations.py::registrations" in named.stdout.lines
+
+
+HELPER = """\
+def add_common_args(parser):
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--output-dir")
+"""
+SCRIPT = """\
+import argparse
+from shared.common import add_common_args
+
+p = argparse.ArgumentParser()
+add_common_args(p)
+p.add_argument("--own-{i}")
+p.parse_args()
+"""
+
+
+def test_each_module_is_parsed_and_scanned_once_per_session(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {f"group{i % 3}/train_s{i}.py": SCRIPT.format(i=i) for i in range(6)}
+    files["shared/__init__.py"] = ""
+    files["shared/common.py"] = HELPER
+    pytester.makeini("[pytest]\ntestpaths = tests\n")
+    write_files(pytester.path, files)
+    parsed: Counter[str] = Counter()
+    scanned: Counter[str] = Counter()
+    module_init, scan = source.Module.__init__, walk.Analyzer._scan
+
+    def counting_init(self, path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        parsed[Path(path).name] += 1
+        module_init(self, path, *args, **kwargs)
+
+    def counting_scan(self, module, *args, **kwargs):  # type: ignore[no-untyped-def]
+        scanned[module.path.name] += 1
+        return scan(self, module, *args, **kwargs)
+
+    monkeypatch.setattr(source.Module, "__init__", counting_init)
+    monkeypatch.setattr(walk.Analyzer, "_scan", counting_scan)
+    result = pytester.runpytest_inprocess("-p", "training_plugin", "-p", "no:cacheprovider",
+                                          "--collect-only")
+    assert result.ret == 0, result.stderr.str()
+    assert result.stdout.str().count(", --epochs, --output-dir\n") == 6
+    assert parsed["common.py"] == 1 and scanned["common.py"] == 1
+    assert all(parsed[f"train_s{i}.py"] == 1 for i in range(6))
+
+
+def test_a_script_folder_that_shadows_a_helper_import_gets_its_own_scan(
+    pytester: pytest.Pytester,
+) -> None:
+    # both scripts reach shared/common.py; its `import extra` means ./extra.py for a's script
+    # and b/extra.py for b's (the script's folder comes first on sys.path)
+    files = {"a/train_one.py": SCRIPT.format(i=1), "b/train_two.py": SCRIPT.format(i=2),
+             "shared/__init__.py": "",
+             "shared/common.py": "import extra\n\n\ndef add_common_args(parser):\n"
+                                 "    extra.add_more(parser)\n",
+             "extra.py": "def add_more(parser):\n    parser.add_argument('--more')\n",
+             "b/extra.py": "def add_more(parser):\n    parser.add_argument('--b-only')\n"}
+    pytester.makeini("[pytest]\ntestpaths = tests\n")
+    write_files(pytester.path, files)
+    result = pytester.runpytest("-p", "training_plugin", "-p", "no:cacheprovider",
+                                "--collect-only")
+    result.stdout.fnmatch_lines(["job one: *", "    flags: --own-1, --more",
+                                 "job two: *", "    flags: --own-2, --b-only"])
