@@ -269,3 +269,159 @@ def test_the_job_of_a_crashed_xdist_worker_is_in_summary_json(
     assert jobs["b_one"]["outcome"] == "passed"
     assert ("a_killer", "error") in history_outcomes(project.path)
     assert wait_gone(marker) == []
+
+
+# -- 4. writes that fail are stories ------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 1 MiB tmpfs (needs root and the right to mount; skipped otherwise), unmounted after."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs for the full-disk tests (root and "
+                    f"CAP_SYS_ADMIN needed): {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+FILL = """
+    chunk = b"x" * 65536
+    with open(os.path.join(out, "filler"), "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)
+        except OSError:
+            pass
+        try:
+            while True:
+                f.write(b"x")
+        except OSError:
+            pass
+"""
+
+
+def test_a_full_disk_while_the_session_writes_its_files_is_a_warning_in_the_summary(
+    pytester: pytest.Pytester, small_disk: Path
+) -> None:
+    make(pytester, {"train_one.py": fake(post=FILL)})  # metrics.json first, then a full disk
+    out = small_disk / "out"
+    result = run(pytester, f"--output-dir={out}", f"--save-baseline={small_disk}/base.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "*= training summary =*",
+        "one *passed*",
+        f"training: warning: cannot write {out / SUMMARY_FILE}: no space left on*",
+    ])
+    text = result.stdout.str()
+    assert f"training: warning: cannot write {small_disk}/base.json: no space left on" in text
+    assert f"training: warning: cannot write {out}/one/fingerprint.json: no space left" in text
+    assert f"cannot append to {out / HISTORY_FILE}" in text
+    assert "Traceback" not in text
+    assert [p for p in small_disk.rglob("*") if p.name.endswith(".tmp")] == []
+
+
+def test_a_job_whose_output_folder_filled_up_says_no_space_left(
+    pytester: pytest.Pytester, small_disk: Path
+) -> None:
+    make(pytester, {"train_one.py": fake(post=FILL + "    raise SystemExit(1)\n",
+                                         metrics=False)})
+    out = small_disk / "out"
+    result = run(pytester, f"--output-dir={out}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*training job 'one' failed: exit code 1*"
+                                 f"(no space left on {out / 'one'})*"])
+
+
+# -- 6. job-table and command-line values --------------------------------------------------------
+
+@pytest.mark.parametrize(("entry", "key"), [
+    ("timeout = inf", "timeout"),
+    ("timeout = nan", "timeout"),
+    ("memory = inf", "memory"),
+    ('memory = "9999999999999999999999999999999999999999999999999999999999999999999999'
+     '9999999999999999999999999999999999999999999999999999999999999999999999999999999999'
+     '99999999999999999999999999999999999999999999999999999999999999999999999999999999'
+     '999999999999999999999999999999999999999999999999999999999999999999999999999999GiB"',
+     "memory"),
+    ("cpus = nan", "cpus"),
+    ("gpus = inf", "gpus"),
+    ("min = { accuracy = nan }", "min"),
+    ("max = { rmse = inf }", "max"),
+    ("tolerance = inf", "tolerance"),
+    ("resources = { bigmem = nan }", "resources"),
+    ('env = { "A=B" = "x" }', "env"),
+    ('env = { "" = "x" }', "env"),
+    ('env = { A = "x\\u0000y" }', "env"),
+    ('args = ["--a\\u0000b"]', "args"),
+    ('inputs = ["/etc/*"]', "inputs"),
+    ('inputs = ["../*"]', "inputs"),
+])
+def test_a_bad_job_table_value_is_a_usage_error_naming_the_job_and_the_key(
+    pytester: pytest.Pytester, entry: str, key: str
+) -> None:
+    make(pytester, {"train_one.py": fake(),
+                    "pyproject.toml": f"[tool.training_plugin.jobs.one]\n{entry}\n"})
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    result.stderr.fnmatch_lines([f"*[[]tool.training_plugin.jobs.one[]] {key} must be*"])
+    assert "Traceback" not in result.stderr.str()
+    assert not (pytester.path / OUT).exists()
+
+
+@pytest.mark.parametrize("how", ["../elsewhere/train_x.py", "link/train_x.py"])
+def test_a_script_outside_the_rootdir_is_a_usage_error(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, how: str
+) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (elsewhere / "train_x.py").write_text("open('ran', 'w').write('yes')\n")
+    project = pytester.path / "project"
+    write_files(project, {"pytest.ini": "[pytest]\n", "train_one.py": fake()})
+    (project / "link").symlink_to(elsewhere, target_is_directory=True)
+    (project / "pyproject.toml").write_text(
+        f'[tool.training_plugin.jobs.x]\nscript = "{how}"\n'.replace(
+            "../elsewhere", os.path.relpath(elsewhere, project)))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "training_plugin",
+                             "-p", "no:cacheprovider", "--ignore=link"],
+                            cwd=project, capture_output=True, text=True, timeout=120)
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "[tool.training_plugin.jobs.x] script = " in result.stderr
+    assert "outside the rootdir" in result.stderr or "no such file under rootdir" in (
+        result.stderr)
+    assert not (elsewhere / "ran").exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1"])
+@pytest.mark.parametrize("where", ["--timeout", "ini"])
+def test_a_timeout_that_is_not_a_finite_number_is_a_usage_error(
+    pytester: pytest.Pytester, value: str, where: str
+) -> None:
+    make(pytester, {"train_one.py": fake()})
+    if where == "ini":
+        pytester.makeini(f"[pytest]\ntestpaths = tests\ntimeout = {value}\n")
+        result = run(pytester)
+    else:
+        result = run(pytester, f"--timeout={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    result.stderr.fnmatch_lines([f"*invalid timeout *{value}* from *: expected a finite*"])
+    assert not (pytester.path / OUT).exists()
+
+
+def test_a_timeout_marker_that_is_not_finite_never_reaches_the_job(
+    pytester: pytest.Pytester
+) -> None:
+    make(pytester, {"train_one.py": fake(), "conftest.py": """
+        import pytest
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                item.add_marker(pytest.mark.timeout(float("inf")))
+    """})
+    result = run(pytester)
+    assert result.ret in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.TESTS_FAILED)
+    assert "invalid timeout inf from the timeout marker of train_one.py::one" in (
+        result.stdout.str() + result.stderr.str())
+    assert not (pytester.path / OUT / "one" / "received.json").exists()

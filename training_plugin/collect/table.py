@@ -8,6 +8,7 @@ naming the file, the table and the key.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -59,12 +60,15 @@ JOB_KEYS: dict[str, JobKey] = {
 }
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MARKER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 MSG_TABLE_KEY = (
     "{file}: unknown key {key!r} in [{table}]; allowed keys: " + ", ".join(JOB_KEYS)
 )
 MSG_TABLE_TYPE = "{file}: [{table}] {key} must be {expected}, got {got!r}"
 MSG_TABLE_SCRIPT = "{file}: [{table}] script = {script!r}: no such file under rootdir {rootdir}"
+MSG_TABLE_SCRIPT_OUTSIDE = ("{file}: [{table}] script = {script!r} resolves to {real}, outside "
+                            "the rootdir {rootdir}")
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ def parse_memory(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return int(value) if value > 0 else None
+        return int(value) if _is_number(value) and value > 0 else None
     if not isinstance(value, str):
         return None
     match = _MEMORY_RE.match(value)
@@ -144,12 +148,18 @@ def parse_memory(value: Any) -> int | None:
     factor = _MEMORY_UNITS.get(unit)
     if factor is None:
         return None
-    number = int(float(match.group(1)) * factor)
-    return number if number > 0 else None
+    number = float(match.group(1)) * factor
+    return int(number) if math.isfinite(number) and number > 0 else None
 
 
 def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
+    """A finite int or float (not a bool; ``inf`` and ``nan`` are no numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _is_tolerance(value: Any) -> bool:
@@ -222,22 +232,27 @@ def _job_config(job: str, body: Any, file: str, rootdir: Path) -> JobConfig:
             raise pytest.UsageError(
                 MSG_TABLE_SCRIPT.format(file=file, table=table, script=script, rootdir=rootdir)
             )
+        real, root = os.path.realpath(script_path), os.path.realpath(rootdir)
+        if not real.startswith(root.rstrip(os.sep) + os.sep):
+            raise pytest.UsageError(MSG_TABLE_SCRIPT_OUTSIDE.format(
+                file=file, table=table, script=script, real=real, rootdir=rootdir))
     args = body.get("args", [])
-    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        raise bad("args", "a list of strings", args)
+    if not isinstance(args, list) or not all(isinstance(a, str) and "\0" not in a for a in args):
+        raise bad("args", "a list of strings (without NUL)", args)
     timeout = body.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-    ):
-        raise bad("timeout", "a number of seconds > 0", timeout)
+    if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+        raise bad("timeout", "a number of seconds > 0 (finite)", timeout)
     markers = body.get("markers", [])
     if not isinstance(markers, list) or not all(
         isinstance(m, str) and _MARKER_RE.match(m) for m in markers
     ):
         raise bad("markers", "a list of marker names (identifiers)", markers)
     env = body.get("env", {})
-    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-        raise bad("env", "a table of strings (NAME = \"value\")", env)
+    if not isinstance(env, dict) or not all(
+        isinstance(v, str) and "\0" not in v and _ENV_NAME_RE.match(k) for k, v in env.items()
+    ):
+        raise bad("env", "a table of strings (NAME = \"value\": NAME a valid variable name, "
+                  "no NUL)", env)
     bounds: dict[str, dict[str, float]] = {}
     for key in ("min", "max"):
         value = body.get(key, {})
@@ -259,8 +274,12 @@ def _job_config(job: str, body: Any, file: str, rootdir: Path) -> JobConfig:
     ):
         raise bad("direction", 'a table of metric = "higher" or "lower"', direction)
     inputs = body.get("inputs", [])
-    if not isinstance(inputs, list) or not all(isinstance(g, str) and g for g in inputs):
-        raise bad("inputs", "a list of globs (strings)", inputs)
+    if not isinstance(inputs, list) or not all(
+        isinstance(g, str) and g and not os.path.isabs(g) and "\0" not in g
+        and ".." not in Path(g).parts for g in inputs
+    ):
+        raise bad("inputs", "a list of globs relative to the rootdir (no '/...', no '..')",
+                  inputs)
     numbers: dict[str, float | None] = {}
     for key, least in (("cpus", 0.0), ("gpus", 0.0)):
         value = body.get(key)
