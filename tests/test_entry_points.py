@@ -156,6 +156,11 @@ SHAPES: dict[str, tuple[str, bool]] = {
         register_model(resnet)
         _register_defaults()
         """, False),
+    "hubconf.py": ("""\
+        dependencies = ["torch"]
+        import timm
+        globals().update(timm.models.entrypoints)
+        """, False),
     "flat_setup.py": ("""\
         import sys
         import warnings
@@ -309,3 +314,25 @@ def test_a_script_folder_that_shadows_a_helper_import_gets_its_own_scan(
                                 "--collect-only")
     result.stdout.fnmatch_lines(["job one: *", "    flags: --own-1, --more",
                                  "job two: *", "    flags: --own-2, --b-only"])
+
+
+def test_a_warm_session_parses_no_file(pytester: pytest.Pytester,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    _project(pytester)
+    first = pytester.runpytest_inprocess("-p", "training_plugin", "--collect-only", "-q")
+    assert first.ret == 0, first.stderr.str()
+    parsed: list[str] = []
+    module_init = source.Module.__init__
+
+    def counting_init(self, path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        parsed.append(Path(path).name)
+        module_init(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(source.Module, "__init__", counting_init)
+    warm = pytester.runpytest_inprocess("-p", "training_plugin", "--collect-only", "-q")
+    assert _jobs(warm) == _jobs(first)
+    assert parsed == []
+    (pytester.path / "shapes/library.py").write_text("print('now a flat script')\n")
+    edited = pytester.runpytest_inprocess("-p", "training_plugin", "--collect-only", "-q")
+    assert "shapes/library.py::library" in edited.stdout.lines
+    assert parsed == ["library.py"]

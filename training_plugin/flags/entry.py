@@ -20,7 +20,7 @@ What does not count: imports, definitions, other assignments (their values inclu
 functions or classes, calls of what it imports or of its private (``_``) names (the
 registrations of a library: ``register_model(...)``, ``_register_defaults()``); in a flat
 module, calls that set it up: ``sys.path.*``, ``warnings.*``, ``logging.*``, ``os.environ.*``,
-``matplotlib.use``.  A package's ``__init__.py`` is never a script.
+``matplotlib.use``, ``globals().*`` (a ``hubconf.py`` filling its namespace).  A package's ``__init__.py`` is never a script.
 """
 
 from __future__ import annotations
@@ -97,6 +97,16 @@ def _reads_command_line(module: Module, stmt: ast.stmt) -> bool:
     return False
 
 
+def _sets_up(module: Module, call: ast.AST) -> bool:
+    """A call that sets a flat module up (``SETUP_CALLS``, ``globals().update(...)``)."""
+    if not isinstance(call, ast.Call):
+        return False
+    func = call.func
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call):
+        return dotted(func.value.func) in ("globals", "locals")
+    return (origin(module, func) or dotted(func) or "").startswith(SETUP_CALLS)
+
+
 def _runs_program(module: Module, call: ast.Call, own: set[str]) -> bool:
     """A call of the module's own public function or object, or of a runner."""
     func = call.func
@@ -133,11 +143,7 @@ def entry_point(module: Module) -> str | None:
             return f"reads the command line at line {line}"
         if isinstance(stmt, ast.Expr):
             calls = list(_calls(stmt.value))
-            if flat and calls and not (
-                isinstance(stmt.value, ast.Call)
-                and (origin(module, stmt.value.func) or dotted(stmt.value.func) or "")
-                .startswith(SETUP_CALLS)
-            ):
+            if flat and calls and not _sets_up(module, stmt.value):
                 return f"a top-level call at line {line} (a flat script)"
             for call in calls:
                 if _runs_program(module, call, own):
