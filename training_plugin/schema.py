@@ -368,21 +368,22 @@ def fingerprint(doc: Any) -> str | None:
 def link_problem(path: Path | str, folder: Path | str) -> str | None:
     """None when ``path`` is a regular file below ``folder`` reached without a symbolic link
     (``folder`` itself included; links above it, such as an output folder the user pointed
-    elsewhere, are not looked at); else why not, for a note ("... is a symbolic link (to
-    /etc/shadow)")."""
+    elsewhere, are not looked at); else why not, naming the part below ``folder``
+    ("figures/x.svg is a symbolic link (to /etc/shadow)")."""
     base = Path(os.path.abspath(folder))
     try:
         parts = Path(os.path.abspath(path)).relative_to(base).parts
     except ValueError:
         return f"{path} is outside {folder}"
     mode = 0
-    for current in (base, *(base.joinpath(*parts[:i + 1]) for i in range(len(parts)))):
+    for i in range(len(parts) + 1):
+        current, name = base.joinpath(*parts[:i]), "/".join(parts[:i]) or str(base)
         try:
             mode = os.lstat(current).st_mode
             if stat.S_ISLNK(mode):
-                return f"{current} is a symbolic link (to {os.readlink(current)})"
+                return f"{name} is a symbolic link (to {os.readlink(current)})"
         except OSError as exc:
-            return f"{current} cannot be read ({exc.strerror or exc})"
+            return f"{name} cannot be read ({exc.strerror or exc})"
     return None if parts and stat.S_ISREG(mode) else f"{path} is not a regular file"
 
 
