@@ -4,8 +4,10 @@
 Each old option maps onto ``pytest -p training_plugin``:
 
     --epochs N / --folds K / --output-dir DIR   the same options
-    --only a b / --exclude c                    -k (an expression that selects exactly those job ids)
-    --parallel [--max-workers N]                -n N (-n auto without --max-workers)
+    --only a b / --exclude c                    the node ids of exactly those jobs (ids match
+                                                exactly, never as -k substrings)
+    --parallel [--max-workers N]                -n N (-n auto without --max-workers; N >= 1,
+                                                and --max-workers only with --parallel)
     --dry-run                                   --collect-only (each job's exact command)
     --list                                      --collect-only -q (the job ids)
 
@@ -20,7 +22,7 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 PYTEST = [sys.executable, "-m", "pytest", "-p", "training_plugin"]
 
@@ -41,36 +43,33 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def job_ids(cwd: str | None = None) -> list[str]:
-    """The job ids, from ``pytest -p training_plugin --collect-only -q``."""
+def job_nodes(cwd: str | None = None) -> dict[str, str]:
+    """Job id -> node id, from ``pytest -p training_plugin --collect-only -q``."""
     proc = subprocess.run([*PYTEST, "--collect-only", "-q"], cwd=cwd, capture_output=True,
                           text=True)
     if proc.returncode not in (0, 5):
         sys.stderr.write(proc.stdout + proc.stderr)
         raise SystemExit(proc.returncode)
-    return [line.rsplit("::", 1)[1].strip() for line in proc.stdout.splitlines() if "::" in line]
+    nodes = [line.strip() for line in proc.stdout.splitlines() if "::" in line]
+    return {node.rsplit("::", 1)[1]: node for node in nodes}
 
 
-def selection(wanted: Sequence[str], ids: Sequence[str]) -> str:
-    """A ``-k`` expression that selects exactly the ids in ``wanted``.
-
-    ``-k`` matches substrings, so ids that contain a wanted id (``baseline_models`` for
-    ``model``) are excluded by name."""
-    chosen = [i for i in ids if i in wanted]
-    others = [i for i in ids if i not in wanted
-              and any(w.lower() in i.lower() for w in chosen)]
-    expr = " or ".join(chosen)
-    if len(chosen) > 1 and others:
-        expr = f"({expr})"
-    if others:
-        expr += " and not " + (f"({' or '.join(others)})" if len(others) > 1 else others[0])
-    return expr
+def check_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--max-workers N``: N >= 1, and only with ``--parallel`` (an error otherwise)."""
+    if args.max_workers is None:
+        return
+    if args.max_workers < 1:
+        parser.error(f"--max-workers {args.max_workers}: the number of workers must be >= 1")
+    if not args.parallel:
+        parser.error("--max-workers works only with --parallel (add --parallel, or drop "
+                     "--max-workers to run the jobs one after another)")
 
 
 def build_command(
-    args: argparse.Namespace, extra: Sequence[str], ids: Sequence[str] | None
+    args: argparse.Namespace, extra: Sequence[str], nodes: Mapping[str, str] | None
 ) -> list[str]:
-    """The pytest command for the old options (``ids`` is needed for --only/--exclude)."""
+    """The pytest command for the old options (``nodes``, job id -> node id, is needed for
+    --only/--exclude: the chosen jobs are named by node id, so that ids match exactly)."""
     command = list(PYTEST)
     if args.epochs is not None:
         command += ["--epochs", str(args.epochs)]
@@ -79,13 +78,13 @@ def build_command(
     if args.output_dir is not None:
         command += ["--output-dir", args.output_dir]
     if args.only or args.exclude:
-        assert ids is not None
-        wanted = [i for i in ids if (not args.only or i in args.only)
+        assert nodes is not None
+        wanted = [nodes[i] for i in nodes if (not args.only or i in args.only)
                   and i not in (args.exclude or ())]
-        if not wanted:
-            command += ["-k", "not " + " and not ".join(ids)] if ids else []
-        elif len(wanted) < len(ids):
-            command += ["-k", selection(wanted, ids)]
+        if not wanted:  # nothing left: every job deselected
+            command += [a for node in nodes.values() for a in ("--deselect", node)]
+        elif len(wanted) < len(nodes):
+            command += wanted
     if args.parallel:
         command += ["-n", str(args.max_workers) if args.max_workers else "auto"]
     if args.list:
@@ -98,14 +97,15 @@ def build_command(
 def main(argv: Sequence[str] | None = None, cwd: str | None = None) -> int:
     parser = make_parser()
     args, extra = parser.parse_known_args(argv)
+    check_workers(parser, args)
     cwd = cwd or os.path.dirname(os.path.abspath(__file__))
-    ids = job_ids(cwd) if (args.only or args.exclude) else None
-    if ids is not None:
-        unknown = [j for j in (args.only or []) + (args.exclude or []) if j not in ids]
+    nodes = job_nodes(cwd) if (args.only or args.exclude) else None
+    if nodes is not None:
+        unknown = [j for j in (args.only or []) + (args.exclude or []) if j not in nodes]
         if unknown:
             parser.error(f"unknown job id(s): {', '.join(unknown)}; the job ids are: "
-                         f"{', '.join(ids)}")
-    command = build_command(args, extra, ids)
+                         f"{', '.join(sorted(nodes))}")
+    command = build_command(args, extra, nodes)
     shown = ["pytest", *command[3:]]
     print(f"run_all_training.py runs: {shlex.join(shown)}", flush=True)
     return subprocess.run(command, cwd=cwd).returncode

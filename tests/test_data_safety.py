@@ -425,3 +425,38 @@ def test_a_timeout_marker_that_is_not_finite_never_reaches_the_job(
     assert "invalid timeout inf from the timeout marker of train_one.py::one" in (
         result.stdout.str() + result.stderr.str())
     assert not (pytester.path / OUT / "one" / "received.json").exists()
+
+
+# -- 7. bounded memory --------------------------------------------------------------------------
+
+def test_the_log_attached_to_a_failure_is_read_from_its_end(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from training_plugin.collect.items import TrainingItem
+
+    log = tmp_path / "train.log"
+    with open(log, "wb") as fh:
+        for _ in range(40):
+            fh.write(b"x" * (1 << 20))
+        fh.write(b"the last line\n")
+    sections: list[tuple[str, str, str]] = []
+
+    class Stub:
+        def add_report_section(self, when: str, key: str, content: str) -> None:
+            sections.append((when, key, content))
+
+    tracemalloc.start()
+    try:
+        TrainingItem._attach_log(Stub(), log)  # type: ignore[arg-type]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * LOG_ATTACH_BYTES  # the 40 MB log is never read whole
+    (_, key, content), = sections
+    assert key == "train.log" and content.endswith("the last line\n")
+    assert content.startswith(f"[... first {40 * (1 << 20) + 14 - LOG_ATTACH_BYTES} bytes")
+
+
+def test_the_json_size_limit_is_documented() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs/configuration/index.md").read_text()
+    assert f"{MAX_JSON_BYTES // (1 << 20)} MB" in text

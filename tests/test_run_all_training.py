@@ -15,6 +15,13 @@ _spec.loader.exec_module(rat)
 
 IDS = ["als", "alzheimers", "alzheimers_structured", "alzheimers_structured_ensemble",
        "baseline_models", "model"]
+#: Job id -> node id, as ``job_nodes`` finds them.
+NODES = {"als": "src/train_als.py::als", "alzheimers": "src/train_alzheimers.py::alzheimers",
+         "alzheimers_structured": "scripts/train_alzheimers_structured.py::alzheimers_structured",
+         "alzheimers_structured_ensemble":
+             "scripts/train_alzheimers_structured.py::alzheimers_structured_ensemble",
+         "baseline_models": "mlops/train_baseline_models.py::baseline_models",
+         "model": "mlops/train_model.py::model"}
 
 #: A fake training script that leaves a trace and its argv when it runs.
 FAKE = """\
@@ -30,9 +37,9 @@ out.mkdir(parents=True, exist_ok=True)
 """
 
 
-def command(*argv: str, ids: list[str] | None = IDS) -> list[str]:
+def command(*argv: str, nodes: dict[str, str] | None = NODES) -> list[str]:
     args, extra = rat.make_parser().parse_known_args(list(argv))
-    return rat.build_command(args, extra, ids)[3:]  # after `python -m pytest`
+    return rat.build_command(args, extra, nodes)[3:]  # after `python -m pytest`
 
 
 @pytest.mark.parametrize(
@@ -47,14 +54,13 @@ def command(*argv: str, ids: list[str] | None = IDS) -> list[str]:
         (["--dry-run"], ["-p", "training_plugin", "--collect-only"]),
         (["--list"], ["-p", "training_plugin", "--collect-only", "-q"]),
         (["--only", "als", "model"],
-         ["-p", "training_plugin", "-k", "(als or model) and not baseline_models"]),
+         ["-p", "training_plugin", NODES["als"], NODES["model"]]),
         (["--only", "alzheimers_structured"],
-         ["-p", "training_plugin", "-k",
-          "alzheimers_structured and not alzheimers_structured_ensemble"]),
+         ["-p", "training_plugin", NODES["alzheimers_structured"]]),
         (["--exclude", "model", "als"],
-         ["-p", "training_plugin", "-k",
-          "alzheimers or alzheimers_structured or alzheimers_structured_ensemble or "
-          "baseline_models"]),
+         ["-p", "training_plugin", *(NODES[i] for i in IDS if i not in ("model", "als"))]),
+        (["--only", "als", "--exclude", "als"],
+         ["-p", "training_plugin", *(a for i in IDS for a in ("--deselect", NODES[i]))]),
         (["--epochs", "1", "--timeout", "60"],
          ["-p", "training_plugin", "--epochs", "1", "--timeout", "60"]),  # passed through
     ],
@@ -78,7 +84,7 @@ def test_only_runs_exactly_the_named_jobs_and_prints_the_pytest_command(
     assert rc == 0
     out = capfd.readouterr().out
     assert out.count("run_all_training.py runs: pytest -p training_plugin --epochs 2 "
-                     "-k 'model and not baseline_models'") == 1
+                     "train_model.py::model") == 1
     ran = sorted(p.parent.name for p in (tmp_path / "training-results").glob("*/ran"))
     assert ran == ["model"]
     assert (tmp_path / "training-results/model/ran").read_text().startswith("--epochs 2")
@@ -108,3 +114,27 @@ def test_pytest_exit_code_is_returned(tmp_path: Path) -> None:
     make_repo(tmp_path)
     (tmp_path / "train_als.py").write_text("raise SystemExit(3)\n")
     assert rat.main(["--only", "als", "-p", "no:cacheprovider"], cwd=str(tmp_path)) == 1
+
+
+def test_only_matches_ids_exactly_not_as_substrings_of_folder_names(tmp_path: Path) -> None:
+    make_repo(tmp_path)
+    (tmp_path / "models").mkdir()  # `-k model` would match every job in this folder
+    (tmp_path / "models" / "train_x.py").write_text(textwrap.dedent(FAKE))
+    assert rat.main(["--only", "model", "-p", "no:cacheprovider"], cwd=str(tmp_path)) == 0
+    ran = sorted(p.parent.name for p in (tmp_path / "training-results").glob("*/ran"))
+    assert ran == ["model"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--parallel", "--max-workers", "0"], "--max-workers 0: the number of workers must be >= 1"),
+    (["--parallel", "--max-workers", "-3"], "--max-workers -3: the number of workers must be"),
+    (["--max-workers", "4"], "--max-workers works only with --parallel"),
+])
+def test_max_workers_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                argv: list[str], message: str) -> None:
+    make_repo(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        rat.main(argv, cwd=str(tmp_path))
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "training-results").exists()
