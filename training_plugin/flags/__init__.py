@@ -15,13 +15,17 @@ Where each part lives:
 - ``source``: what the others share (the leaf): AST helpers (``dotted``, ``literal``), the
   parsed ``Module`` and the ``State`` of one analysis;
 - ``guards``: literal values at call sites and the ``if`` branches they decide;
-- ``follow``: where a name used in a module leads: imports (``training_plugin.imports``, the
-  resolver the fingerprint uses too) and repository functions (``Follower``);
+- ``entry``:  whether a file is a script at all: its entry point (``entry_point``);
+- ``follow``: the session's module table (each file read and parsed once) and where a name
+  used in a module leads: imports (``training_plugin.imports``, the resolver the fingerprint
+  uses too) and repository functions (``Follower``);
 - ``walk``:   the AST walk of one script: ``add_argument``, parsers, ``parse_*`` calls, parent
-  parsers, helpers, other CLI libraries (``Analyzer``, the entry point);
-- ``cache``:  results keyed by the contents of the script and every followed module.
+  parsers, helpers, other CLI libraries (``Analyzer``, the entry point); each followed helper
+  is scanned once per session and shared by the scripts that reach it alike;
+- ``cache``:  results keyed by the contents of the script and every followed module, and each
+  candidate file's entry point keyed by its contents.
 
-Imports go one way: model <- source <- guards, follow <- walk <- cache.
+Imports go one way: model <- source <- guards, entry, follow <- walk <- cache.
 """
 
 from __future__ import annotations

@@ -148,6 +148,8 @@ class State:
     truncated: bool = False  #: the depth budget was hit
     entered_script: bool = False  #: a followed call led into the script's own file
     imported: frozenset[str] = frozenset()  #: top-level names of the absolute imports followed
+    #: the helpers scanned for this script so far (one set for the script and its helpers)
+    scanned: set[Key] = field(default_factory=set)
 
     def unresolved(self, reason: str) -> None:
         """Record why the command line cannot be read statically."""
@@ -183,7 +185,7 @@ class State:
     def child(self, key: Key) -> State:
         """The state of the helper ``key`` followed from here."""
         callers = self.callers | {self.key} if self.key is not None else self.callers
-        return State(script=self.script, key=key, callers=callers)
+        return State(script=self.script, key=key, callers=callers, scanned=self.scanned)
 
     @property
     def shareable(self) -> bool:

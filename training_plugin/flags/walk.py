@@ -107,11 +107,18 @@ class Analyzer:
         shared from an earlier script where it holds, else a scan of its own."""
         folder = self.follower.resolver.script_folder(state.script)
         found = self._scanned.get(key)
-        if found is not None and self._reusable(found, folder, depth):
-            if str(state.script) not in found.part.deps:
-                state.merge(found.part, depth - found.depth)
-                return
+        if (found is not None and self._reusable(found, folder, depth)
+                and str(state.script) not in found.part.deps):
+            state.merge(found.part, depth - found.depth)
+            return
+        if key in state.scanned:
+            # scanned for this script already (its findings are the script's): once per
+            # script, as a helper reached along many paths of a call graph with cycles
+            state.cycles.add(key)
+            return
+        state.scanned.add(key)
         part = state.child(key)
+        part.deepest = depth
         names = self.follower.record()
         try:
             self._scan(module, [funcdef], part, depth, env)
