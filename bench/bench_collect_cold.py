@@ -163,7 +163,7 @@ def compare(name: str, root: Path, floor_py: Path, empty: Path, repeat: int) -> 
     rc, listing = first.returncode, first.stdout
     jobs = sum(1 for line in timed_run(plugin, root, expect_rc=rc)[2].splitlines()
                if "::" in line)
-    not_scripts = re.search(r"not scripts \(no entry point\): (\d+) files", listing)
+    not_scripts = re.search(r"not scripts \(no entry point\): (\d+) files?", listing)
     budget = [line.strip() for line in listing.splitlines() if "budget" in line]
     best, cpu = best_times(
         {

@@ -218,7 +218,7 @@ def test_only_scripts_are_collected_and_the_rest_is_listed_in_one_line(
             if line.startswith("job ")} == scripts
     not_scripts = sorted([f"shapes/{n}" for n, (_, s) in SHAPES.items() if not s]
                          + ["shapes/__init__.py"])
-    line = MSG_NOT_SCRIPTS.format(count=len(not_scripts),
+    line = MSG_NOT_SCRIPTS.format(count=len(not_scripts), files="files",
                                   examples=", ".join(not_scripts[:3]) + ", ...")
     assert line in result.stdout.lines
     quiet = pytester.runpytest("-p", "training_plugin", "-p", "no:cacheprovider",

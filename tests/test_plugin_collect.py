@@ -466,3 +466,14 @@ def test_identical_copies_of_scripts_are_still_refused_naming_both(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert MSG_IDENTICAL_COPY.format(id="als", first="a/train_als.py", second="b/train_als.py",
                                      suggest="b") in result.stderr.str()
+
+
+def test_when_no_matching_file_is_a_script_the_run_says_what_it_found(
+    pytester: pytest.Pytester,
+) -> None:
+    make(pytester, {"train_utils.py": LIBRARY, "tests/test_suite.py": "def test_x():\n    pass\n"})
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines([MSG_NO_SCRIPTS.format(glob="train_*.py", where="."),
+                                 "training: not scripts (no entry point): 1 file, e.g. "
+                                 "train_utils.py (training_require_entry_point = false *"])

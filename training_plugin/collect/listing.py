@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 MSG_NO_MATCH = "training: no job matched {what}; job ids: {ids}"
 MSG_NO_SCRIPTS = "training: no training scripts ({glob}) found under {where}"
 #: ``--collect-only``: the matching files that are not collected.
-MSG_NOT_SCRIPTS = ("not scripts (no entry point): {count} files, e.g. {examples} "
+MSG_NOT_SCRIPTS = ("not scripts (no entry point): {count} {files}, e.g. {examples} "
                    "(training_require_entry_point = false collects them)")
 #: How many not-scripts the line names.
 NOT_SCRIPT_EXAMPLES = 3
@@ -32,7 +32,8 @@ def not_scripts(state: CollectState) -> list[str]:
         return []
     examples = ", ".join(names[:NOT_SCRIPT_EXAMPLES]) + (
         ", ..." if len(names) > NOT_SCRIPT_EXAMPLES else "")
-    return [MSG_NOT_SCRIPTS.format(count=len(names), examples=examples)]
+    files = "file" if len(names) == 1 else "files"
+    return [MSG_NOT_SCRIPTS.format(count=len(names), files=files, examples=examples)]
 
 
 def header(state: CollectState) -> list[str]:
@@ -81,6 +82,8 @@ def no_match(config: pytest.Config, state: CollectState, terminalreporter: Any) 
         terminalreporter.write_line(
             MSG_NO_SCRIPTS.format(glob=config.getini("training_glob"), where=where)
         )
+        for line in not_scripts(state):
+            terminalreporter.write_line(f"training: {line}")
         return
     selection = []
     if config.getoption("keyword"):
