@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from aimedres.training.coverage import simulate  # noqa: E402
+from aimedres.training.coverage import simulate
 
 LABELS = {"bootstrap": "before: row bootstrap of pooled OOF (models fixed)",
           "naive": "naive t, folds independent",

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -127,7 +128,7 @@ def _codes(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def n_subjects(groups: np.ndarray | None, n: int) -> int:
     """Distinct subjects (rows when ``groups`` is None)."""
-    return n if groups is None else int(len(np.unique(np.asarray(groups).astype(str))))
+    return n if groups is None else len(np.unique(np.asarray(groups).astype(str)))
 
 
 def bootstrap_interval(y: np.ndarray, score: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray],
@@ -266,16 +267,16 @@ def net_benefit(y: np.ndarray, p: np.ndarray, thresholds: Sequence[float] = DECI
 
 def _ranges(thresholds: np.ndarray, mask: np.ndarray) -> list[list[float]]:
     """Contiguous runs of ``mask`` as [first, last] thresholds."""
-    out, start = [], None
+    out: list[list[float]] = []
+    run: list[float] = []
     for t, m in zip(thresholds, mask):
-        if m and start is None:
-            start = t
-        if not m and start is not None:
-            out.append([float(start), float(prev)])
-            start = None
-        prev = t
-    if start is not None:
-        out.append([float(start), float(thresholds[-1])])
+        if m:
+            run.append(float(t))
+        elif run:
+            out.append([run[0], run[-1]])
+            run = []
+    if run:
+        out.append([run[0], run[-1]])
     return out
 
 
@@ -340,7 +341,11 @@ def tuned_threshold(estimator: Any, X: Any, y: np.ndarray, *, inner_folds: int, 
     settings (the outer fold's pick). The tuner's refit is thrown away: only the threshold is used."""
     from sklearn.base import clone
     from sklearn.metrics import make_scorer
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, TunedThresholdClassifierCV
+    from sklearn.model_selection import (
+        StratifiedGroupKFold,
+        StratifiedKFold,
+        TunedThresholdClassifierCV,
+    )
 
     cv = (StratifiedGroupKFold(n_splits=inner_folds, shuffle=True, random_state=seed) if groups is not None
           else StratifiedKFold(n_splits=inner_folds, shuffle=True, random_state=seed))
@@ -373,9 +378,9 @@ def riley_sample_size(*, parameters: int, prevalence: float, r2_cs: float, shrin
     s_ii = r2 / (r2 + delta * max_r2)
     n = {"shrinkage": by_shrinkage(shrinkage), "optimism": by_shrinkage(s_ii),
          "overall_risk": (1.96 / margin) ** 2 * phi * (1 - phi)}
-    need = int(math.ceil(max(n.values())))
-    return {"criteria": {k: int(math.ceil(v)) for k, v in n.items()}, "required_n": need,
-            "required_events": int(math.ceil(need * phi)), "r2_cs": r2, "max_r2_cs": max_r2}
+    need = math.ceil(max(n.values()))
+    return {"criteria": {k: math.ceil(v) for k, v in n.items()}, "required_n": need,
+            "required_events": math.ceil(need * phi), "r2_cs": r2, "max_r2_cs": max_r2}
 
 
 def cox_snell_r2(y: np.ndarray, p: np.ndarray) -> float:
@@ -396,7 +401,7 @@ def sample_size_item(y: np.ndarray, p_oof: np.ndarray, parameters: int, where: s
     events = int(min(y.sum(), len(y) - y.sum()))
     r2 = cox_snell_r2(y, p_oof)
     riley = riley_sample_size(parameters=parameters, prevalence=float(y.mean()), r2_cs=r2)
-    out = {"rows": int(len(y)), "events": events, "parameters": int(parameters),
+    out = {"rows": len(y), "events": events, "parameters": int(parameters),
            "events_per_parameter": round(events / max(parameters, 1), 2),
            "r2_cs_source": "out-of-fold predictions" if r2 > 0 else "none (out-of-fold R2cs <= 0; floor used)",
            "riley": riley}
@@ -435,7 +440,7 @@ def linear_coefficients(model: Any) -> dict[str, float] | None:
         return None
     try:
         names = list(model[:-1].get_feature_names_out())
-    except Exception:  # a transformer without feature names
+    except (AttributeError, TypeError, ValueError):  # a transformer without feature names
         names = [f"x{i}" for i in range(coef.reshape(-1).size)]
     out = {"(intercept)": float(np.asarray(getattr(est, "intercept_", 0.0)).reshape(-1)[0])}
     out |= {str(n): float(c) for n, c in zip(names, coef.reshape(-1)) if c != 0.0}
