@@ -620,6 +620,20 @@ def test_ici_is_the_mean_gap_between_the_smoothed_and_the_true_risk():
     assert errors["e90"] == pytest.approx(np.percentile(np.abs(shrunk - true), 90), abs=0.015)
 
 
+def test_loess_band_is_statsmodels_lowess_with_a_subject_bootstrap_around_it():
+    from statsmodels.nonparametric.smoothers_lowess import lowess
+
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.05, 0.95, size=400)
+    y = (rng.uniform(size=400) < p).astype(int)
+    band = clinical.loess_band(y, p, np.arange(400) // 2, seed=0, n_boot=60, points=20)
+    grid = np.asarray(band["risk"])
+    ref = lowess(y.astype(float), p, frac=2 / 3, it=0, xvals=grid)
+    assert band["observed"] == pytest.approx(np.clip(ref, 0, 1).tolist())
+    lo, hi, mid = map(np.asarray, (band["lo"], band["hi"], band["observed"]))
+    assert (lo <= mid + 1e-9).all() and (mid <= hi + 1e-9).all() and (hi - lo).mean() < 0.3
+
+
 def test_net_benefit_matches_hand_counts():
     y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
     p = np.array([0.9, 0.6, 0.1, 0.7, 0.3, 0.2, 0.1, 0.1, 0.05, 0.05])
