@@ -12,7 +12,9 @@ candidate and the package's modules are not scripts (no entry point).  Times, be
 - the floor: one Python process that reads and ``ast.parse``s every ``.py`` under the root once;
 - ``pytest -p training_plugin --collect-only -q -p no:cacheprovider`` (cold: no flag cache);
 - the same with the flag cache primed (warm);
-- an empty pytest run (``pytest --collect-only -q`` in an empty folder): pytest's start-up.
+- an empty pytest run (``pytest --collect-only -q`` in an empty folder): pytest's start-up;
+- ``pytest --collect-only -q pytest.ini`` in the tree: pytest's start-up there, its initial
+  conftests included.
 
 Targets: cold <= 1.5x the floor; warm no slower than the floor (warm minus the empty run is
 printed too).  ``--timm`` also downloads the sdist of pytorch-image-models (``pip download
@@ -159,7 +161,7 @@ def compare(name: str, root: Path, floor_py: Path, empty: Path, repeat: int) -> 
     plugin = [py, "-m", "pytest", "-p", "training_plugin", "--collect-only", "-q"]
     # prime the flag cache; the full listing's lines; exit 5 when no file is a script
     first = subprocess.run(plugin[:-1], cwd=root, capture_output=True, text=True,
-                           env=bench_env())
+                           env=bench_env(), check=False)
     rc, listing = first.returncode, first.stdout
     jobs = sum(1 for line in timed_run(plugin, root, expect_rc=rc)[2].splitlines()
                if "::" in line)
@@ -171,6 +173,10 @@ def compare(name: str, root: Path, floor_py: Path, empty: Path, repeat: int) -> 
             "cold": (plugin + ["-p", "no:cacheprovider"], root, rc, None),
             "warm": (plugin, root, rc, None),
             "empty": ([py, "-m", "pytest", "--collect-only", "-q"], empty, 5, None),
+            # pytest's start-up in this tree: it loads ./conftest.py and ./test*/conftest.py
+            # before any plugin runs (the timm sdist's tests/conftest.py imports torch)
+            "startup": ([py, "-m", "pytest", "--collect-only", "-q", "pytest.ini"], root, 5,
+                        None),
         },
         repeat,
     )
@@ -191,6 +197,10 @@ def compare(name: str, root: Path, floor_py: Path, empty: Path, repeat: int) -> 
     print(f"  empty pytest run (pytest's start-up)             {best['empty']:7.3f} s; "
           f"warm minus empty {best['warm'] - best['empty']:.3f} s, cold minus empty "
           f"{best['cold'] - best['empty']:.3f} s")
+    start = best["startup"]
+    print(f"  pytest's start-up in this tree (its conftests)   {start:7.3f} s; warm minus it "
+          f"{best['warm'] - start:.3f} s, cold minus it {best['cold'] - start:.3f} s "
+          f"({(best['cold'] - start) / best['floor']:.2f}x the floor)")
 
 
 WORKERS = '''\
@@ -241,7 +251,7 @@ def fetch_timm(tmp: Path) -> Path | None:
     dest = tmp / "dl"
     proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
                            ":all:", "timm", "-d", str(dest), "-q"],
-                          capture_output=True, text=True, env=bench_env())
+                          capture_output=True, text=True, env=bench_env(), check=False)
     archives = sorted(dest.glob("timm-*.tar.gz")) if dest.exists() else []
     if proc.returncode or not archives:
         print(f"timm: pip download failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")

@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from fakejobs import write_files
+
 from training_plugin.collect.listing import MSG_NOT_SCRIPTS
 from training_plugin.flags import entry, source, walk
 

@@ -477,3 +477,5 @@ def test_when_no_matching_file_is_a_script_the_run_says_what_it_found(
     result.stdout.fnmatch_lines([MSG_NO_SCRIPTS.format(glob="train_*.py", where="."),
                                  "training: not scripts (no entry point): 1 file, e.g. "
                                  "train_utils.py (training_require_entry_point = false *"])
+    listed = run(pytester, "--collect-only")
+    assert listed.stdout.str().count("not scripts (no entry point)") == 1

@@ -69,7 +69,7 @@ def jobs(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
         if spec.missing_required:
             lines.append(f"    WILL FAIL: {spec.missing_message()}")
     state = state_of(config)
-    if state is not None:
+    if state is not None and lines:  # without jobs, ``no_match`` says it
         lines += not_scripts(state)
     return lines
 

@@ -85,7 +85,7 @@ class FlagCache:
         entry = self._entry(key, sha)
         if not isinstance(entry[3], str):
             module = self.analyzer.follower.parse(Path(key), source)
-            entry[3] = module if isinstance(module, str) else entry_point(module) or ""
+            entry[3] = module if isinstance(module, str) else entry_point(module, source) or ""
             self.changed = True
         return entry[3] or None
 

@@ -115,11 +115,14 @@ def _runs_program(module: Module, call: ast.Call, own: set[str]) -> bool:
     return (origin(module, func) or "").startswith(RUNNERS)
 
 
-def entry_point(module: Module) -> str | None:
+def entry_point(module: Module, source: bytes | None = None) -> str | None:
     """What makes ``module`` a script ("a __main__ block at line 40"), or None when running
-    it only imports, defines, assigns and registers names (module docstring)."""
+    it only imports, defines, assigns and registers names (module docstring).  With its
+    ``source``, a module whose text names neither ``parse_`` nor ``argv`` is not searched for
+    a statement that reads the command line."""
     if module.path.name == "__init__.py":
         return None
+    cli = source is None or b"parse_" in source or b"argv" in source
     body = module.tree.body
     flat = not any(isinstance(s, _DEFINITIONS) for s in _top_level(body))
     own = set(module.functions) | set(module.assigned)
@@ -138,7 +141,7 @@ def entry_point(module: Module) -> str | None:
             exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
             if exc is not None and dotted(exc) == "SystemExit":
                 return f"raise SystemExit at line {line}"
-        elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr)) and (
+        elif cli and isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr)) and (
                 _reads_command_line(module, stmt)):
             return f"reads the command line at line {line}"
         if isinstance(stmt, ast.Expr):

@@ -6,8 +6,9 @@ This module is the flags package's leaf: it imports only ``flags.model``.
 - ``dotted`` and ``literal`` read names and literal values off AST nodes;
 - ``Module`` indexes one parsed file (top-level functions, import bindings, module-level
   assignments);
-- ``State`` collects what the analysis of one script finds (flags, reasons, followed modules)
-  and turns it into a ``ParserInfo``.
+- ``State`` collects what the analysis of one script (or of one followed helper) finds (flags,
+  reasons, followed modules) and turns it into a ``ParserInfo``; ``Scanned`` is a helper's
+  state shared with later scripts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from training_plugin.flags.model import (
     NO_PARSER,
@@ -222,3 +223,12 @@ class State:
         for flag in self.flags:
             unique.setdefault(flag.options or flag.dest, flag)
         return ParserInfo(RESOLVED, tuple(unique.values()), (), deps)
+
+
+class Scanned(NamedTuple):
+    """A followed helper's result, shared by the scripts that reach it alike."""
+
+    part: State
+    depth: int  #: the helper level it was scanned at
+    folder: Path  #: the folder of the script it was scanned for (its ``sys.path[0]``)
+    local: bool  #: an absolute import it looked up is shadowed by that folder

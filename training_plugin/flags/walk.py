@@ -12,13 +12,21 @@ from __future__ import annotations
 import ast
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from training_plugin.flags.follow import Follower
 from training_plugin.flags.guards import bind, walk_pruned
 from training_plugin.flags.model import UNRESOLVED, Flag, ParserInfo
-from training_plugin.flags.source import (MAX_DEPTH, Key, Module, State, dotted, literal,
-                                          origin)
+from training_plugin.flags.source import (
+    MAX_DEPTH,
+    Key,
+    Module,
+    Scanned,
+    State,
+    dotted,
+    literal,
+    origin,
+)
 
 _NO_VALUE_ACTIONS = frozenset(
     {"store_true", "store_false", "store_const", "append_const", "count", "help", "version"}
@@ -57,15 +65,6 @@ _PARSER_METHODS = frozenset(
 )
 
 
-class _Scanned(NamedTuple):
-    """A followed helper's result, shared by the scripts that reach it alike."""
-
-    part: State
-    depth: int  #: the helper level it was scanned at
-    folder: Path  #: the folder of the script it was scanned for (its ``sys.path[0]``)
-    local: bool  #: an absolute import it looked up is shadowed by that folder
-
-
 class Analyzer:
     """Static argparse analysis over one session's module table.
 
@@ -78,7 +77,7 @@ class Analyzer:
     def __init__(self, rootdir: Path) -> None:
         self.follower = Follower(rootdir)
         self.rootdir = self.follower.rootdir
-        self._scanned: dict[Key, _Scanned] = {}
+        self._scanned: dict[Key, Scanned] = {}
 
     def analyze(self, script: Path) -> ParserInfo:
         """Analyze one script (never imports or runs it)."""
@@ -90,7 +89,7 @@ class Analyzer:
         self._scan(module, [module.tree], state, depth=0)
         return state.result()
 
-    def _reusable(self, found: _Scanned, folder: Path, depth: int) -> bool:
+    def _reusable(self, found: Scanned, folder: Path, depth: int) -> bool:
         if found.part.truncated:
             if depth != found.depth:
                 return False
@@ -128,7 +127,7 @@ class Analyzer:
         state.merge(part)
         if part.shareable:
             shadows = self.follower.resolver.shadows
-            self._scanned[key] = _Scanned(part, depth, folder,
+            self._scanned[key] = Scanned(part, depth, folder,
                                           any(shadows(folder, n) for n in names))
 
     def _scan(
