@@ -148,7 +148,9 @@ class Analyzer:
         calls = [n for n in nodes if isinstance(n, ast.Call)]
         parser_names: set[str] = set()
         made_by: dict[str, list[ast.Call]] = {}  # local name -> the calls assigned to it
-        scope = list(ast.walk(module.tree)) if depth == 0 else nodes
+        # the script's whole tree at depth 0 (without bound literals its walk is ast.walk)
+        whole = depth == 0 and not env and len(roots) == 1 and roots[0] is module.tree
+        scope = nodes if depth or whole else list(ast.walk(module.tree))
         for node in scope:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
                 made = dotted(node.value.func) or ""
