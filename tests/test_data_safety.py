@@ -353,7 +353,7 @@ def test_a_job_whose_output_folder_filled_up_says_no_space_left(
     ("min = { accuracy = nan }", "min"),
     ("max = { rmse = inf }", "max"),
     ("tolerance = inf", "tolerance"),
-    ("resources = { bigmem = nan }", "resources"),
+    ("resources = { bigmem = inf }", "resources"),
     ('env = { "A=B" = "x" }', "env"),
     ('env = { "" = "x" }', "env"),
     ('env = { A = "x\\u0000y" }', "env"),
