@@ -74,10 +74,17 @@ class ImportResolver:
         self._real_root = os.path.realpath(self.rootdir)
         self._found: dict[tuple[tuple[Path, ...], str], Found | None] = {}
         self._ours: dict[tuple[Path, bool], bool] = {}
+        self._folders: dict[Path, Path] = {}
 
     # -- places ----------------------------------------------------------------------------
     def script_folder(self, script: Path) -> Path:
         """``sys.path[0]`` of ``python script``: its folder, or its target's when a symlink."""
+        folder = self._folders.get(script)
+        if folder is None:
+            folder = self._folders[script] = self._script_folder(script)
+        return folder
+
+    def _script_folder(self, script: Path) -> Path:
         script = Path(os.path.abspath(script))
         if not script.is_symlink():
             return script.parent
