@@ -13,8 +13,8 @@ candidate and the package's modules are not scripts (no entry point).  Times, be
 - ``pytest -p training_plugin --collect-only -q -p no:cacheprovider`` (cold: no flag cache);
 - the same with the flag cache primed (warm);
 - an empty pytest run (``pytest --collect-only -q`` in an empty folder): pytest's start-up;
-- ``pytest --collect-only -q pytest.ini`` in the tree: pytest's start-up there, its initial
-  conftests included.
+- ``pytest --collect-only -q --ignore-glob=* .`` in the tree: pytest's start-up there, its
+  initial conftests included.
 
 Targets: cold <= 1.5x the floor; warm no slower than the floor (warm minus the empty run is
 printed too).  ``--timm`` also downloads the sdist of pytorch-image-models (``pip download
@@ -174,9 +174,10 @@ def compare(name: str, root: Path, floor_py: Path, empty: Path, repeat: int) -> 
             "warm": (plugin, root, rc, None),
             "empty": ([py, "-m", "pytest", "--collect-only", "-q"], empty, 5, None),
             # pytest's start-up in this tree: it loads ./conftest.py and ./test*/conftest.py
-            # before any plugin runs (the timm sdist's tests/conftest.py imports torch)
-            "startup": ([py, "-m", "pytest", "--collect-only", "-q", "pytest.ini"], root, 5,
-                        None),
+            # before any plugin runs (the timm sdist's tests/conftest.py imports torch), then
+            # ignores every file (exit 5)
+            "startup": ([py, "-m", "pytest", "--collect-only", "-q", "--ignore-glob=*", "."],
+                        root, 5, None),
         },
         repeat,
     )
