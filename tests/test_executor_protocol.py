@@ -37,6 +37,9 @@ CONFTEST = textwrap.dedent(
         def placement(self, job):
             return NODE
 
+        def describe(self):
+            return f"every job a subprocess on {NODE}"
+
         def submit_all(self, jobs):
             self.note(call="submit_all", jobs=[job.id for job in jobs])
 
@@ -98,6 +101,7 @@ def test_the_session_drives_a_third_executor_through_the_protocol(pytester, sess
 
 def test_its_results_metrics_and_node_reach_the_reports(pytester, session):
     session.assert_outcomes(passed=1, failed=1)
+    session.stdout.fnmatch_lines(["training: every job a subprocess on sub:box1"])  # header
     session.stdout.fnmatch_lines(["*good*passed*roc_auc=0.8125*sub:box1*"])
     session.stdout.fnmatch_lines(["*bad*exit code 3*"])
     assert "trained good" in (pytester.path / "out" / "good" / "train.log").read_text()

@@ -12,8 +12,7 @@ hooks of ``hookspecs.py``.
 from __future__ import annotations
 
 import os
-import signal
-import threading
+import time
 from typing import Any
 
 import pytest
@@ -37,10 +36,6 @@ WORKERINPUT_DURATIONS = "training_plugin_durations"
 NAME = "training_plugin.session"
 
 
-class _Hurry(Exception):
-    """A further Ctrl-C or SIGTERM while the session shuts down: cut the slow part short."""
-
-
 def is_training_item(item: pytest.Item) -> bool:
     """Whether ``item`` is a training job."""
     return isinstance(item, TrainingItem)
@@ -62,10 +57,10 @@ class TrainingSession:
         self.started: dict[str, JobRecord] = {}
         #: node id -> spec of every selected job (those never run go to summary.json too)
         self.selected: dict[str, Any] = {}
+        #: node id -> time.monotonic() when its job started (for interrupted records)
+        self.started_at: dict[str, float] = {}
         self.lock: lock.FolderLock | None = None
-        #: signal handlers replaced while the session shuts down (restored at unconfigure)
-        self.calm: dict[int, Any] = {}
-        self.in_slow_part = False
+        self.shutdown = signals.Shutdown()
         # workers use the controller's snapshot; the controller asks the plugins on first use
         workerinput = getattr(config, "workerinput", None)
         self._durations: dict[str, float] | None = None
@@ -105,8 +100,9 @@ class TrainingSession:
         self.summary = SummaryCollector(state.settings.output_dir, self.collect_only)
         if not self.collect_only:
             self._check_timeouts()
-        if state.settings.cluster:
-            executor_of(config)
+        runs_jobs = not self.collect_only and config.getoption("dist", "no") == "no"
+        if state.settings.cluster or runs_jobs:
+            executor_of(config)  # a cluster connects now (a bad address is a usage error)
         if self.collect_only:
             return
         # SIGTERM ends the session like Ctrl-C: with -n, xdist then tears the workers down
@@ -136,7 +132,7 @@ class TrainingSession:
             pass  # no timeout ini key
 
     def pytest_report_header(self, config: pytest.Config) -> list[str] | None:
-        """How many jobs, from where, output to where; where a cluster runs them."""
+        """How many jobs, from where, output to where; where the executor runs them."""
         state = state_of(config)
         if state is None:
             return None
@@ -257,6 +253,7 @@ class TrainingSession:
                 self.progress.job_finished(report.nodeid)
         if started:
             self.started[report.nodeid] = record
+            self.started_at[report.nodeid] = time.monotonic()
             return
         if report.when == "call":
             self.measured[report.nodeid] = job_duration(report)
@@ -286,35 +283,15 @@ class TrainingSession:
 
     # -- session end ----------------------------------------------------------------------------
     def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
-        """Ctrl-C or SIGTERM: a further one is noted, not raised (``_calm_signals``)."""
-        self._calm_signals()
-
-    def _calm_signals(self) -> None:
-        """While the session shuts down, Ctrl-C and SIGTERM cut the slow part (closing the
-        executor) short and never interrupt the writing of the records."""
-        if self.calm or threading.current_thread() is not threading.main_thread():
-            return
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self.calm[signum] = signal.signal(signum, self._late_signal)
-        if self.old_sigterm is not None:  # given back at unconfigure
-            self.calm[signal.SIGTERM], self.old_sigterm = self.old_sigterm, None
-
-    def _late_signal(self, signum: int, _frame: object) -> None:
-        if self.in_slow_part:
-            raise _Hurry(signal.Signals(signum).name)
-
-    def restore_signals(self) -> None:
-        """Undo ``_calm_signals``."""
-        for signum, handler in self.calm.items():
-            signal.signal(signum, handler)
-        self.calm.clear()
+        """Ctrl-C or SIGTERM: a further one is noted, not raised (``signals.Shutdown``)."""
+        self.shutdown.calm(self)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Stop the progress line and the executor; remember durations; tell the plugins of
         jobs that never finished; write summary.json (interrupted and never-run jobs
         included).  The output folder stays locked until ``pytest_unconfigure``."""
-        self._calm_signals()
+        self.shutdown.calm(self)
         if self.old_sigterm is not None:
             signals.restore_sigterm(self.old_sigterm)
             self.old_sigterm = None
@@ -323,18 +300,15 @@ class TrainingSession:
             if self.progress.fd is not None:
                 os.close(self.progress.fd)
             self.progress = None
-        self.in_slow_part = True
-        try:
-            close_executor(self.config)
-        except (_Hurry, KeyboardInterrupt):
-            pass  # the reaper dies with this process and takes the jobs with it
-        finally:
-            self.in_slow_part = False
+        with self.shutdown.slow_part():  # a further signal cuts it short
+            close_executor(self.config)  # the reaper dies with this process, with the jobs
         if not self.controller:
             return
         save_durations(self.config, self.measured)
+        now = time.monotonic()
         for nodeid, record in self.started.items():
             record.outcome = "interrupted"
+            record.duration_s = round(now - self.started_at.get(nodeid, now), 3)
             record.metrics = {}
             record.story = "interrupted before the job finished"
             self.config.hook.pytest_training_job_interrupted(config=self.config, record=record)
@@ -392,7 +366,7 @@ def unregister(config: pytest.Config) -> None:
         if session.lock is not None:
             session.lock.release()
             session.lock = None
-        session.restore_signals()
+        session.shutdown.restore()
     for name in (NAME, "training_plugin.collector", "training_plugin.xdist_scheduler"):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:

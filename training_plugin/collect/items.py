@@ -266,7 +266,10 @@ class TrainingItem(pytest.Item):
         self.run_result = result
         self._attach_log(result.log_path)
         self.metrics = results.read_metrics(spec.output_dir) if result.ok else None
-        self.document = self.metrics.document if self.metrics is not None else None
+        if self.metrics is not None:
+            self.document = self.metrics.document
+        else:  # a failed run's own metrics.json (an earlier one was set aside), for the record
+            self.document = results.read_json_object(spec.output_dir / results.METRICS_FILE)
         outcome = self.job_result = results.JobResult(spec=spec, run=result, metrics=self.metrics)
         outcome.properties.extend(results.junit_properties(self.metrics))
         if result.node:
