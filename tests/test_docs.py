@@ -101,6 +101,19 @@ def test_reference_page_has_every_entry_with_its_help() -> None:
 # ---------------------------------------------------------------------------------------------
 # the README stays a front door
 # ---------------------------------------------------------------------------------------------
+def test_the_development_page_names_every_module_of_the_plugin() -> None:
+    """The module map on the development page lists each module of training_plugin once,
+    and nothing that is not there (it drifts otherwise)."""
+    page = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^([a-z_/]+\.(?:py|css))\s", page, flags=re.MULTILINE))
+    package = ROOT / "training_plugin"
+    present = {p.relative_to(package).as_posix() for p in package.rglob("*")
+               if p.suffix in (".py", ".css") and "__pycache__" not in p.parts}
+    top_level = {"conftest.py", "run_all_training.py"}
+    assert sorted(present - listed) == [], "modules missing from docs/development.md"
+    assert sorted(listed - present - top_level) == [], "modules listed but not in the tree"
+
+
 def test_readme_is_short_and_its_links_resolve() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(text.splitlines()) <= README_MAX_LINES
