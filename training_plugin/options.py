@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from training_plugin.collect import sweeps
 from training_plugin.run import budget
 
 DEFAULT_GLOB = "train_*.py"
@@ -40,6 +41,18 @@ HELP_OUTPUT_DIR = (
     "default: ini training_output_dir or training-results"
 )
 HELP_TRAIN_ARG = "forward --NAME VALUE to every job that accepts --NAME (repeatable)"
+HELP_SWEEP = (
+    "vary NAME over values for every job that accepts --NAME: NAME=V1,V2,... or "
+    "NAME=START:STOP[:STEP] (Python's range); repeatable, the grid is the product; each cell "
+    "is an item <job>[<name>_<value>-...] writing to <output-dir>/<job>/<cell>/"
+)
+HELP_REPEATS = (
+    "run every job that has a seed flag N times, seeds S..S+N-1 (S: --seed, else the job's "
+    "own default seed); the same as --sweep seed=S:S+N"
+)
+HELP_MAX_CELLS = (
+    "the most cells a session's sweeps may make (default 1000); more is a usage error"
+)
 HELP_RAY = (
     "run the jobs on a Ray cluster: auto, HOST:PORT, ray://HOST:PORT (what ray.init takes), "
     "or local (a private Ray instance for this session); default: ini training_ray_address"
@@ -111,6 +124,10 @@ def add_core_options(parser: pytest.Parser) -> None:
                     default=None, metavar="DIR", help=HELP_OUTPUT_DIR)
     group.addoption("--train-arg", dest="train_args", type=train_arg, action="append",
                     default=[], metavar="NAME=VALUE", help=HELP_TRAIN_ARG)
+    group.addoption("--sweep", dest="training_sweep", type=sweeps.parse_sweep,
+                    action="append", default=[], metavar="NAME=VALUES", help=HELP_SWEEP)
+    group.addoption("--repeats", dest="training_repeats", type=int_at_least("--repeats", 1),
+                    default=None, metavar="N", help=HELP_REPEATS)
     group.addoption("--ray", dest="training_ray", default=None, metavar="ADDRESS", help=HELP_RAY)
 
 
@@ -132,6 +149,7 @@ def add_core_ini(parser: pytest.Parser) -> None:
                   "point (an if __name__ == \"__main__\" block, a top-level call such as main(), "
                   "@hydra.main); false: every file matching training_glob is a job",
                   type="bool", default=True)
+    parser.addini("training_max_cells", HELP_MAX_CELLS, default=str(sweeps.DEFAULT_MAX_CELLS))
     parser.addini("training_gpus", "GPU ids shared out between xdist workers when the "
                   "environment sets none (e.g. 0,1; none = no GPUs)", default="")
     parser.addini("training_ray_address", "Ray cluster address for the jobs (as --ray); "

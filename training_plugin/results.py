@@ -193,6 +193,9 @@ class JobRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     #: the job's job-table entry, JSON-able (``collect.table.JobConfig.to_json``)
     table: dict[str, Any] = field(default_factory=dict)
+    job: str | None = None  #: the job's id (a cell's ``id`` is ``<job>[<cell>]``)
+    cell: str | None = None  #: the cell's name (``lr_0.001-seed_2``), None for a plain job
+    params: dict[str, Any] = field(default_factory=dict)  #: a cell's parameters
 
     @property
     def command(self) -> str:

@@ -102,6 +102,9 @@ class SummaryCollector:
             out.append(
                 {
                     "id": rec.id,
+                    "job": rec.job or rec.id,
+                    "cell": rec.cell,
+                    "params": dict(rec.params or {}),
                     "nodeid": entry.nodeid,
                     "outcome": entry.outcome,
                     "duration_s": round(entry.duration_s, 3),

@@ -390,4 +390,5 @@ def spec_record(spec: JobSpec, nodeid: str) -> results.JobRecord:
         resolved_argv=resolved_argv(spec), output_dir=str(spec.output_dir),
         log=str(spec.log_path),
         table=spec.config.to_json(spec.settings.rootdir) if spec.config else {},
+        job=spec.job, cell=spec.cell or None, params=dict(spec.params),
     )

@@ -21,6 +21,8 @@ MSG_NO_SCRIPTS = "training: no training scripts ({glob}) found under {where}"
 #: ``--collect-only``: the matching files that are not collected.
 MSG_NOT_SCRIPTS = ("not scripts (no entry point): {count} {files}, e.g. {examples} "
                    "(training_require_entry_point = false collects them)")
+#: ``--collect-only``: the count of cells.
+MSG_CELLS = "sweep: {cells} cell{s} of {jobs} job{js} ({per_job})"
 #: How many not-scripts the line names.
 NOT_SCRIPT_EXAMPLES = 3
 
@@ -38,9 +40,12 @@ def not_scripts(state: CollectState) -> list[str]:
 
 def header(state: CollectState) -> list[str]:
     """How many jobs, from where, output to where."""
-    count = sum(len(s) for s in state.specs.values())
+    specs = [spec for group in state.specs.values() for spec in group]
+    count = len({spec.job for spec in specs})
+    cells = sum(1 for spec in specs if spec.cell)
     where = ", ".join(state.roots) or "."
-    return [f"training: {count} jobs from {where}; output: {state.settings.output_dir}"]
+    jobs = f"{count} jobs ({cells} cells)" if cells else f"{count} jobs"
+    return [f"training: {jobs} from {where}; output: {state.settings.output_dir}"]
 
 
 def jobs(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
@@ -64,14 +69,29 @@ def jobs(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
             lines.append(f"    resources: {asked}")
         if executor is not None:
             lines.append(f"    runs on: {executor.placement(item.job_run())}")
-        for note in spec.notes:
+        for note in (*spec.sweep_notes, *spec.notes):
             lines.append(f"    note: {note}")
         if spec.missing_required:
             lines.append(f"    WILL FAIL: {spec.missing_message()}")
+    lines += cell_count(items)
     state = state_of(config)
     if state is not None and lines:  # without jobs, ``no_match`` says it
         lines += not_scripts(state)
     return lines
+
+
+def cell_count(items: list[pytest.Item]) -> list[str]:
+    """``--collect-only``: how many cells of how many swept jobs (none without a sweep)."""
+    cells: dict[str, int] = {}
+    for item in items:
+        if isinstance(item, TrainingItem) and item.spec.cell:
+            cells[item.spec.job] = cells.get(item.spec.job, 0) + 1
+    if not cells:
+        return []
+    per_job = ", ".join(f"{job} {n}" for job, n in cells.items())
+    total = sum(cells.values())
+    return [MSG_CELLS.format(cells=total, s="" if total == 1 else "s", jobs=len(cells),
+                             js="" if len(cells) == 1 else "s", per_job=per_job)]
 
 
 def no_match(config: pytest.Config, state: CollectState, terminalreporter: Any) -> None:

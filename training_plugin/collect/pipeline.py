@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from training_plugin import pytest_compat
-from training_plugin.collect import discovery
+from training_plugin.collect import discovery, sweeps
 from training_plugin.collect.items import TrainingFile, TrainingRoot
 from training_plugin.collect.specs import JobSpec, build_specs, check_train_args
 from training_plugin.collect.table import JobConfig, load_job_table
@@ -214,7 +214,8 @@ class Collector:
             ignore = config.hook.pytest_ignore_collect
             scripts = [s for s in scripts if not ignore(collection_path=s.path, config=config)]
         specs = build_specs(scripts, self.table, settings, flag_cache.get,
-                            pyproject=str(rootdir / "pyproject.toml"), restrict=restrict)
+                            pyproject=str(rootdir / "pyproject.toml"), restrict=restrict,
+                            sweep=sweeps.sweep_of(config))
         if cache_file is not None and flag_cache.changed and self.controller:
             flag_cache.write(cache_file)
         check_train_args(specs)

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 
 from training_plugin import flags as flags_mod
+from training_plugin.collect import sweeps
 from training_plugin.collect.argv import build_argv, switch_value
 from training_plugin.collect.discovery import Script, check_unique, relpath
 from training_plugin.collect.table import TABLE, JobConfig
 from training_plugin.flags import ParserInfo
-from training_plugin.options import Settings
+from training_plugin.options import Settings, int_at_least
 
 MSG_TABLE_UNKNOWN_ID = (
     "{file}: [{table}] names no discovered training script (job ids: {ids}); "
@@ -61,6 +62,14 @@ class JobSpec:
     declared: bool = False  #: a variant declared with `script = ...` in the job table
     config: JobConfig | None = None  #: its job-table entry, if any
     qualified: bool = False  #: the id carries parent folders (another script has its stem)
+    job: str = ""  #: the job's id (a cell's ``id`` is ``<job>[<cell>]``); set from ``id``
+    cell: str = ""  #: the cell's name (``lr_0.001-seed_2``), "" for a job that is not swept
+    params: tuple[tuple[str, Any], ...] = ()  #: a cell's parameters, name -> JSON value
+    sweep_notes: tuple[str, ...] = ()  #: why a parameter does not vary this job
+
+    def __post_init__(self) -> None:
+        if not self.job:
+            object.__setattr__(self, "job", self.id)
 
     @functools.cached_property
     def resources(self) -> dict[str, Any]:
@@ -185,12 +194,15 @@ def build_specs(
     *,
     pyproject: str = "pyproject.toml",
     restrict: Iterable[Path] | None = None,
+    sweep: sweeps.Sweep | None = None,
 ) -> dict[Path, list[JobSpec]]:
     """Job specs per script file (discovered jobs first, then declared variants, by id).
 
     ``analyze(path) -> ParserInfo`` supplies the flags.  Raises ``pytest.UsageError`` for a
     table that names neither a discovered id nor a script, and for duplicate ids.
     ``restrict`` (explicit command-line roots) limits declared variants to files under them.
+    ``sweep`` (the command line's) and each job's table ``sweep`` turn a job into its cells
+    (``cell_specs``); more cells than ``sweep.max_cells`` is a usage error.
     """
     by_id = {s.id: s for s in scripts}
     specs: dict[Path, list[JobSpec]] = {}
@@ -230,4 +242,104 @@ def build_specs(
             make_spec(job, cfg.script, parser=parser_of(cfg.script), settings=settings,
                       config=cfg, declared=True)
         )
-    return {path: specs[path] for path in sorted(specs, key=lambda p: relpath(p, settings.rootdir))}
+    ordered = sorted(specs, key=lambda p: relpath(p, settings.rootdir))
+    sweep = sweep or sweeps.Sweep()
+    counts: dict[str, int] = {}
+    out: dict[Path, list[JobSpec]] = {}
+    for path in ordered:
+        out[path] = []
+        for spec in specs[path]:
+            made = cell_specs(spec, sweep)
+            if made[0].cell:
+                counts[spec.id] = len(made)
+            out[path].extend(made)
+    sweeps.check_count(counts, sweep.max_cells)
+    return out
+
+
+MSG_NOT_SWEPT_FLAG = "not swept: no --{name}"
+MSG_NOT_SWEPT_ARGS = "not swept on {name}: its configured args set {option}"
+MSG_NOT_SWEPT_STATIC = "not swept: its command line cannot be read statically"
+MSG_NOT_REPEATED = "not repeated: no seed flag (identical reruns measure nothing)"
+#: The shared settings a sweep can vary, with their smallest value.
+SWEPT_SETTINGS = {"epochs": 1, "folds": 2, "seed": None}
+
+
+def _swept_flag(spec: JobSpec, key: str) -> flags_mod.Flag | None:
+    flags = spec.parser.flags
+    if key in SWEPT_SETTINGS:
+        return flags_mod.find_shared(flags, key, dict(spec.settings.flag_aliases).get(key, ()))
+    return flags_mod.find_flag(flags, key)
+
+
+def _why_not(spec: JobSpec, axis: sweeps.Axis) -> str | None:
+    """Why ``axis`` does not vary this job (None: it does)."""
+    if not spec.parser.resolved:
+        return MSG_NOT_SWEPT_STATIC
+    flag = _swept_flag(spec, axis.key)
+    if flag is None:
+        return MSG_NOT_SWEPT_FLAG.format(name=axis.name)
+    given = set(flags_mod.iter_option_tokens(spec.configured_args))
+    for option in flag.options:
+        if option in given:
+            return MSG_NOT_SWEPT_ARGS.format(name=axis.name, option=option)
+    return None
+
+
+def repeat_start(spec: JobSpec) -> int | None:
+    """The first seed of ``--repeats``: ``--seed``, else the job's own default seed (its seed
+    flag's literal default, else 0); None for a job without a seed flag."""
+    flag = _swept_flag(spec, "seed") if spec.parser.resolved else None
+    if flag is None:
+        return None
+    if spec.settings.seed is not None:
+        return spec.settings.seed
+    default = flag.default
+    return default if isinstance(default, int) and not isinstance(default, bool) else 0
+
+
+def cell_specs(spec: JobSpec, sweep: sweeps.Sweep) -> list[JobSpec]:
+    """The cells of one job (the job itself, with notes, when nothing varies it)."""
+    table = spec.config.sweep if spec.config else ()
+    command_line = list(sweep.axes)
+    notes: list[str] = []
+    if sweep.repeats:
+        start = repeat_start(spec)
+        if start is None:
+            notes.append(MSG_NOT_REPEATED if spec.parser.resolved else MSG_NOT_SWEPT_STATIC)
+            table = tuple(a for a in table if a.key != "seed")
+        else:
+            command_line.append(sweeps.seed_axis(start, sweep.repeats))
+    axes = []
+    for axis in sweeps.combine(table, command_line):
+        why = _why_not(spec, axis)
+        if why is None:
+            axes.append(axis)
+        elif why not in notes:
+            notes.append(why)
+    if not axes:
+        return [dataclasses.replace(spec, sweep_notes=tuple(notes))] if notes else [spec]
+    return [_cell(spec, params, tuple(notes)) for params in sweeps.cells(axes)]
+
+
+def _cell(spec: JobSpec, params: tuple[tuple[str, sweeps.Value], ...],
+          notes: tuple[str, ...]) -> JobSpec:
+    """One cell of a job: its settings carry the cell's values (a shared setting in the
+    script's own spelling, any other name as ``--train-arg`` does)."""
+    settings = spec.settings
+    changes: dict[str, Any] = {}
+    train_args = list(settings.train_args)
+    for name, value in params:
+        key = sweeps.key_of(name)
+        if key in SWEPT_SETTINGS:
+            changes[key] = int_at_least(f"--sweep {name}", SWEPT_SETTINGS[key])(value.text)
+        else:
+            train_args = [(n, v) for n, v in train_args if sweeps.key_of(n) != key]
+            train_args.append((name, value.text))
+    settings = dataclasses.replace(settings, train_args=tuple(train_args), **changes)
+    cell = sweeps.cell_name(params)
+    return dataclasses.replace(
+        spec, id=f"{spec.id}[{cell}]", job=spec.id, cell=cell, settings=settings,
+        output_dir=spec.output_dir / cell, params=tuple((n, v.value) for n, v in params),
+        sweep_notes=notes,
+    )

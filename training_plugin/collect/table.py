@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from training_plugin.collect import sweeps
+
 TABLE = "tool.training_plugin.jobs"
 
 
@@ -57,6 +59,9 @@ JOB_KEYS: dict[str, JobKey] = {
     "memory": JobKey('bytes, or a size like "8GiB"', "none", "memory the job needs on a "
                      "cluster (--ray)"),
     "resources": JobKey("table name = amount > 0", "{}", "custom Ray resources the job needs"),
+    "sweep": JobKey('table NAME = [values] or "START:STOP[:STEP]"', "{}", "the job's grid: "
+                    "one item per cell of the product of the lists, <id>[<name>_<value>-...]; "
+                    "--sweep / --repeats win per parameter"),
 }
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MARKER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -96,6 +101,8 @@ class JobConfig:
     gpus: float | None = None
     memory: int | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
+    #: the job's grid (``sweep``): its parameters, in declared order
+    sweep: tuple[sweeps.Axis, ...] = ()
 
     def to_json(self, rootdir: Path) -> dict[str, Any]:
         """JSON-able form with the keys that are set (``script`` relative to ``rootdir``)."""
@@ -109,6 +116,8 @@ class JobConfig:
                     value = Path(value).relative_to(rootdir).as_posix()
                 except ValueError:
                     value = str(value)
+            elif key == "sweep":
+                value = {axis.name: [v.value for v in axis.values] for axis in value}
             elif isinstance(value, tuple):
                 value = list(value)
             elif isinstance(value, Mapping):
@@ -315,6 +324,8 @@ def _job_config(job: str, body: Any, file: str, rootdir: Path) -> JobConfig:
         gpus=numbers["gpus"],
         memory=memory_bytes,
         resources={k: float(v) for k, v in resources.items()},
+        sweep=sweeps.table_axes(body["sweep"], f"{file}: [{table}] sweep")
+        if "sweep" in body else (),
     )
 
 

@@ -1,0 +1,224 @@
+"""Sweeps and repeats: the grid (pure), cells as items (fake scripts)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from fakejobs import fake, write_files
+from training_plugin.collect import sweeps
+from training_plugin.collect.specs import MSG_NOT_REPEATED
+
+pytest_plugins = ["pytester"]
+
+#: A fake job with a seed (default 42) and a learning rate; its roc_auc is a function of both,
+#: and it fails when FAIL_SEED names its seed.
+SEEDED = fake(
+    """
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--output-dir")
+    """,
+    post="""
+    auc = 0.5 + ns.lr + ns.seed / 1000
+    if os.path.exists(os.path.join(os.getcwd(), f"fail_{ns.seed}")):
+        sys.exit(3)
+    json.dump({"primary_metric": "roc_auc", "metrics": {"roc_auc": auc, "accuracy": 0.7}},
+              open(os.path.join(out, "metrics.json"), "w"))
+    """,
+    metrics=False,
+)
+#: A fake job without a seed flag or --lr.
+PLAIN = fake('p.add_argument("--epochs", type=int)')
+
+
+def make(pytester: pytest.Pytester, files: dict[str, str], ini: str = "") -> None:
+    pytester.makeini("[pytest]\ntestpaths = tests\n" + textwrap.dedent(ini))
+    write_files(pytester.path, files)
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("-p", "training_plugin", *args)
+
+
+def received(pytester: pytest.Pytester, job: str, cell: str) -> list[str]:
+    path = pytester.path / "training-results" / job / cell / "received.json"
+    return json.loads(path.read_text())["argv"]
+
+
+# -- parsing and the grid (pure) ---------------------------------------------------------------
+
+def texts(axis: sweeps.Axis) -> list[str]:
+    return [v.text for v in axis.values]
+
+
+def test_a_list_keeps_its_text_and_reads_numbers() -> None:
+    axis = sweeps.parse_sweep("lr=0.001,3e-4,adam")
+    assert axis.name == "lr" and texts(axis) == ["0.001", "3e-4", "adam"]
+    assert [v.value for v in axis.values] == [0.001, 3e-4, "adam"]
+
+
+@pytest.mark.parametrize("text,values", [("seed=0:5", [0, 1, 2, 3, 4]),
+                                         ("seed=10:4:-3", [10, 7]), ("n=2:7:2", [2, 4, 6])])
+def test_a_range_is_pythons_range(text: str, values: list[int]) -> None:
+    assert [v.value for v in sweeps.parse_sweep(text).values] == values
+
+
+@pytest.mark.parametrize("text,message", [
+    ("lr", "expected NAME=V1,V2"), ("lr=", "has no values"), ("lr=,", "has no values"),
+    ("lr=1,,2", "expected NAME=V1,V2"), ("seed=5:5", "is not a range"),
+    ("seed=0:5:0", "is not a range"), ("seed=a:b", "is not a range"),
+    ("seed=1:2:3:4", "is not a range"), ("lr=a/b", "cannot name a cell"),
+    ("lr=1,1", "twice"), ("1x=2", "expected NAME"), ("output-dir=a,b", "cannot be swept"),
+])
+def test_bad_sweeps_are_usage_errors(text: str, message: str) -> None:
+    with pytest.raises(pytest.UsageError, match=message):
+        sweeps.parse_sweep(text)
+
+
+def test_table_axes_lists_and_ranges_and_bad_values() -> None:
+    axes = sweeps.table_axes({"lr": [0.001, 0.0003], "seed": "0:3", "aug": [True]}, "t")
+    assert [(a.name, texts(a)) for a in axes] == [
+        ("lr", ["0.001", "0.0003"]), ("seed", ["0", "1", "2"]), ("aug", ["true"])]
+    for bad in ({"lr": []}, {"lr": [[1]]}, {"lr": 1}, "x", {"lr": [float("nan")]}):
+        with pytest.raises(pytest.UsageError):
+            sweeps.table_axes(bad, "t")
+
+
+def test_the_command_line_wins_per_parameter_and_the_grid_is_the_product() -> None:
+    table = sweeps.table_axes({"lr": [1, 2], "seed": [0, 1, 2]}, "t")
+    axes = sweeps.combine(table, [sweeps.parse_sweep("seed=7,8"), sweeps.parse_sweep("wd=0")])
+    assert [(a.name, texts(a)) for a in axes] == [("lr", ["1", "2"]), ("seed", ["7", "8"]),
+                                                  ("wd", ["0"])]
+    cells = sweeps.cells(axes)
+    assert [sweeps.cell_name(c) for c in cells] == [
+        "lr_1-seed_7-wd_0", "lr_1-seed_8-wd_0", "lr_2-seed_7-wd_0", "lr_2-seed_8-wd_0"]
+
+
+def test_a_parameter_twice_repeats_with_seed_and_the_cell_limit() -> None:
+    with pytest.raises(pytest.UsageError, match="given twice"):
+        sweeps.Sweep(axes=(sweeps.parse_sweep("lr=1"), sweeps.parse_sweep("lr=2")))
+    with pytest.raises(pytest.UsageError, match="--repeats and --sweep seed"):
+        sweeps.Sweep(axes=(sweeps.parse_sweep("seed=1,2"),), repeats=3)
+    sweeps.check_count({"a": 600, "b": 400}, 1000)
+    with pytest.raises(pytest.UsageError, match="makes 1001 cells .a: 601, b: 400"):
+        sweeps.check_count({"a": 601, "b": 400}, 1000)
+    with pytest.raises(pytest.UsageError, match="training_max_cells"):
+        sweeps.parse_max_cells("0")
+
+
+# -- cells are items -------------------------------------------------------------------------
+
+def test_cells_ids_commands_outputs_and_k_selection(pytester: pytest.Pytester) -> None:
+    make(pytester, {"train_mri.py": SEEDED, "train_plain.py": PLAIN})
+    listing = run(pytester, "--sweep", "lr=0.001,0.0003", "--sweep", "seed=0:3", "--collect-only")
+    assert listing.ret == 0
+    listing.stdout.fnmatch_lines([
+        "training: 2 jobs (6 cells) from .; output: *",
+        "job mri[[]lr_0.0003-seed_2[]]: * train_mri.py --seed 2 --lr 0.0003 *",
+        "job mri[[]lr_0.001-seed_0[]]: * train_mri.py --seed 0 --lr 0.001 --output-dir "
+        "*/training-results/mri/lr_0.001-seed_0",
+        "job plain: * train_plain.py",
+        "    note: not swept: no --lr",
+        "sweep: 6 cells of 1 job (mri 6)",
+    ])
+    # -k: by fragments, and by the whole id
+    result = run(pytester, "--sweep", "lr=0.001,0.0003", "--sweep", "seed=0:3",
+                 "-k", "mri and seed_2")
+    result.assert_outcomes(passed=2)
+    assert received(pytester, "mri", "lr_0.001-seed_2") == [
+        "--seed", "2", "--lr", "0.001", "--output-dir",
+        str(pytester.path / "training-results" / "mri" / "lr_0.001-seed_2")]
+    result = run(pytester, "--sweep", "lr=0.001,0.0003", "--sweep", "seed=0:3",
+                 "-k", "mri[lr_0.0003-seed_1]", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    summary = json.loads((pytester.path / "training-results" / "summary.json").read_text())
+    (row,) = summary["jobs"]
+    assert (row["id"], row["job"], row["cell"], row["params"]) == (
+        "mri[lr_0.0003-seed_1]", "mri", "lr_0.0003-seed_1", {"lr": 0.0003, "seed": 1})
+    assert row["nodeid"] == "train_mri.py::mri[lr_0.0003-seed_1]"
+    assert row["metrics"]["roc_auc"] == pytest.approx(0.5 + 0.0003 + 0.001)
+
+
+def test_repeats_start_at_the_jobs_default_seed_or_seed(pytester: pytest.Pytester) -> None:
+    make(pytester, {"train_mri.py": SEEDED, "train_plain.py": PLAIN})
+    listing = run(pytester, "--repeats", "3", "--collect-only")
+    listing.stdout.fnmatch_lines([
+        "job mri[[]seed_42[]]: * --seed 42 *", "job mri[[]seed_44[]]: * --seed 44 *",
+        "job plain: *", f"    note: {MSG_NOT_REPEATED}", "sweep: 3 cells of 1 job (mri 3)"])
+    listing = run(pytester, "--repeats", "2", "--seed", "7", "--collect-only")
+    listing.stdout.fnmatch_lines(["job mri[[]seed_7[]]: *", "job mri[[]seed_8[]]: *"])
+    assert "seed_9" not in listing.stdout.str()
+    result = run(pytester, "--repeats", "2")
+    result.assert_outcomes(passed=3)
+    assert sorted(p.name for p in (pytester.path / "training-results" / "mri").iterdir()) == [
+        "seed_42", "seed_43"]
+
+
+def test_table_sweep_times_command_line_command_line_wins(pytester: pytest.Pytester) -> None:
+    make(pytester, {
+        "train_mri.py": SEEDED,
+        "pyproject.toml": """
+            [tool.training_plugin.jobs.mri]
+            sweep = { lr = [0.001, 0.0003], seed = [0, 1, 2] }
+        """,
+    })
+    listing = run(pytester, "--collect-only")
+    listing.stdout.fnmatch_lines(["sweep: 6 cells of 1 job (mri 6)"])
+    listing = run(pytester, "--collect-only", "--sweep", "seed=5,6", "--sweep", "wd=1,2")
+    # the script has no --wd: that parameter does not vary it
+    listing.stdout.fnmatch_lines(["job mri[[]lr_0.001-seed_5[]]: *", "    note: not swept: no --wd",
+                                  "sweep: 4 cells of 1 job (mri 4)"])
+    listing = run(pytester, "--collect-only", "--repeats", "2")
+    listing.stdout.fnmatch_lines(["job mri[[]lr_0.001-seed_42[]]: *",
+                                  "sweep: 4 cells of 1 job (mri 4)"])
+
+
+@pytest.mark.parametrize("args,ini,message", [
+    (("--sweep", "seed=0:3"), "training_max_cells = 2",
+     "*the sweep makes 3 cells (mri: 3), more than training_max_cells = 2*"),
+    (("--sweep", "seed=3:1"), "", "*--sweep seed: seed=3:1 is not a range*"),
+    (("--sweep", "seed=a,b"), "", "*--sweep seed expects a whole number, got 'a'*"),
+    (("--sweep", "lr=,"), "", "*--sweep lr: lr has no values*"),
+    (("--repeats", "0"), "", "*--repeats must be at least 1*"),
+])
+def test_usage_errors(pytester: pytest.Pytester, args: tuple[str, ...], ini: str,
+                      message: str) -> None:
+    make(pytester, {"train_mri.py": SEEDED}, ini)
+    result = run(pytester, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert not (pytester.path / "training-results").exists()
+
+
+def test_a_bad_table_sweep_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    make(pytester, {"train_mri.py": SEEDED, "pyproject.toml": """
+        [tool.training_plugin.jobs.mri]
+        sweep = { lr = [] }
+    """})
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*[[]tool.training_plugin.jobs.mri[]] sweep lr: lr has no values*"])
+
+
+def test_lf_reruns_only_the_failed_cell(pytester: pytest.Pytester) -> None:
+    make(pytester, {"train_mri.py": SEEDED, "fail_1": ""})
+    first = run(pytester, "--sweep", "seed=0:3", "-p", "no:randomly")
+    first.assert_outcomes(passed=2, failed=1)
+    (pytester.path / "fail_1").unlink()
+    again = run(pytester, "--sweep", "seed=0:3", "--lf", "-p", "no:randomly")
+    again.assert_outcomes(passed=1, deselected=2)
+    again.stdout.fnmatch_lines(["mri[[]seed_1[]]*passed*"])
+
+
+def test_cells_under_xdist(pytester: pytest.Pytester) -> None:
+    make(pytester, {"train_mri.py": SEEDED})
+    result = pytester.runpytest_subprocess("-p", "training_plugin", "--sweep", "seed=0:4",
+                                           "-n", "2")
+    result.assert_outcomes(passed=4)
+    out = pytester.path / "training-results" / "mri"
+    assert sorted(p.name for p in out.iterdir()) == [f"seed_{i}" for i in range(4)]
+    for i in range(4):
+        assert received(pytester, "mri", f"seed_{i}")[:2] == ["--seed", str(i)]
