@@ -6,6 +6,7 @@ import json
 import textwrap
 
 import pytest
+from scipy import stats as sps  # imported before pytester's in-process runs (numpy loads once)
 
 from fakejobs import fake, write_files
 from training_plugin.collect import sweeps
@@ -32,6 +33,11 @@ SEEDED = fake(
 )
 #: A fake job without a seed flag or --lr.
 PLAIN = fake('p.add_argument("--epochs", type=int)')
+
+
+def esc(text: str) -> str:
+    """``text`` as an fnmatch pattern that matches itself (brackets escaped)."""
+    return text.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]")
 
 
 def make(pytester: pytest.Pytester, files: dict[str, str], ini: str = "") -> None:
@@ -152,7 +158,7 @@ def test_repeats_start_at_the_jobs_default_seed_or_seed(pytester: pytest.Pyteste
     listing.stdout.fnmatch_lines(["job mri[[]seed_7[]]: *", "job mri[[]seed_8[]]: *"])
     assert "seed_9" not in listing.stdout.str()
     result = run(pytester, "--repeats", "2")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)  # 2 cells, plain, the configuration mri
     assert sorted(p.name for p in (pytester.path / "training-results" / "mri").iterdir()) == [
         "seed_42", "seed_43"]
 
@@ -206,7 +212,7 @@ def test_a_bad_table_sweep_is_a_usage_error(pytester: pytest.Pytester) -> None:
 def test_lf_reruns_only_the_failed_cell(pytester: pytest.Pytester) -> None:
     make(pytester, {"train_mri.py": SEEDED, "fail_1": ""})
     first = run(pytester, "--sweep", "seed=0:3", "-p", "no:randomly")
-    first.assert_outcomes(passed=2, failed=1)
+    first.assert_outcomes(passed=3, failed=1)  # the configuration's testcase passes
     (pytester.path / "fail_1").unlink()
     again = run(pytester, "--sweep", "seed=0:3", "--lf", "-p", "no:randomly")
     again.assert_outcomes(passed=1, deselected=2)
@@ -217,8 +223,100 @@ def test_cells_under_xdist(pytester: pytest.Pytester) -> None:
     make(pytester, {"train_mri.py": SEEDED})
     result = pytester.runpytest_subprocess("-p", "training_plugin", "--sweep", "seed=0:4",
                                            "-n", "2")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)  # 4 cells, 1 configuration
     out = pytester.path / "training-results" / "mri"
     assert sorted(p.name for p in out.iterdir()) == [f"seed_{i}" for i in range(4)]
     for i in range(4):
         assert received(pytester, "mri", f"seed_{i}")[:2] == ["--seed", str(i)]
+
+
+# -- configurations and aggregates -------------------------------------------------------------
+
+def test_stats_against_numbers_computed_here() -> None:
+    from training_plugin import aggregate
+
+    values = [0.81, 0.84, 0.79, 0.86]
+    s = aggregate.stats_of(values, ["0", "1", "2", "3"])
+    mean = sum(values) / 4
+    sd = (sum((v - mean) ** 2 for v in values) / 3) ** 0.5
+    half = sps.t.ppf(0.975, 3) * sd / 4 ** 0.5
+    assert (s.n, s.min, s.max) == (4, 0.79, 0.86)
+    assert s.mean == pytest.approx(mean) and s.sd == pytest.approx(sd)
+    assert s.ci95 == pytest.approx((mean - half, mean + half))
+    assert half == pytest.approx(3.182446 * sd / 2, rel=1e-6)  # t(0.975, 3) from the table
+    one = aggregate.stats_of([0.5])
+    assert (one.n, one.mean, one.sd, one.ci95) == (1, 0.5, None, None)
+
+
+def test_configurations_ids_and_failed_seeds() -> None:
+    from training_plugin import aggregate
+    from training_plugin.results import JobRecord
+
+    def rec(cell: str, params: dict, outcome: str = "passed", auc: float = 0.8) -> JobRecord:
+        return JobRecord(id=f"m[{cell}]", nodeid=f"t.py::m[{cell}]", script="t.py", argv=[],
+                         resolved_argv=[], output_dir="", log="", outcome=outcome, job="m",
+                         cell=cell, params=params, metrics={"auc": auc} if outcome == "passed"
+                         else {}, primary_metric="auc")
+
+    recs = [rec(f"lr_3e-4-seed_{s}", {"lr": 3e-4, "seed": s}, auc=0.7 + s / 10) for s in (0, 1)]
+    recs += [rec("lr_3e-4-seed_2", {"lr": 3e-4, "seed": 2}, outcome="failed")]
+    recs += [rec("seed_0-wd_1", {"seed": 0, "wd": 1}), rec("seed_1-wd_1", {"seed": 1, "wd": 1})]
+    recs += [rec("lr_1", {"lr": 1})]  # no seed: no configuration
+    confs = aggregate.configurations(recs)
+    assert [c.id for c in confs] == ["m[lr_3e-4]", "m[wd_1]"]
+    first = confs[0]
+    assert (first.seeds, first.failed_seeds, first.n, first.params) == (
+        ["0", "1", "2"], ["2"], 2, {"lr": 3e-4})
+    assert first.metrics["auc"].mean == pytest.approx(0.75)
+    assert first.nodeid == "t.py::m[lr_3e-4]"
+
+
+def test_aggregates_in_summary_terminal_and_junit(pytester: pytest.Pytester) -> None:
+    import xml.etree.ElementTree as ET
+
+    make(pytester, {"train_mri.py": SEEDED, "fail_3": ""})
+    result = run(pytester, "--sweep", "lr=0.1,0.2", "--sweep", "seed=0:4", "--junitxml=j.xml",
+                 "-p", "no:randomly")
+    # 8 cells (2 failed: seed 3) and 2 configuration testcases
+    result.assert_outcomes(passed=8, failed=2)
+    aucs = [0.5 + 0.1 + s / 1000 for s in (0, 1, 2)]
+    mean = sum(aucs) / 3
+    sd = (sum((a - mean) ** 2 for a in aucs) / 2) ** 0.5
+    half = sps.t.ppf(0.975, 2) * sd / 3 ** 0.5
+    result.stdout.fnmatch_lines([
+        "mri[[]lr_0.1-seed_3[]]*failed*",
+        f"  mri[[]lr_0.1[]]*mean of 3/4*roc_auc {mean:.4f} ± {sd:.4f} sd, 95% CI "
+        f"[[]{mean - half:.4f}, {mean + half:.4f}[]], n=3*failed seeds: 3",
+    ])
+    summary = json.loads((pytester.path / "training-results" / "summary.json").read_text())
+    conf = summary["configurations"][0]
+    assert (conf["id"], conf["params"], conf["failed_seeds"]) == ("mri[lr_0.1]", {"lr": 0.1}, ["3"])
+    auc = conf["metrics"]["roc_auc"]
+    assert auc["n"] == 3 and auc["mean"] == pytest.approx(mean) and auc["sd"] == pytest.approx(sd)
+    assert auc["ci95"] == pytest.approx([mean - half, mean + half])
+    assert auc["values"] == pytest.approx({"0": aucs[0], "1": aucs[1], "2": aucs[2]})
+    cases = {c.get("name"): c for c in ET.parse(pytester.path / "j.xml").iter("testcase")}
+    props = {p.get("name"): p.get("value") for p in cases["mri[lr_0.1]"].iter("property")}
+    assert props["n"] == "3" and props["failed_seeds"] == "3"
+    assert float(props["roc_auc.mean"]) == pytest.approx(mean, abs=1e-6)
+    assert float(props["roc_auc.ci95_low"]) == pytest.approx(mean - half, abs=1e-6)
+
+
+def test_a_mean_gate_fails_its_configuration_testcase(pytester: pytest.Pytester) -> None:
+    import xml.etree.ElementTree as ET
+
+    make(pytester, {"train_mri.py": SEEDED, "pyproject.toml": """
+        [tool.training_plugin.jobs.mri]
+        min_mean = { roc_auc = 0.65 }
+        min = { roc_auc = 0.5 }
+    """})
+    result = run(pytester, "--sweep", "lr=0.1,0.2", "--repeats", "2", "--junitxml=j.xml")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=5, failed=1)  # 4 cells, mri[lr_0.2] passes, mri[lr_0.1] fails
+    story = ("configuration 'mri[lr_0.1]': roc_auc mean 0.6425 over 2 seeds is below the "
+             "minimum mean 0.65 (pyproject.toml [tool.training_plugin.jobs.mri] min_mean)")
+    result.stdout.fnmatch_lines([f"training: {esc(story)}", "FAILED train_mri.py::mri[[]lr_0.1[]] - *"])
+    cases = {c.get("name"): c for c in ET.parse(pytester.path / "j.xml").iter("testcase")}
+    assert cases["mri[lr_0.1]"].find("failure") is not None
+    assert cases["mri[lr_0.2]"].find("failure") is None
+    assert "mri[lr_0.1-seed_42]" in cases

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from training_plugin import safefs
+from training_plugin import aggregate, safefs
 from training_plugin.results import SUMMARY_FILE, JobRecord, record_of, write_json_atomic
 
 #: The outcome in summary.json of a selected job that never started (an interrupted session).
@@ -28,6 +28,15 @@ class _Entry:
     record: JobRecord
     outcome: str = "passed"
     duration_s: float = 0.0
+
+
+def configuration_row(conf: aggregate.Configuration) -> tuple[str, ...]:
+    """A configuration's row under its cells: its id, seeds with figures, its aggregate."""
+    notes = [f"failed seeds: {', '.join(conf.failed_seeds)}"] if conf.failed_seeds else []
+    if conf.kept:
+        notes.append(f"{len(conf.kept)} of {len(conf.cells)} cells kept from the last run")
+    return (f"  {conf.id}", f"mean of {conf.n}/{len(conf.seeds)}", "",
+            aggregate.describe(conf), "", "; ".join(notes))
 
 
 def job_duration(report: pytest.TestReport) -> float:
@@ -126,6 +135,14 @@ class SummaryCollector:
             )
         return out
 
+    def configurations(self) -> list[aggregate.Configuration]:
+        """The configurations of the swept jobs (cells that differ only in the seed)."""
+        records = []
+        for entry in sorted(self.entries.values(), key=lambda e: e.nodeid):
+            entry.record.outcome = entry.outcome
+            records.append(entry.record)
+        return aggregate.configurations(records)
+
     def write(self) -> None:
         """Write ``<output-dir>/summary.json`` when any job was selected; a write that fails
         (a full disk, a link at summary.json) is kept in ``problems``, not raised."""
@@ -134,7 +151,9 @@ class SummaryCollector:
         path = self.output_dir / SUMMARY_FILE
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(path, {"interrupted": self.interrupted, "jobs": self.rows()},
+            write_json_atomic(path, {"interrupted": self.interrupted, "jobs": self.rows(),
+                                     "configurations": [c.to_json()
+                                                        for c in self.configurations()]},
                               indent=2)
         except OSError as exc:
             why = (safefs.MSG_NO_SPACE.format(path=self.output_dir) if exc.errno == errno.ENOSPC
@@ -153,6 +172,9 @@ class SummaryCollector:
         show_node = any(row["node"] not in (None, "local") for row in rows)
         table = [("job", "outcome", "duration", "primary metric", "node" if show_node else "",
                   "")]
+        after: dict[str, list[aggregate.Configuration]] = {}
+        for conf in self.configurations():
+            after.setdefault(max(conf.cells), []).append(conf)
         for row in rows:
             primary = row["primary_metric"]
             value = primary and primary["value"]
@@ -169,6 +191,7 @@ class SummaryCollector:
                 (str(row["id"]), row["outcome"], f"{row['duration_s']:.1f} s", metric,
                  str(row["node"] or "-") if show_node else "", "; ".join(flags))
             )
+            table += [configuration_row(c) for c in after.get(row["nodeid"], ())]
         widths = [max(len(r[i]) for r in table) for i in range(5)]
         for r in table:
             cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),

@@ -47,6 +47,10 @@ JOB_KEYS: dict[str, JobKey] = {
                   "each metric (dotted keys reach nested values of metrics.json)"),
     "max": JobKey("table metric = number", "{}", "quality gate: the highest allowed value of "
                   "each metric"),
+    "min_mean": JobKey("table metric = number", "{}", "gate on a configuration's mean (cells "
+                       "that differ only in the seed): the lowest allowed mean of each metric"),
+    "max_mean": JobKey("table metric = number", "{}", "gate on a configuration's mean: the "
+                       "highest allowed mean of each metric"),
     "tolerance": JobKey('number, "N%", or table metric = either', "ini training_tolerance",
                         "how far a metric may move the wrong way against the baseline"),
     "direction": JobKey('table metric = "higher" | "lower"', "built-in list",
@@ -89,6 +93,9 @@ class JobConfig:
     #: quality gates: metric -> lowest / highest allowed value
     min: Mapping[str, float] = field(default_factory=dict)
     max: Mapping[str, float] = field(default_factory=dict)
+    #: gates on a configuration's mean over its seeds: metric -> lowest / highest allowed mean
+    min_mean: Mapping[str, float] = field(default_factory=dict)
+    max_mean: Mapping[str, float] = field(default_factory=dict)
     #: regression tolerance: a number (absolute), "N%" (relative), or metric -> either
     tolerance: Any = None
     #: metric -> "higher" | "lower" (which way is better) for names not known by default
@@ -263,7 +270,7 @@ def _job_config(job: str, body: Any, file: str, rootdir: Path) -> JobConfig:
         raise bad("env", "a table of strings (NAME = \"value\": NAME a valid variable name, "
                   "no NUL)", env)
     bounds: dict[str, dict[str, float]] = {}
-    for key in ("min", "max"):
+    for key in ("min", "max", "min_mean", "max_mean"):
         value = body.get(key, {})
         if not isinstance(value, dict) or not all(
             isinstance(k, str) and _is_number(v) for k, v in value.items()
@@ -317,6 +324,8 @@ def _job_config(job: str, body: Any, file: str, rootdir: Path) -> JobConfig:
         env=dict(env),
         min=bounds["min"],
         max=bounds["max"],
+        min_mean=bounds["min_mean"],
+        max_mean=bounds["max_mean"],
         tolerance=tolerance,
         direction=dict(direction),
         inputs=tuple(inputs),

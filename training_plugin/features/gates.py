@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 
+from training_plugin import aggregate
 from training_plugin.metrics import bound_lines, fmt, lookup
 from training_plugin.pytest_compat import is_controller
+from training_plugin.verdict import log_verdict
 
 NAME = "training_plugin.gates"
+MEAN_NAME = "training_plugin.gates.configurations"
 
 
 def add_ini(parser: pytest.Parser) -> None:
@@ -74,7 +77,7 @@ class Gates:
     def gates_of(self, spec: Any) -> list[tuple[str, str, float, str]]:
         """(min|max, key, bound, where it is written) for a job."""
         table = spec.config
-        pyproject = f"pyproject.toml [tool.training_plugin.jobs.{spec.id}]"
+        pyproject = f"pyproject.toml [tool.training_plugin.jobs.{spec.job}]"
         found: list[tuple[str, str, float, str]] = []
         for kind, ini_bounds in (("min", self.ini_min), ("max", self.ini_max)):
             own = dict(getattr(table, kind, None) or {})
@@ -116,6 +119,67 @@ class Gates:
             result.extra.setdefault("nested_metrics", {}).update(nested)
 
 
+class MeanGates:
+    """A testcase per configuration (cells that differ only in the seed), after the run loop,
+    on the controller: its aggregates as JUnit properties, failed by a ``min_mean`` /
+    ``max_mean`` gate of the job table (``training_plugin.verdict``)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.records: dict[str, Any] = {}
+        self.failures: list[str] = []
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """Unregister."""
+        config.pluginmanager.unregister(self, MEAN_NAME)
+
+    def pytest_training_job_report(self, config: pytest.Config, report: Any, record: Any) -> None:
+        """Keep each cell's final record."""
+        if record.cell:
+            self.records[record.nodeid] = record
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Any:
+        """Once the cells have run: one made testcase per configuration."""
+        result = yield
+        if is_controller(self.config) and self.records and not session.shouldstop:
+            confs = aggregate.configurations(self.records[k] for k in sorted(self.records))
+            session.testscollected += len(confs)  # the terminal's progress counts them
+            for conf in confs:
+                stories = mean_gate_failures(conf)
+                self.failures += stories
+                log_verdict(self.config, conf.nodeid, conf.script, failed=bool(stories),
+                            story="\n".join(stories) or None, properties=conf.properties())
+        return result
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """Each failed configuration gate, one line."""
+        for story in self.failures:
+            terminalreporter.write_line(f"training: {story}", red=True)
+
+
+def mean_gate_failures(conf: aggregate.Configuration) -> list[str]:
+    """The stories of the ``min_mean`` / ``max_mean`` gates a configuration breaks."""
+    where = f"pyproject.toml [tool.training_plugin.jobs.{conf.job}]"
+    stories = []
+    for kind in ("min_mean", "max_mean"):
+        for key, bound in dict(conf.table.get(kind) or {}).items():
+            word = "minimum" if kind == "min_mean" else "maximum"
+            stats = conf.metrics.get(key)
+            if stats is None:
+                stories.append(f"configuration {conf.id!r}: gate {key} {word} mean {fmt(bound)} "
+                               f"({where} {kind}): no seed wrote {key}")
+                continue
+            if (kind == "min_mean" and stats.mean < bound) or (
+                    kind == "max_mean" and stats.mean > bound):
+                side = "below" if kind == "min_mean" else "above"
+                stories.append(
+                    f"configuration {conf.id!r}: {key} mean {fmt(stats.mean)} over {stats.n} "
+                    f"seeds is {side} the {word} mean {fmt(bound)} ({where} {kind})")
+    return stories
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Register the gates plugin object (every session: gates come from the job table)."""
     config.pluginmanager.register(Gates(config), NAME)
+    config.pluginmanager.register(MeanGates(config), MEAN_NAME)

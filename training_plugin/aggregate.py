@@ -1,0 +1,201 @@
+"""Configurations and their aggregates (pure logic; scipy for the t quantile).
+
+The cells of a job that differ only in the seed form one *configuration*: ``brain_mri[lr_0.001]``
+(``brain_mri`` itself when the seed is all that varies).  Per configuration and metric: ``n``,
+the mean, the sd (ddof=1), min, max and a t-based 95% interval of the mean; and which seeds
+failed.  The figures come from the cells that ended with metrics (passed, or skipped with the
+metrics of their last passing run); a cell that failed, errored or never ran is a failed seed.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The parameter that tells repeats apart.
+SEED = "seed"
+#: The confidence level of the interval of the mean.
+LEVEL = 0.95
+#: Outcomes whose metrics count (a skipped cell carries its last passing run's metrics).
+COUNTED = ("passed", "skipped")
+
+
+def _is_seed(name: str) -> bool:
+    return name.lstrip("-").replace("_", "-") == SEED
+
+
+@dataclass(frozen=True)
+class Stats:
+    """One metric of one configuration over its seeds."""
+
+    n: int
+    mean: float
+    sd: float | None  #: ddof=1; None for n < 2
+    min: float
+    max: float
+    ci95: tuple[float, float] | None  #: t-based interval of the mean; None for n < 2
+    values: dict[str, float] = field(default_factory=dict)  #: seed (as text) -> value
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form (``summary.json`` ``configurations``)."""
+        return {"n": self.n, "mean": self.mean, "sd": self.sd, "min": self.min,
+                "max": self.max, "ci95": list(self.ci95) if self.ci95 else None,
+                "values": dict(self.values)}
+
+
+def t_quantile(level: float, dof: int) -> float:
+    """The two-sided ``level`` quantile of Student's t with ``dof`` degrees of freedom."""
+    from scipy import stats  # heavy: imported only when a configuration has two seeds
+
+    return float(stats.t.ppf(0.5 + level / 2, dof))
+
+
+def stats_of(values: Sequence[float], seeds: Sequence[str] | None = None) -> Stats:
+    """n, mean, sd (ddof=1), min, max and the 95% interval of the mean of ``values``."""
+    if not values:
+        raise ValueError("no values")
+    n = len(values)
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if n > 1 else None
+    ci = None
+    if sd is not None:
+        half = t_quantile(LEVEL, n - 1) * sd / math.sqrt(n)
+        ci = (mean - half, mean + half)
+    keys = list(seeds) if seeds is not None else [str(i) for i in range(n)]
+    return Stats(n, mean, sd, min(values), max(values), ci, dict(zip(keys, values)))
+
+
+@dataclass
+class Configuration:
+    """The cells of one job that differ only in the seed."""
+
+    id: str  #: ``<job>[<params without seed>]``, or the job id
+    job: str
+    nodeid: str  #: ``<script>::<id>``, the node id its own testcase gets
+    script: str
+    params: dict[str, Any]  #: the cell parameters other than the seed
+    cells: list[str] = field(default_factory=list)  #: the cells' node ids, in order
+    seeds: list[str] = field(default_factory=list)  #: every seed, as text
+    failed_seeds: list[str] = field(default_factory=list)
+    primary_metric: str | None = None
+    metrics: dict[str, Stats] = field(default_factory=dict)
+    table: dict[str, Any] = field(default_factory=dict)  #: the job's job-table entry
+    #: cells whose figures come from an earlier session (``--lf``), by node id
+    kept: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        """Seeds with figures (the primary metric's count, else the largest)."""
+        if self.primary_metric in self.metrics:
+            return self.metrics[self.primary_metric].n
+        return max((s.n for s in self.metrics.values()), default=0)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form (``summary.json`` ``configurations``)."""
+        return {"id": self.id, "job": self.job, "nodeid": self.nodeid, "params": self.params,
+                "cells": list(self.cells), "seeds": list(self.seeds),
+                "failed_seeds": list(self.failed_seeds), "kept": list(self.kept),
+                "primary_metric": self.primary_metric,
+                "metrics": {k: v.to_json() for k, v in self.metrics.items()}}
+
+    def properties(self) -> list[tuple[str, object]]:
+        """JUnit properties: ``n``, ``<metric>.mean/.sd/.ci95_low/.ci95_high``, failed seeds."""
+        props: list[tuple[str, object]] = [("configuration", self.id), ("n", self.n)]
+        for name, s in self.metrics.items():
+            props.append((f"{name}.mean", round(s.mean, 6)))
+            if s.sd is not None and s.ci95 is not None:
+                props += [(f"{name}.sd", round(s.sd, 6)), (f"{name}.ci95_low", round(s.ci95[0], 6)),
+                          (f"{name}.ci95_high", round(s.ci95[1], 6))]
+        if self.failed_seeds:
+            props.append(("failed_seeds", ",".join(self.failed_seeds)))
+        return props
+
+
+def _cell_text(params: dict[str, Any]) -> str:
+    return "-".join(f"{k}_{_text(v)}" for k, v in params.items())
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _without(cell: str, part: str, params: dict[str, Any]) -> str:
+    """The cell's name without its seed part (the cell's own spelling of the other values)."""
+    if cell.startswith(part + "-"):
+        return cell[len(part) + 1:]
+    if cell.endswith("-" + part):
+        return cell[:-len(part) - 1]
+    if f"-{part}-" in cell:
+        return cell.replace(f"-{part}-", "-", 1)
+    return _cell_text(params)
+
+
+def configuration_of(record: Any) -> tuple[str, dict[str, Any], str] | None:
+    """(configuration id, its parameters, the seed as text) of a cell whose parameters hold
+    a seed; None for a plain job or a cell without a seed."""
+    params = dict(getattr(record, "params", None) or {})
+    if not getattr(record, "cell", None):
+        return None
+    seeds = [k for k in params if _is_seed(k)]
+    if not seeds:
+        return None
+    seed = params.pop(seeds[0])
+    job = record.job or record.id
+    if params:
+        return f"{job}[{_without(record.cell, f'{seeds[0]}_{_text(seed)}', params)}]", \
+            params, _text(seed)
+    return job, params, _text(seed)
+
+
+def configurations(records: Iterable[Any]) -> list[Configuration]:
+    """The configurations of ``records`` (``JobRecord``s with their final ``outcome``), in
+    the order their first cell appears; only those with at least two seeds."""
+    found: dict[str, Configuration] = {}
+    values: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    for record in records:
+        key = configuration_of(record)
+        if key is None:
+            continue
+        config_id, params, seed = key
+        conf = found.get(config_id)
+        if conf is None:
+            conf = found[config_id] = Configuration(
+                id=config_id, job=record.job or record.id,
+                nodeid=f"{record.script}::{config_id}", script=record.script, params=params,
+                table=dict(record.table or {}))
+            values[config_id] = {}
+        conf.cells.append(record.nodeid)
+        conf.seeds.append(seed)
+        if getattr(record, "kept", False):
+            conf.kept.append(record.nodeid)
+        if record.outcome not in COUNTED or not record.metrics:
+            conf.failed_seeds.append(seed)
+            continue
+        conf.primary_metric = conf.primary_metric or record.primary_metric
+        for name, value in record.metrics.items():
+            values[config_id].setdefault(name, []).append((seed, float(value)))
+    out = []
+    for config_id, conf in found.items():
+        if len(conf.seeds) < 2:
+            continue
+        for name, pairs in values[config_id].items():
+            conf.metrics[name] = stats_of([v for _, v in pairs], [s for s, _ in pairs])
+        out.append(conf)
+    return out
+
+
+def describe(conf: Configuration, metric: str | None = None) -> str:
+    """``roc_auc 0.8123 ± 0.0100 sd, 95% CI [0.7875, 0.8371], n=3``."""
+    name = metric or conf.primary_metric
+    if name is None or name not in conf.metrics:
+        return "no figures"
+    s = conf.metrics[name]
+    text = f"{name} {s.mean:.4f}"
+    if s.sd is not None and s.ci95 is not None:
+        text += f" ± {s.sd:.4f} sd, 95% CI [{s.ci95[0]:.4f}, {s.ci95[1]:.4f}]"
+    return text + f", n={s.n}"
