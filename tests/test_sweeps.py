@@ -320,3 +320,59 @@ def test_a_mean_gate_fails_its_configuration_testcase(pytester: pytest.Pytester)
     assert cases["mri[lr_0.1]"].find("failure") is not None
     assert cases["mri[lr_0.2]"].find("failure") is None
     assert "mri[lr_0.1-seed_42]" in cases
+
+
+# -- baselines that know the noise -------------------------------------------------------------
+
+#: SEEDED with noise per seed (file ``noise``: its scale) and a shift down (file ``shift``).
+NOISY = SEEDED.replace(
+    "auc = 0.5 + ns.lr + ns.seed / 1000",
+    "scale = float(open('noise').read()) if os.path.exists('noise') else 0.0\n"
+    "shift = float(open('shift').read()) if os.path.exists('shift') else 0.0\n"
+    "auc = 0.5 + ns.lr + ((ns.seed * 7919) % 13 - 6) / 100 * scale - shift")
+
+
+def noisy_values(scale: float, shift: float, seeds: range) -> list[float]:
+    return [0.5 + 0.1 + ((s * 7919) % 13 - 6) / 100 * scale - shift for s in seeds]
+
+
+@pytest.mark.parametrize("scale,significant", [(0.01, True), (1.0, False)])
+def test_a_drop_of_the_mean_fails_only_when_significant(pytester: pytest.Pytester, scale: float,
+                                                        significant: bool) -> None:
+    import xml.etree.ElementTree as ET
+
+    make(pytester, {"train_mri.py": NOISY, "noise": str(scale)}, "training_tolerance = 0.02\n")
+    saved = run(pytester, "--sweep", "seed=0:5", "--save-baseline")
+    saved.assert_outcomes(passed=6)
+    base = json.loads((pytester.path / "training-baseline.json").read_text())
+    entry = base["configurations"]["mri"]["metrics"]["roc_auc"]
+    ref = noisy_values(scale, 0.0, range(5))
+    assert entry["n"] == 5 and entry["values"] == pytest.approx(dict(zip("01234", ref)))
+    assert entry["mean"] == pytest.approx(sum(ref) / 5)
+    assert entry["sd"] == pytest.approx(sps.tstd(ref))
+
+    (pytester.path / "shift").write_text("0.03")
+    result = run(pytester, "--sweep", "seed=0:5", "--compare", "--junitxml=j.xml")
+    now = noisy_values(scale, 0.03, range(5))
+    t, p = sps.ttest_ind(now, ref, equal_var=False, alternative="less")
+    story = (f"job 'mri': roc_auc mean {sum(now) / 5:.3f} over 5 seeds is 0.030 below the "
+             f"baseline's {sum(ref) / 5:.3f} over 5 seeds (Welch t = {t:.1f}, p = {p:.2g}; "
+             f"training-baseline.json); tolerance 0.02 (tox.ini training_tolerance)")
+    cases = {c.get("name"): c for c in ET.parse(pytester.path / "j.xml").iter("testcase")}
+    verdict = cases["baseline"]
+    if significant:
+        assert p < 0.05
+        assert result.ret == pytest.ExitCode.TESTS_FAILED
+        result.assert_outcomes(passed=6, failed=1)  # the cells pass: one seed is no evidence
+        result.stdout.fnmatch_lines([f"training: {esc(story)}",
+                                     "FAILED train_mri.py::mri::baseline - *"])
+        assert verdict.find("failure") is not None
+    else:
+        assert p >= 0.05
+        assert result.ret == pytest.ExitCode.OK
+        result.assert_outcomes(passed=7)
+        result.stdout.fnmatch_lines([f"training: warning: {esc(story)}; not significant at "
+                                     "alpha 0.05: not a regression"])
+        assert verdict.find("failure") is None
+    props = {p.get("name"): p.get("value") for p in verdict.iter("property")}
+    assert float(props["welch.roc_auc.p"]) == pytest.approx(p, abs=1e-6)

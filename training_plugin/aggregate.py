@@ -199,3 +199,104 @@ def describe(conf: Configuration, metric: str | None = None) -> str:
     if s.sd is not None and s.ci95 is not None:
         text += f" ± {s.sd:.4f} sd, 95% CI [{s.ci95[0]:.4f}, {s.ci95[1]:.4f}]"
     return text + f", n={s.n}"
+
+
+# -- against a baseline with repeats ---------------------------------------------------------
+#: The significance level of the one-sided Welch test.
+ALPHA = 0.05
+
+
+def baseline_entry(conf: Configuration) -> dict[str, Any]:
+    """What ``--save-baseline`` keeps of a configuration: n, mean, sd and each seed's value
+    per metric."""
+    return {"nodeid": conf.nodeid, "params": dict(conf.params), "primary_metric":
+            conf.primary_metric, "metrics": {
+                name: {"n": s.n, "mean": s.mean, "sd": s.sd, "values": dict(s.values)}
+                for name, s in conf.metrics.items()}}
+
+
+def entry_problem(entry: Any) -> str | None:
+    """Why a saved configuration cannot be compared with, or None."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
+        return "is not an object with 'metrics'"
+    for name, m in entry["metrics"].items():
+        values = m.get("values") if isinstance(m, dict) else None
+        if not isinstance(values, dict) or not values or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in values.values()):
+            return f"metric {name!r} has no 'values' (seed -> finite number)"
+    return None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A configuration's mean against the baseline's for one metric."""
+
+    key: str
+    mean: float
+    n: int
+    ref_mean: float
+    ref_n: int
+    drop: float  #: how far it moved the wrong way (> 0: worse)
+    beyond: bool  #: the drop exceeds the tolerance
+    t: float | None  #: Welch's t (now - baseline), when both sides have >= 2 seeds
+    p: float | None  #: its one-sided p value
+
+    @property
+    def tested(self) -> bool:
+        """Whether the Welch test applied (both sides have at least 2 seeds)."""
+        return self.p is not None
+
+    @property
+    def significant(self) -> bool:
+        """Whether the drop is unlikely to be seed noise (p < ALPHA)."""
+        return self.p is not None and self.p < ALPHA
+
+    @property
+    def regressed(self) -> bool:
+        """Beyond the tolerance and (where testable) significant."""
+        return self.beyond and (self.significant or not self.tested)
+
+    @property
+    def noise(self) -> bool:
+        """Beyond the tolerance but not significant: a warning, never a failure."""
+        return self.beyond and self.tested and not self.significant
+
+
+def welch(now: Sequence[float], ref: Sequence[float], way: str) -> tuple[float | None,
+                                                                             float | None]:
+    """Welch's t of ``now`` against ``ref`` and its one-sided p value for "worse" (lower
+    when higher is better); (None, None) when a side has fewer than 2 values or no spread."""
+    if len(now) < 2 or len(ref) < 2:
+        return None, None
+    if statistics.pvariance(now) == 0 and statistics.pvariance(ref) == 0:
+        return None, None
+    from scipy import stats  # heavy: imported only for a comparison of repeats
+
+    result = stats.ttest_ind(list(now), list(ref), equal_var=False,
+                             alternative="less" if way == "higher" else "greater")
+    return float(result.statistic), float(result.pvalue)
+
+
+def compare(key: str, now: Stats, ref_values: Sequence[float], way: str,
+            allowed: float) -> Comparison:
+    """``now`` against the baseline's seeds ``ref_values`` for a metric whose better
+    ``way`` is "higher" or "lower"; ``allowed``: the tolerance in the metric's units."""
+    ref_mean = statistics.fmean(ref_values)
+    drop = (ref_mean - now.mean) if way == "higher" else (now.mean - ref_mean)
+    t, p = welch(list(now.values.values()), list(ref_values), way)
+    return Comparison(key, now.mean, now.n, ref_mean, len(ref_values), drop, drop > allowed,
+                      t, p)
+
+
+def comparison_story(conf: Configuration, c: Comparison, where: str, tolerance: str) -> str:
+    """``job 'diabetes': roc_auc mean 0.871 over 5 seeds is 0.030 below the baseline's 0.901
+    over 5 seeds (Welch t = -3.1, p = 0.007; training-baseline.json, commit abc1234);
+    tolerance 0.02``."""
+    who = f"job {conf.id!r}" if conf.id == conf.job else f"configuration {conf.id!r}"
+    side = "below" if c.mean < c.ref_mean else "above"
+    test = f"Welch t = {c.t:.1f}, p = {c.p:.2g}; " if c.tested else (
+        "too few seeds for a Welch test; " if min(c.n, c.ref_n) < 2 else "")
+    return (f"{who}: {c.key} mean {c.mean:.3f} over {c.n} seeds is {abs(c.mean - c.ref_mean):.3f}"
+            f" {side} the baseline's {c.ref_mean:.3f} over {c.ref_n} seeds ({test}{where}); "
+            f"tolerance {tolerance}")

@@ -8,9 +8,8 @@ that passed, with the commit, the date, each job's resolved argv and its duratio
 properties), without failing.  The baseline's durations order a fresh clone's first run
 (``pytest_training_expected_durations``).
 
-Direction: ``training_plugin.metrics`` (higher is better for roc_auc, accuracy, r2 ...; lower for
-rmse, mae, brier ...; the job table's ``direction`` names others and wins).  Metrics with no
-known direction are not compared.
+Direction: ``training_plugin.metrics`` (the job table's ``direction`` wins); metrics with no
+known direction are not compared.  Configurations of repeats: ``repeats.py``.
 
 Tolerance (absolute ``0.02`` or relative ``5%``), first found wins: ``--max-regression`` (a
 metric's own, then ``--max-regression TOL`` for all) > the job table's ``tolerance`` (a
@@ -32,6 +31,7 @@ import pytest
 
 from training_plugin import provenance, results, safefs, schema, store
 from training_plugin.collect.argv import describe_argv_change, resolved_argv_of
+from training_plugin.features.baseline import repeats
 from training_plugin.metrics import (describe_tolerance, direction, fmt, is_number, lookup,
                                      parse_tolerance, table_tolerances, tolerance_amount,
                                      tolerance_lines)
@@ -52,7 +52,6 @@ HELP_COMPARE = ("fail a job whose metrics regressed beyond the tolerance against
                 "run in <output-dir>/history.jsonl")
 HELP_TOL = ("regression tolerance: METRIC=TOL for one metric or TOL for all; TOL is absolute "
             "(0.02) or relative (5%%); repeatable; wins over the job table and ini")
-
 
 
 def _max_regression(text: str) -> tuple[str, tuple[str, float]]:
@@ -158,8 +157,13 @@ class Baseline:
                 f"use --compare=last for the last run in the history)"
             )
         data = read_baseline(path, self._rel(path))
+        problem = repeats.check_section(data)
+        if problem:
+            raise pytest.UsageError(f"--compare: {path}: {problem}; write it again with "
+                                    f"--save-baseline={self._rel(path)}")
         return {"against": "baseline", "source": self._rel(path), "failing": True,
-                "commit": data.get("commit"), "jobs": data["jobs"]}
+                "commit": data.get("commit"), "jobs": data["jobs"],
+                repeats.SECTION: data.get(repeats.SECTION) or {}}
 
     # -- hooks --------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -227,7 +231,7 @@ class Baseline:
         reference = self.reference
         ref = (reference.get("jobs") or {}).get(spec.id)
         against = reference.get("against", "last")
-        failing = bool(reference.get("failing"))
+        failing = bool(reference.get("failing")) and not repeats.covered(reference, spec)
         label = "the baseline" if against == "baseline" else "the last run"
         short = "baseline" if against == "baseline" else "last run"
         if not isinstance(ref, dict):
@@ -327,9 +331,12 @@ class Baseline:
         jobs = data.get("jobs") if isinstance(data, dict) and isinstance(data.get("jobs"), dict) \
             else {}
         jobs.update(self.saved)
+        configurations = self.repeats.merged(data)
         facts = provenance.session_facts(self.config)
         out = {"version": BASELINE_VERSION, "commit": facts["commit"], "date": provenance.now_iso(),
                "jobs": dict(sorted(jobs.items()))}
+        if configurations:
+            out[repeats.SECTION] = dict(sorted(configurations.items()))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, out, indent=2)
@@ -346,8 +353,7 @@ class Baseline:
                 f"training: baseline of {len(self.saved)} passing job(s) saved to "
                 f"{self._rel(self.saved_path)}"
             )
-        elif self.save is not None and self.controller \
-                and not self.config.getoption("collectonly"):
+        elif self.save is not None and self.controller and not self.config.option.collectonly:
             terminalreporter.write_line("training: no job passed; no baseline saved")
 
 
@@ -387,4 +393,7 @@ def expected_durations(reference: dict[str, Any]) -> dict[str, float]:
 def pytest_configure(config: pytest.Config) -> None:
     """Register the baseline plugin object (every session: without --compare, each job is
     shown against its last passing run)."""
-    config.pluginmanager.register(Baseline(config), NAME)
+    baseline = Baseline(config)
+    config.pluginmanager.register(baseline, NAME)
+    baseline.repeats = repeats.Repeats(config, baseline)
+    config.pluginmanager.register(baseline.repeats, repeats.NAME)
