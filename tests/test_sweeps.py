@@ -376,3 +376,21 @@ def test_a_drop_of_the_mean_fails_only_when_significant(pytester: pytest.Pyteste
         assert verdict.find("failure") is None
     props = {p.get("name"): p.get("value") for p in verdict.iter("property")}
     assert float(props["welch.roc_auc.p"]) == pytest.approx(p, abs=1e-6)
+
+
+def test_the_html_report_pivots_configurations(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_html")
+    make(pytester, {"train_mri.py": SEEDED})
+    result = run(pytester, "--sweep", "lr=0.1,0.2", "--repeats", "2", "--html=r.html",
+                 "--self-contained-html")
+    result.assert_outcomes(passed=6)
+    page = (pytester.path / "r.html").read_text()
+    pivot = page[page.index('class="tp-pivot"'):]
+    pivot = pivot[:pivot.index("</table>")]
+    assert "<th>lr</th>" in pivot and "<th>seed</th>" not in pivot  # only what varies
+    rows = pivot.split("<tr")[2:]
+    assert [r.split("<td>")[1].split("<")[0].split(" ")[0] for r in rows] == [
+        "mri[lr_0.1]", "mri[lr_0.2]"]
+    assert "tp-best" not in rows[0] and 'class="tp-best"' in rows[1] and "★ best" in rows[1]
+    # the mean and each seed's value on hover
+    assert "0.7425 ± 0.0007071" in rows[1] and 'title="seed 42: 0.742, seed 43: 0.743"' in rows[1]

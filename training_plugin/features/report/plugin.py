@@ -16,6 +16,7 @@ import pytest
 
 from training_plugin import results
 from training_plugin.features.report.format import esc
+from training_plugin.features.report.pivot import pivot_html
 from training_plugin.features.report.header import data_cell, primary_cell, session_html, style
 from training_plugin.features.report.view import JobView
 from training_plugin.results import JobRecord
@@ -130,6 +131,7 @@ class HtmlReport:
         prefix.append(session_html(
             self.config, self.started_utc.strftime("%Y-%m-%d %H:%M:%S UTC"),
             time.time() - self.started, self.records, self.jobs, unfinished))
+        prefix.append(pivot_html(self.records[k] for k in sorted(self.records)))
 
     def unfinished(self, session: pytest.Session) -> list[str]:
         """Ids of the selected jobs without a final report, in the session's order: those
