@@ -139,7 +139,8 @@ def test_cells_ids_commands_outputs_and_k_selection(pytester: pytest.Pytester) -
         str(pytester.path / "training-results" / "mri" / "lr_0.001-seed_2")]
     result = run(pytester, "--sweep", "lr=0.001,0.0003", "--sweep", "seed=0:3",
                  "-k", "mri[lr_0.0003-seed_1]", "-p", "no:randomly")
-    result.assert_outcomes(passed=1)
+    # the cell, and its configuration's testcase with seed 2 kept from the last run
+    result.assert_outcomes(passed=2)
     summary = json.loads((pytester.path / "training-results" / "summary.json").read_text())
     (row,) = summary["jobs"]
     assert (row["id"], row["job"], row["cell"], row["params"]) == (
@@ -215,8 +216,17 @@ def test_lf_reruns_only_the_failed_cell(pytester: pytest.Pytester) -> None:
     first.assert_outcomes(passed=3, failed=1)  # the configuration's testcase passes
     (pytester.path / "fail_1").unlink()
     again = run(pytester, "--sweep", "seed=0:3", "--lf", "-p", "no:randomly")
-    again.assert_outcomes(passed=1, deselected=2)
-    again.stdout.fnmatch_lines(["mri[[]seed_1[]]*passed*"])
+    # the rerun cell, and the configuration's testcase with the two cells kept from the last run
+    again.assert_outcomes(passed=2, deselected=2)
+    aucs = [0.5 + 0.1 + s / 1000 for s in range(3)]
+    again.stdout.fnmatch_lines([
+        "mri[[]seed_1[]]*passed*",
+        f"  mri*mean of 3/3*roc_auc {sum(aucs) / 3:.4f} * n=3*2 of 3 cells kept from the last run"])
+    summary = json.loads((pytester.path / "training-results" / "summary.json").read_text())
+    (conf,) = summary["configurations"]
+    assert conf["kept"] == ["train_mri.py::mri[seed_0]", "train_mri.py::mri[seed_2]"]
+    assert conf["metrics"]["roc_auc"]["values"] == pytest.approx(dict(zip("012", aucs)))
+    assert [row["id"] for row in summary["jobs"]] == ["mri[seed_1]"]
 
 
 def test_cells_under_xdist(pytester: pytest.Pytester) -> None:

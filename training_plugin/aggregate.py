@@ -13,6 +13,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 #: The parameter that tells repeats apart.
@@ -300,3 +301,43 @@ def comparison_story(conf: Configuration, c: Comparison, where: str, tolerance: 
     return (f"{who}: {c.key} mean {c.mean:.3f} over {c.n} seeds is {abs(c.mean - c.ref_mean):.3f}"
             f" {side} the baseline's {c.ref_mean:.3f} over {c.ref_n} seeds ({test}{where}); "
             f"tolerance {tolerance}")
+
+
+# -- cells kept from an earlier session (--lf, -k) -------------------------------------------
+def missing_cells(records: Iterable[Any]) -> dict[str, tuple[Any, Any]]:
+    """The cells of this session's configurations that did not run in it: cell id ->
+    (a record of a cell that ran, to copy, its seed).  A cell names its configuration's cells
+    in ``extra["siblings"]`` (cell id -> seed)."""
+    records = list(records)
+    seen = {r.id for r in records}
+    missing: dict[str, tuple[Any, Any]] = {}
+    for record in records:
+        siblings = (record.extra or {}).get("siblings") if record.cell else None
+        if isinstance(siblings, dict):
+            for cell_id, seed in siblings.items():
+                if cell_id not in seen and cell_id not in missing:
+                    missing[cell_id] = (record, seed)
+    return missing
+
+
+def kept_record(template: Any, cell_id: str, seed: Any, entry: dict[str, Any]) -> Any:
+    """A cell's record from its last history line, in the shape of ``template`` (a cell of
+    its configuration), marked ``kept``."""
+    seed_name = next((k for k in template.params if _is_seed(k)), SEED)
+    cell = cell_id[cell_id.index("[") + 1:-1] if "[" in cell_id else cell_id
+    metrics = entry.get("metrics")
+    return SimpleNamespace(
+        id=cell_id, nodeid=entry.get("nodeid") or f"{template.script}::{cell_id}",
+        script=template.script, job=template.job, cell=cell,
+        params={**template.params, seed_name: seed}, outcome=entry.get("outcome"),
+        metrics=metrics if isinstance(metrics, dict) else {},
+        primary_metric=entry.get("primary_metric"), table=template.table, kept=True)
+
+
+def with_kept(records: Iterable[Any], last: dict[str, dict[str, Any]]) -> list[Any]:
+    """``records`` and, for each cell of their configurations that did not run, its record
+    from ``last`` (cell id -> its last history line), where it has one."""
+    records = list(records)
+    kept = [kept_record(template, cell_id, seed, last[cell_id])
+            for cell_id, (template, seed) in missing_cells(records).items() if cell_id in last]
+    return sorted(records + kept, key=lambda r: r.nodeid)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from training_plugin import aggregate, safefs
+from training_plugin import aggregate, safefs, store
 from training_plugin.results import SUMMARY_FILE, JobRecord, record_of, write_json_atomic
 
 #: The outcome in summary.json of a selected job that never started (an interrupted session).
@@ -63,6 +63,7 @@ class SummaryCollector:
         self.interrupted = False  #: the session ended on Ctrl-C or SIGTERM
         #: what could not be written (shown under the table)
         self.problems: list[str] = []
+        self._last: dict[str, dict[str, Any]] | None = None  #: cell id -> last history line
 
     def add(self, report: pytest.TestReport) -> JobRecord | None:
         """Keep the outcome, duration and record of a training report; return the job's
@@ -141,6 +142,11 @@ class SummaryCollector:
         for entry in sorted(self.entries.values(), key=lambda e: e.nodeid):
             entry.record.outcome = entry.outcome
             records.append(entry.record)
+        if aggregate.missing_cells(records):  # --lf, -k: the other cells from their last run
+            if self._last is None:
+                lines = store.read_history(self.output_dir / store.HISTORY_FILE, lambda m: None)
+                self._last = {str(e.get("job")): e for e in lines}
+            records = aggregate.with_kept(records, self._last)
         return aggregate.configurations(records)
 
     def write(self) -> None:
@@ -174,7 +180,8 @@ class SummaryCollector:
                   "")]
         after: dict[str, list[aggregate.Configuration]] = {}
         for conf in self.configurations():
-            after.setdefault(max(conf.cells), []).append(conf)
+            ran = [c for c in conf.cells if c not in conf.kept]
+            after.setdefault(max(ran or conf.cells), []).append(conf)
         for row in rows:
             primary = row["primary_metric"]
             value = primary and primary["value"]

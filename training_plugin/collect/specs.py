@@ -66,6 +66,8 @@ class JobSpec:
     cell: str = ""  #: the cell's name (``lr_0.001-seed_2``), "" for a job that is not swept
     params: tuple[tuple[str, Any], ...] = ()  #: a cell's parameters, name -> JSON value
     sweep_notes: tuple[str, ...] = ()  #: why a parameter does not vary this job
+    #: the cells of this cell's configuration (the same values but the seed): id -> seed
+    siblings: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.job:
@@ -319,7 +321,18 @@ def cell_specs(spec: JobSpec, sweep: sweeps.Sweep) -> list[JobSpec]:
             notes.append(why)
     if not axes:
         return [dataclasses.replace(spec, sweep_notes=tuple(notes))] if notes else [spec]
-    return [_cell(spec, params, tuple(notes)) for params in sweeps.cells(axes)]
+    made = [_cell(spec, params, tuple(notes)) for params in sweeps.cells(axes)]
+    seed = next((a.name for a in axes if a.key == "seed"), None)
+    if seed is None:
+        return made
+
+    def rest(cell: JobSpec) -> str:  # the cell's values but the seed
+        return repr([(n, v) for n, v in cell.params if n != seed])
+
+    groups: dict[str, tuple[tuple[str, Any], ...]] = {}
+    for cell in made:
+        groups[rest(cell)] = (*groups.get(rest(cell), ()), (cell.id, dict(cell.params)[seed]))
+    return [dataclasses.replace(cell, siblings=groups[rest(cell)]) for cell in made]
 
 
 def _cell(spec: JobSpec, params: tuple[tuple[str, sweeps.Value], ...],

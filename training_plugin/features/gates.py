@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from training_plugin import aggregate
+from training_plugin import aggregate, store
 from training_plugin.metrics import bound_lines, fmt, lookup
 from training_plugin.pytest_compat import is_controller
 from training_plugin.verdict import log_verdict
@@ -91,6 +91,8 @@ class Gates:
     def pytest_training_job_finished(self, item: Any, result: Any) -> None:
         """Fail the item for every bound its metrics break; gated nested keys travel with the
         result (``extra["nested_metrics"]``) so that a baseline keeps them."""
+        if item.spec.siblings:  # the cells of its configuration (aggregates after --lf, -k)
+            result.extra["siblings"] = dict(item.spec.siblings)
         if result.run is None or not result.run.ok:
             return
         spec = item.spec
@@ -143,7 +145,7 @@ class MeanGates:
         """Once the cells have run: one made testcase per configuration."""
         result = yield
         if is_controller(self.config) and self.records and not session.shouldstop:
-            confs = aggregate.configurations(self.records[k] for k in sorted(self.records))
+            confs = aggregate.configurations(kept(self.config, self.records))
             session.testscollected += len(confs)  # the terminal's progress counts them
             for conf in confs:
                 stories = mean_gate_failures(conf)
@@ -156,6 +158,15 @@ class MeanGates:
         """Each failed configuration gate, one line."""
         for story in self.failures:
             terminalreporter.write_line(f"training: {story}", red=True)
+
+
+def kept(config: pytest.Config, records: dict[str, Any]) -> list[Any]:
+    """This session's cells and the other cells of their configurations from their last run
+    in the history (``--lf``, ``-k``)."""
+    cells = [records[k] for k in sorted(records)]
+    if not aggregate.missing_cells(cells):
+        return cells
+    return aggregate.with_kept(cells, {k: v[-1] for k, v in store.entries_by_job(config).items()})
 
 
 def mean_gate_failures(conf: aggregate.Configuration) -> list[str]:

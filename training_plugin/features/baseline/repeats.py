@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from training_plugin import aggregate
+from training_plugin import aggregate, store
 from training_plugin.metrics import describe_tolerance, direction, tolerance_amount
 from training_plugin.pytest_compat import is_controller
 from training_plugin.verdict import log_verdict
@@ -67,8 +67,13 @@ class Repeats:
             self.records[record.nodeid] = record
 
     def configurations(self) -> list[aggregate.Configuration]:
-        """This session's configurations."""
-        return aggregate.configurations(self.records[k] for k in sorted(self.records))
+        """This session's configurations, with the cells of theirs that did not run in it from
+        their last run in the history (``--lf``, ``-k``)."""
+        cells = [self.records[k] for k in sorted(self.records)]
+        if aggregate.missing_cells(cells):
+            last = {k: v[-1] for k, v in store.entries_by_job(self.config).items()}
+            cells = aggregate.with_kept(cells, last)
+        return aggregate.configurations(cells)
 
     def saved(self) -> dict[str, Any]:
         """``--save-baseline``: this session's configurations with figures, keyed by id."""
