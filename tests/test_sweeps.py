@@ -404,3 +404,45 @@ def test_the_html_report_pivots_configurations(pytester: pytest.Pytester) -> Non
     assert "tp-best" not in rows[0] and 'class="tp-best"' in rows[1] and "★ best" in rows[1]
     # the mean and each seed's value on hover
     assert "0.7425 ± 0.0007071" in rows[1] and 'title="seed 42: 0.742, seed 43: 0.743"' in rows[1]
+
+
+# -- MLflow: session, job, cell ------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def mlflow_client_module(tmp_path_factory: pytest.TempPathFactory):
+    """mlflow imported once, before any pytester snapshot of ``sys.modules`` (a second import
+    in one process breaks it)."""
+    mlflow = pytest.importorskip("mlflow")
+    db = tmp_path_factory.mktemp("mlflow-warm") / "warm.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return mlflow
+
+
+@pytest.mark.slow
+def test_mlflow_runs_in_three_levels(pytester: pytest.Pytester, mlflow_client_module,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(name, raising=False)
+    make(pytester, {"train_mri.py": SEEDED, "train_plain.py": PLAIN})
+    result = pytester.runpytest_subprocess("-p", "training_plugin", "--sweep", "lr=0.1,0.2",
+                                           "--repeats", "2", "--mlflow")
+    result.assert_outcomes(passed=7)  # 4 cells, plain, 2 configurations
+    db = pytester.path / "training-results" / "mlflow.db"
+    client = mlflow_client_module.MlflowClient(tracking_uri=f"sqlite:///{db}")
+    (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    by_id = {r.info.run_id: r for r in runs}
+    (session,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    parent = {r.data.tags["mlflow.runName"]: by_id.get(r.data.tags.get("mlflow.parentRunId"))
+              for r in runs if r is not session}
+    assert parent["plain"] is session and parent["mri"] is session
+    job = by_id[next(r.info.run_id for r in runs if r.data.tags["mlflow.runName"] == "mri")]
+    assert job.data.tags["level"] == "job" and job.info.status == "FINISHED"
+    cells = [r for r in runs if r.data.tags.get("cell")]
+    assert sorted(r.data.tags["mlflow.runName"] for r in cells) == [
+        "mri[lr_0.1-seed_42]", "mri[lr_0.1-seed_43]", "mri[lr_0.2-seed_42]", "mri[lr_0.2-seed_43]"]
+    for cell in cells:
+        assert parent[cell.data.tags["mlflow.runName"]] is job
+    first = next(r for r in cells if r.data.tags["mlflow.runName"] == "mri[lr_0.2-seed_43]")
+    assert (first.data.params["sweep.lr"], first.data.params["sweep.seed"]) == ("0.2", "43")

@@ -112,6 +112,17 @@ def run_status(record: JobRecord) -> str:
     return "FAILED"
 
 
+def cell_fields(record: JobRecord) -> tuple[dict[str, str], dict[str, str]]:
+    """A cell's params (``sweep.<name>``: its values) and tags (``cell``, ``sweep_job``);
+    ({}, {}) for a job that is not swept."""
+    if not record.cell:
+        return {}, {}
+    params = {key(f"sweep.{name}"): clip(value, MAX_PARAM)
+              for name, value in (record.params or {}).items()}
+    return params, {"cell": str(record.cell), "sweep_job": str(record.job or ""),
+                    "level": "cell"}
+
+
 def job_tags(record: JobRecord, manifest: dict[str, Any], commit: str | None) -> dict[str, str]:
     """The child run's tags (``manifest``: the job's manifest.json, or {})."""
     doc = record.document or {}

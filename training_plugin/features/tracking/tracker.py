@@ -22,7 +22,8 @@ import pytest
 
 from training_plugin import provenance, results
 from training_plugin.features.tracking.mapping import (
-    MAX_PARAM, MAX_TAG, clip, flag_params, job_metrics, job_tags, run_status, table_params,
+    MAX_PARAM, MAX_TAG, cell_fields, clip, flag_params, job_metrics, job_tags, run_status,
+    table_params,
 )
 from training_plugin.features.tracking.models import log_models
 from training_plugin.features.tracking.uri import artifact_location, sqlite_path
@@ -69,6 +70,8 @@ class Tracker:
         self.problems: list[str] = []  # jobs that could not be logged, and why
         self.logged: list[str] = []  # job ids logged
         self.outcomes: dict[str, int] = {}
+        self.job_runs: dict[str, str] = {}  # a swept job's id -> its run (its cells' parent)
+        self.failed_jobs: set[str] = set()  # swept jobs with a cell that did not pass
         self.active = False
         self.ended = False  # the parent run's end is queued
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
@@ -213,11 +216,15 @@ class Tracker:
         params.update(table_params(record.table))
         metrics = job_metrics(record)
         tags = job_tags(record, manifest, self.commit)
-        tags["mlflow.parentRunId"] = str(self.parent_id)
+        parent = self._job_run(record, ended_ms) if record.cell else self.parent_id
+        extra_params, extra_tags = cell_fields(record)
+        params.update(extra_params)
+        tags.update(extra_tags)
+        tags["mlflow.parentRunId"] = str(parent)
         tags["session"] = self.session_id
         duration_ms = int(float(record.duration_s or 0.0) * 1000)
         run = client.create_run(self.experiment_id, start_time=ended_ms - duration_ms,
-                                tags={"mlflow.parentRunId": str(self.parent_id),
+                                tags={"mlflow.parentRunId": str(parent),
                                       "mlflow.runName": record.id})
         run_id = run.info.run_id
         status = run_status(record)
@@ -265,6 +272,18 @@ class Tracker:
         self.outcomes[record.outcome] = self.outcomes.get(record.outcome, 0) + 1
 
     # -- end of the session -----------------------------------------------------------------
+    def _job_run(self, record: JobRecord, start_ms: int) -> str:
+        """The run of a swept job (a child of the session's, the parent of its cells')."""
+        job = str(record.job or record.id)
+        if record.outcome != "passed":
+            self.failed_jobs.add(job)
+        if job not in self.job_runs:
+            run = self.client.create_run(self.experiment_id, start_time=start_ms, tags={
+                "mlflow.parentRunId": str(self.parent_id), "mlflow.runName": job, "job": job,
+                "level": "job", "script": str(record.script or ""), "session": self.session_id})
+            self.job_runs[job] = run.info.run_id
+        return self.job_runs[job]
+
     def finish(self, exitstatus: int) -> None:
         """End the parent run (on the worker thread)."""
         if self.client is None:
@@ -279,6 +298,9 @@ class Tracker:
         counts["jobs_logged"] = float(len(self.logged))
         self.client.log_batch(self.parent_id,
                               metrics=[Metric(k, v, now, 0) for k, v in counts.items()])
+        for job, run_id in self.job_runs.items():
+            self.client.set_terminated(run_id, "FAILED" if job in self.failed_jobs
+                                       else "FINISHED", end_time=now)
         self.client.set_terminated(self.parent_id, status, end_time=now)
 
     # -- hooks --------------------------------------------------------------------------------
