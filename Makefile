@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Parallel workers for `make train` / `make test` (this machine has 2 cores).
 JOBS   ?= 2
 
-.PHONY: venv train test bench docs clean
+.PHONY: venv train repeats test bench docs clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,15 @@ $(STAMP): pyproject.toml
 # exists (tolerances: pytest.ini); `make train TRAIN_ARGS=--save-baseline=training-baseline.json` records it.
 train: venv
 	$(BIN)/python -m pytest -p training_plugin -n $(JOBS) $(if $(wildcard training-baseline.json),--compare=training-baseline.json) --html=training-results/report.html --self-contained-html $(TRAIN_ARGS)
+
+# `make repeats`: 5 seeds of the fast jobs (about 40 s a run each), each configuration compared
+# with the committed multi-seed baseline training-baseline-repeats.json once it exists: a mean
+# fails only when it dropped beyond the tolerance and a one-sided Welch t-test says p < 0.05
+# (docs/sweeps.md); `make repeats TRAIN_ARGS=--save-baseline=training-baseline-repeats.json`
+# records it.
+REPEAT_JOBS ?= (alzheimers_structured and not ensemble) or brain_mri or (model and not baseline) or als
+repeats: venv
+	$(BIN)/python -m pytest -p training_plugin -n $(JOBS) --repeats 5 -k "$(REPEAT_JOBS)" $(if $(wildcard training-baseline-repeats.json),--compare=training-baseline-repeats.json) --html=training-results/repeats.html --self-contained-html $(TRAIN_ARGS)
 
 test: venv
 	$(BIN)/python -m pytest -n $(JOBS) $(TEST_ARGS)
