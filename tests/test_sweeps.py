@@ -446,3 +446,14 @@ def test_mlflow_runs_in_three_levels(pytester: pytest.Pytester, mlflow_client_mo
         assert parent[cell.data.tags["mlflow.runName"]] is job
     first = next(r for r in cells if r.data.tags["mlflow.runName"] == "mri[lr_0.2-seed_43]")
     assert (first.data.params["sweep.lr"], first.data.params["sweep.seed"]) == ("0.2", "43")
+
+
+def test_skip_unchanged_works_per_cell(pytester: pytest.Pytester) -> None:
+    make(pytester, {"train_mri.py": SEEDED})
+    first = run(pytester, "--sweep", "seed=0:2")
+    first.assert_outcomes(passed=3)
+    again = run(pytester, "--sweep", "seed=0:3", "--skip-unchanged", "-p", "no:randomly")
+    # seeds 0 and 1 are unchanged (skipped with their last figures), seed 2 is new
+    again.assert_outcomes(passed=2, skipped=2)
+    again.stdout.fnmatch_lines(["mri[[]seed_0[]]*skipped*unchanged since*",
+                                "mri[[]seed_2[]]*passed*", "  mri*mean of 3/3*"])
