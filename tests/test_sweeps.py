@@ -6,9 +6,9 @@ import json
 import textwrap
 
 import pytest
-from scipy import stats as sps  # imported before pytester's in-process runs (numpy loads once)
-
 from fakejobs import fake, write_files
+from scipy import stats as sps  # before pytester's runs: numpy loads once a process
+
 from training_plugin.collect import sweeps
 from training_plugin.collect.specs import MSG_NOT_REPEATED
 
@@ -124,8 +124,8 @@ def test_cells_ids_commands_outputs_and_k_selection(pytester: pytest.Pytester) -
     listing.stdout.fnmatch_lines([
         "training: 2 jobs (6 cells) from .; output: *",
         "job mri[[]lr_0.0003-seed_2[]]: * train_mri.py --seed 2 --lr 0.0003 *",
-        "job mri[[]lr_0.001-seed_0[]]: * train_mri.py --seed 0 --lr 0.001 --output-dir "
-        "*/training-results/mri/lr_0.001-seed_0",
+        ("job mri[[]lr_0.001-seed_0[]]: * train_mri.py --seed 0 --lr 0.001 --output-dir "
+         "*/training-results/mri/lr_0.001-seed_0"),
         "job plain: * train_plain.py",
         "    note: not swept: no --lr",
         "sweep: 6 cells of 1 job (mri 6)",
@@ -295,8 +295,8 @@ def test_aggregates_in_summary_terminal_and_junit(pytester: pytest.Pytester) -> 
     half = sps.t.ppf(0.975, 2) * sd / 3 ** 0.5
     result.stdout.fnmatch_lines([
         "mri[[]lr_0.1-seed_3[]]*failed*",
-        f"  mri[[]lr_0.1[]]*mean of 3/4*roc_auc {mean:.4f} ± {sd:.4f} sd, 95% CI "
-        f"[[]{mean - half:.4f}, {mean + half:.4f}[]], n=3*failed seeds: 3",
+        (f"  mri[[]lr_0.1[]]*mean of 3/4*roc_auc {mean:.4f} ± {sd:.4f} sd, 95% CI "
+        f"[[]{mean - half:.4f}, {mean + half:.4f}[]], n=3*failed seeds: 3"),
     ])
     summary = json.loads((pytester.path / "training-results" / "summary.json").read_text())
     conf = summary["configurations"][0]
@@ -381,8 +381,8 @@ def test_a_drop_of_the_mean_fails_only_when_significant(pytester: pytest.Pyteste
         assert p >= 0.05
         assert result.ret == pytest.ExitCode.OK
         result.assert_outcomes(passed=7)
-        result.stdout.fnmatch_lines([f"training: warning: {esc(story)}; not significant at "
-                                     "alpha 0.05: not a regression"])
+        result.stdout.fnmatch_lines([(f"training: warning: {esc(story)}; not significant at "
+                                     "alpha 0.05: not a regression")])
         assert verdict.find("failure") is None
     props = {p.get("name"): p.get("value") for p in verdict.iter("property")}
     assert float(props["welch.roc_auc.p"]) == pytest.approx(p, abs=1e-6)

@@ -120,8 +120,7 @@ def parse_range(name: str, text: str, source: str) -> tuple[Value, ...]:
 
 def _check_name(name: str, text: str, source: str) -> str:
     name = name.strip()
-    if name.startswith("--"):
-        name = name[2:]
+    name = name.removeprefix("--")
     if not _NAME_RE.match(name):
         raise pytest.UsageError(MSG_SWEEP_FORM.format(source=source, text=text))
     if key_of(name) == "output-dir":

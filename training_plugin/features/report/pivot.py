@@ -12,7 +12,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from training_plugin import aggregate
-from training_plugin.features.report.format import esc, fmt, lower_is_better, metric_order
+from training_plugin.features.report.format import (
+    esc,
+    fmt,
+    lower_is_better,
+    metric_order,
+)
 
 
 def varying(confs: list[aggregate.Configuration]) -> list[str]:
