@@ -457,3 +457,24 @@ def test_skip_unchanged_works_per_cell(pytester: pytest.Pytester) -> None:
     again.assert_outcomes(passed=2, skipped=2)
     again.stdout.fnmatch_lines(["mri[[]seed_0[]]*skipped*unchanged since*",
                                 "mri[[]seed_2[]]*passed*", "  mri*mean of 3/3*"])
+
+
+def test_a_parameter_the_job_table_args_set_is_not_swept(pytester: pytest.Pytester) -> None:
+    from training_plugin.collect.specs import MSG_NOT_SWEPT_ARGS
+
+    make(pytester, {
+        "train_mri.py": SEEDED,
+        "train_odd.py": fake('p.add_argument("--seed", type=int, default=int("7"))'),
+        "pyproject.toml": """
+            [tool.training_plugin.jobs.mri]
+            args = ["--lr", "0.5"]
+        """,
+    })
+    listing = run(pytester, "--sweep", "lr=1,2", "--repeats", "2", "--collect-only")
+    listing.stdout.fnmatch_lines([
+        "job mri[[]seed_42[]]: * --seed 42 * --lr 0.5",
+        f"    note: {MSG_NOT_SWEPT_ARGS.format(name='lr', option='--lr')}",
+        # a default that is no literal: the seeds start at 0
+        "job odd[[]seed_0[]]: * --seed 0", "job odd[[]seed_1[]]: *",
+        "sweep: 4 cells of 2 jobs (mri 2, odd 2)",
+    ])
