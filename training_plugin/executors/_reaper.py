@@ -1,32 +1,26 @@
 """Per-pytest-process fork server that starts training jobs and kills their whole process trees.
+Run as ``python -I -S _reaper.py PARENT_PID PDEATHSIG GUARD_PID...`` by ``reaper.py``, once per
+pytest process; stdlib only and no package import (it starts in a few tens of milliseconds).
 
-Run as ``python -I -S path/to/_reaper.py PARENT_PID PDEATHSIG GUARD_PID...`` by ``runner.py``;
-stdlib only and no package import, so it starts in a few tens of milliseconds, once per pytest
-process (the controller with -n0, each xdist worker).
+Why no process of a job survives: it is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so every
+orphaned descendant of a job (a grandchild whose parent exited, a ``setsid`` daemon) is
+reparented to it and the job's tree is "every process whose parent chain leads here" (walked in
+``/proc``); it dies with its pytest process (``PR_SET_PDEATHSIG=SIGTERM``, checked against the
+race with ``getppid``; EOF on stdin; a pidfd per guard process, such as the xdist controller of
+a worker), killing every tree first; if it is SIGKILLed itself, its client sees EOF and kills
+the job's process group.  Jobs start with posix_spawn (no Python in the child: 2-4 ms less per
+job; the price is no parent-death signal on the job's main process).
 
-Why it can promise that no process of a job survives:
-- it is a child subreaper (``PR_SET_CHILD_SUBREAPER``): every orphaned descendant of a job
-  (a grandchild whose parent exited, a ``setsid`` daemon) is reparented to it, so the job's tree
-  is exactly "every process whose parent chain leads here", found by walking ``/proc``;
-- it dies with its pytest process: ``PR_SET_PDEATHSIG=SIGTERM`` (checked against the race with
-  ``getppid``), EOF on stdin, and a pidfd per guard process (the xdist controller of a worker),
-  each of which makes it kill every tree, reap and exit;
-- should the reaper itself be SIGKILLed, its client (runner.py) sees EOF on the pipe and kills
-  the job's process group.  (Jobs are started with posix_spawn, not fork + Python code in the
-  child: 2-4 ms less per job, which the 100-trivial-jobs bench needs; the price is no
-  parent-death signal on the job's main process, which only mattered if the reaper and pytest
-  were SIGKILLed together.)
-
-Protocol, one JSON object per line.  Requests on stdin:
-  {"op": "spawn", "id": N, "argv": [...], "cwd": "...", "env": {...}, "log": "..."}
-  {"op": "kill", "id": N}
-Replies on stdout:
-  {"event": "started", "id": N, "pid": P}
-  {"event": "error", "id": N, "message": "..."}        (the job could not be started)
-  {"event": "exit", "id": N, "returncode": R, "leftovers": K, "killed": bool, "runtime_s": S}
-``returncode`` is subprocess-style (negative = signal); ``leftovers`` counts the processes of the
-tree still alive after the main process ended (they were killed); ``runtime_s`` is the main
-process's lifetime (without the clean-up that followed).
+Protocol, one JSON object per line.  Requests: {"op": "spawn", "id": N, "argv": [...], "cwd",
+"env": {...}, "log", "cgroup": "<group>/cgroup.procs", "rlimit_as": BYTES} (the last two
+optional) and {"op": "kill", "id": N}.  Replies: {"event": "started", "id", "pid", "cgroup":
+moved into it}, {"event": "error", "id", "message"} (it could not start), and {"event": "exit",
+"id", "returncode", "leftovers", "killed", "runtime_s", "cpu_s", "maxrss", "rss_peak"}:
+``returncode`` subprocess-style (negative = signal); ``leftovers``, processes of the tree alive
+after the main process ended (killed); ``runtime_s``, the main process's lifetime.  The job's
+cost: ``cpu_s``, user + system time of its whole tree (``wait4``: every orphan is reaped here,
+and a reaped process's figures include its own reaped children); ``maxrss``, its largest
+process (bytes); ``rss_peak``, the largest sum of the tree's RSS sampled every ``SAMPLE_S``.
 """
 
 from __future__ import annotations
@@ -50,6 +44,9 @@ LEFTOVER_GRACE_S = 1.0
 #: After this long of SIGKILLs, processes stuck in uninterruptible sleep are given up on.
 GIVE_UP_S = 30.0
 _POLL_S = 0.02
+#: Seconds between two samples of a running tree's RSS (the peak where no cgroup measures it).
+SAMPLE_S = 0.2
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -61,23 +58,15 @@ def prctl(option: int, arg: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def _proc_table() -> dict[int, tuple[int, str]]:
-    """pid -> (ppid, state) for every process visible in /proc."""
-    table: dict[int, tuple[int, str]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ..." -- comm may contain spaces and parentheses.
-        fields = data[data.rfind(b")") + 2 :].split()
-        if len(fields) < 2:
-            continue
-        table[int(name)] = (int(fields[1]), fields[0].decode())
-    return table
+def _stat(pid: int | str) -> list[bytes]:
+    """The fields of /proc/PID/stat after "pid (comm)" (comm may hold spaces and parentheses):
+    state, ppid, ...; a process that is gone reads as state X."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return [b"X", b"0"]
+    return data[data.rfind(b")") + 2 :].split()
 
 
 def _children(pid: int) -> list[int] | None:
@@ -100,15 +89,6 @@ def _children(pid: int) -> list[int] | None:
     return kids
 
 
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return "X"
-    return data[data.rfind(b")") + 2 :].split()[0].decode()
-
-
 def descendants(root: int) -> list[int]:
     """Live (non-zombie) processes whose parent chain leads to ``root``.
 
@@ -117,32 +97,28 @@ def descendants(root: int) -> list[int]:
     is reparented to ``root`` while the walk runs is found by the caller's next round: callers
     loop until a walk finds nothing, and a subreaper with no children has no descendants.
     """
+    table = None  # ppid -> children from a scan of /proc, for kernels without children files
     found: list[int] = []
     stack = [root]
     while stack:
-        kids = _children(stack.pop())
-        if kids is None:
-            return _descendants_by_scan(root)
-        for pid in kids:
-            if _state(pid) not in ("Z", "X"):
-                found.append(pid)
-            stack.append(pid)
-    return found
-
-
-def _descendants_by_scan(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    table = _proc_table()
-    for pid, (ppid, _state_) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    found: list[int] = []
-    stack = list(children.get(root, ()))
-    while stack:
         pid = stack.pop()
-        if table[pid][1] not in ("Z", "X"):
-            found.append(pid)
-        stack.extend(children.get(pid, ()))
+        kids = _children(pid) if table is None else table.get(pid, [])
+        if kids is None:
+            table, found, stack = _scan(), [], [root]
+            continue
+        for kid in kids:
+            if _stat(kid)[0] not in (b"Z", b"X"):
+                found.append(kid)
+            stack.append(kid)
     return found
+
+
+def _scan() -> dict[int, list[int]]:
+    """ppid -> children, for every process in /proc."""
+    table: dict[int, list[int]] = {}
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        table.setdefault(int(_stat(name)[1]), []).append(int(name))
+    return table
 
 
 class Reaper:
@@ -155,8 +131,9 @@ class Reaper:
         self.statuses: dict[int, int] = {}  # main pid -> returncode, once reaped
         self.started: dict[int, float] = {}  # main pid -> monotonic start
         self.ended: dict[int, float] = {}  # main pid -> monotonic end of the main process
+        self.cost: dict[int, list] = {}  # main pid -> [cpu s, max rss, sampled peak, sampled?]
+        self.next_sample = 0.0
 
-    # -- replies -------------------------------------------------------------------------------
     def reply(self, **message: object) -> None:
         """Write one JSON line to the client; a vanished client is not an error here."""
         data = (json.dumps(message) + "\n").encode()
@@ -166,12 +143,11 @@ class Reaper:
         except OSError:
             pass
 
-    # -- processes -----------------------------------------------------------------------------
     def reap(self) -> None:
         """Collect every exited child (jobs and reparented orphans) without blocking."""
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -179,10 +155,34 @@ class Reaper:
             if pid in self.jobs:
                 self.statuses[pid] = os.waitstatus_to_exitcode(status)
                 self.ended[pid] = time.monotonic()
+            # an orphan belongs to the job running now (a reaper runs one job at a time)
+            cost = self.cost.get(pid) or next(iter(self.cost.values()), None)
+            if cost is not None:
+                cost[0] += usage.ru_utime + usage.ru_stime
+                cost[1] = max(cost[1], usage.ru_maxrss * 1024)
+
+    def tick(self) -> float:
+        """When due, add up the RSS of the running tree and keep the largest sum (jobs without
+        a cgroup); return the seconds until the next sample."""
+        costs = [cost for cost in self.cost.values() if cost[3]]
+        if not costs:
+            return 1.0
+        if time.monotonic() >= self.next_sample:
+            total = 0
+            for pid in descendants(self.me):
+                try:
+                    with open(f"/proc/{pid}/statm", "rb") as fh:
+                        total += int(fh.read().split()[1]) * _PAGE
+                except (OSError, IndexError, ValueError):
+                    continue
+            for cost in costs:
+                cost[2] = max(cost[2], total)
+            self.next_sample = time.monotonic() + SAMPLE_S
+        return max(0.0, self.next_sample - time.monotonic())
 
     def kill_tree(self, grace_s: float, pgids: list[int]) -> int:
-        """SIGTERM every descendant (and the jobs' process groups), SIGKILL what is left after
-        ``grace_s``, until nothing of the tree is alive; return how many processes were found."""
+        """SIGTERM the tree (and ``pgids``), SIGKILL what is left after ``grace_s``, until
+        nothing of it is alive; return how many processes were found."""
         deadline = time.monotonic() + grace_s
         seen: set[int] = set()
         while True:
@@ -195,23 +195,18 @@ class Reaper:
                 sys.stderr.write(f"training_plugin reaper: processes {pids} survive SIGKILL\n")
                 return len(seen)
             sig = signal.SIGTERM if now < deadline else signal.SIGKILL
-            for pgid in pgids:
+            targets = [(os.killpg, pgid) for pgid in pgids] + [
+                (os.kill, pid) for pid in pids if sig == signal.SIGKILL or pid not in seen]
+            for kill, target in targets:
                 try:
-                    os.killpg(pgid, sig)
+                    kill(target, sig)
                 except OSError:
                     pass
-            for pid in pids:
-                if sig == signal.SIGKILL or pid not in seen:
-                    try:
-                        os.kill(pid, sig)
-                    except OSError:
-                        pass
             seen.update(pids)
             time.sleep(_POLL_S)
 
     def spawn(self, request: dict) -> None:
-        """Start one job with posix_spawn (vfork-fast: no Python runs in the child); reply
-        "started", or "error" with the reason also written to the job's log."""
+        """Start one job; reply "started", or "error" (the reason also goes to its log)."""
         rid = request["id"]
         try:
             pid = _spawn(request["argv"], request["cwd"], request["env"], request["log"])
@@ -222,19 +217,22 @@ class Reaper:
             return
         self.jobs[pid] = rid
         self.started[pid] = time.monotonic()
-        self.reply(event="started", id=rid, pid=pid)
+        moved = _limit(pid, request.get("cgroup"), request.get("rlimit_as"))
+        self.cost[pid] = [0.0, 0, 0, not moved]
+        self.next_sample = time.monotonic() + SAMPLE_S
+        self.reply(event="started", id=rid, pid=pid, cgroup=moved)
 
     def finish(self, pid: int, grace_s: float, killed: bool) -> None:
         """Kill what is left of job ``pid``'s tree and send its "exit" reply."""
         found = self.kill_tree(grace_s, [pid])
         self.reap()
         self.statuses.setdefault(pid, -signal.SIGKILL)  # only when it could not be reaped
-        rid = self.jobs.pop(pid)
-        code = self.statuses.pop(pid)
+        rid, code = self.jobs.pop(pid), self.statuses.pop(pid)
         runtime = self.ended.pop(pid, time.monotonic()) - self.started.pop(pid)
         leftovers = found if not killed else 0
+        cpu, maxrss, peak, _ = self.cost.pop(pid)
         self.reply(event="exit", id=rid, returncode=code, leftovers=leftovers, killed=killed,
-                   runtime_s=round(runtime, 4))
+                   runtime_s=round(runtime, 4), cpu_s=round(cpu, 4), maxrss=maxrss, rss_peak=peak)
 
     def handle(self, request: dict) -> None:
         """Dispatch one request from the client."""
@@ -245,8 +243,6 @@ class Reaper:
             for pid, rid in list(self.jobs.items()):
                 if rid == request["id"]:
                     self.finish(pid, KILL_GRACE_S, killed=True)
-        elif op == "ping":
-            self.reply(event="pong", id=request.get("id"))
 
     def check_exited_jobs(self) -> None:
         """Send "exit" for every job whose main process has ended, after killing its leftovers."""
@@ -258,6 +254,24 @@ class Reaper:
         """Kill every tree and reap everything (client gone or told us to stop)."""
         self.kill_tree(KILL_GRACE_S, list(self.jobs))
         self.reap()
+
+
+def _limit(pid: int, procs: str | None, rlimit_as: int | None) -> bool:
+    """Cap a new job's address space; move it into its cgroup (True when it was moved)."""
+    if rlimit_as:
+        import resource
+
+        try:
+            hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+            resource.prlimit(pid, resource.RLIMIT_AS, (int(rlimit_as), hard))
+        except (OSError, ValueError):
+            pass
+    try:
+        with open(procs or "", "w") as fh:
+            fh.write(str(pid))
+        return True
+    except OSError:  # no group asked for (""), or it cannot take the job
+        return False
 
 
 class SpawnError(OSError):
@@ -315,8 +329,8 @@ def _note_in_log(log: str, message: str) -> None:
     try:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(message + "\n")
+        os.write(fd, (message + "\n").encode("utf-8", "replace"))
+        os.close(fd)
     except OSError:
         pass
 
@@ -328,11 +342,8 @@ def main(argv: list[str]) -> int:
     guards = [int(a) for a in argv[2:]]
     stop = []
 
-    def on_stop(signum: int, _frame: object) -> None:
-        stop.append(signum)
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGHUP, on_stop)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda num, _frame: stop.append(num))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -340,12 +351,10 @@ def main(argv: list[str]) -> int:
         prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
         return 1
-    guard_fds = []
-    for pid in guards:
-        try:
-            guard_fds.append(os.pidfd_open(pid))
-        except OSError:
-            return 1  # that guard is already gone
+    try:
+        guard_fds = [os.pidfd_open(pid) for pid in guards]
+    except OSError:
+        return 1  # a guard is already gone
     os.chdir("/")
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
@@ -355,15 +364,14 @@ def main(argv: list[str]) -> int:
     try:
         while not stop:
             try:
-                ready, _, _ = select.select([in_fd, wake_r, *guard_fds], [], [], 1.0)
+                ready, _, _ = select.select([in_fd, wake_r, *guard_fds], [], [], server.tick())
             except InterruptedError:
                 ready = []
-            if wake_r in ready:
-                try:
-                    while os.read(wake_r, 512):
-                        pass
-                except BlockingIOError:
+            try:
+                while wake_r in ready and os.read(wake_r, 512):
                     pass
+            except BlockingIOError:
+                pass
             server.check_exited_jobs()
             if any(fd in ready for fd in guard_fds):
                 break

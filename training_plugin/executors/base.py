@@ -14,11 +14,81 @@ MSG_KILLED = "killed by {signal}"
 MSG_OOM_HINT = " (out of memory?)"
 MSG_EXIT_CODE = "exit code {code}"
 MSG_INTERRUPTED = "interrupted (process tree killed)"
+#: An infrastructure failure's story begins so (pytest "error"; retried under ``--retries``).
+MSG_INFRASTRUCTURE = "infrastructure: {cause}"
+MSG_OUTSIDE_SIGNAL = "killed by {signal}{hint}, a signal the plugin did not send"
+MSG_OOM = "killed by the kernel's OOM killer (peak {peak} of its {limit} limit)"
+MSG_OOM_NO_LIMIT = "killed by the kernel's OOM killer (peak {peak})"
+#: Signals that end a job from outside (a user, a scheduler, preemption), not by its own fault.
+OUTSIDE_SIGNALS = (signal.SIGKILL, signal.SIGTERM)
+#: How the peak memory was measured.
+PEAK_CGROUP_V2 = "cgroup v2 memory.peak"
+PEAK_CGROUP_V1 = "cgroup v1 memory.max_usage_in_bytes"
+PEAK_SAMPLED = "sampled RSS of the process tree"
 
 
 def format_seconds(value: float) -> str:
     """Render a timeout like a user wrote it: 60 -> "60", 0.5 -> "0.5"."""
     return f"{value:g}"
+
+
+def format_bytes(value: float) -> str:
+    """A size for people: 1.2 GiB, 200 MiB, 512 KiB."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            number = value / size
+            return f"{number:.1f} {unit}" if number < 10 else f"{number:.0f} {unit}"
+    return f"{value:.0f} B"
+
+
+def format_duration(seconds: float) -> str:
+    """A compact duration: 0.8s, 12s, 2m10s, 1h05m."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole // 60 % 60:02d}m"
+
+
+@dataclass(frozen=True)
+class JobCost:
+    """What one attempt of a job cost: wall time, CPU time (user + system) of its whole
+    process tree, the tree's peak memory (and how it was measured), GPUs it was given."""
+
+    wall_s: float
+    cpu_s: float | None = None
+    peak_bytes: int | None = None
+    peak_method: str | None = None  #: ``PEAK_CGROUP_V2``, ``PEAK_CGROUP_V1``, ``PEAK_SAMPLED``
+    memory_limit: int | None = None  #: the limit enforced on the job (bytes), if any
+    limit_method: str | None = None  #: "cgroup v2", "cgroup v1", "RLIMIT_AS"
+    gpus: float = 0.0
+
+    @property
+    def gpu_s(self) -> float:
+        """GPU-seconds: wall time x the GPUs the job was given."""
+        return self.wall_s * self.gpus
+
+    def phrase(self) -> str:
+        """The summary's compact cell: "cpu 2m10s, peak 1.2 GiB"."""
+        parts = []
+        if self.cpu_s is not None:
+            parts.append(f"cpu {format_duration(self.cpu_s)}")
+        if self.peak_bytes:
+            parts.append(f"peak {format_bytes(self.peak_bytes)}")
+        if self.gpus:
+            parts.append(f"gpu {format_duration(self.gpu_s)}")
+        return ", ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form (summary.json, history, the record)."""
+        return {"wall_s": round(self.wall_s, 3),
+                "cpu_s": None if self.cpu_s is None else round(self.cpu_s, 3),
+                "peak_bytes": self.peak_bytes, "peak_method": self.peak_method,
+                "memory_limit": self.memory_limit, "limit_method": self.limit_method,
+                "gpus": self.gpus, "gpu_s": round(self.gpu_s, 3)}
 
 
 @dataclass(frozen=True)
@@ -53,6 +123,11 @@ class RunResult:
     error: str | None = None  # the job could not be started / was lost (returncode is None)
     leftovers: int = 0  # processes still running after the job ended (all killed)
     node: str | None = None  # where it ran: "local", "local:gw0", "ray:10.0.0.2"
+    cost: JobCost | None = None  # what it cost (None: the executor does not measure it)
+    #: why it ended, when the cause is not the job's own (``MSG_OOM``, ``MSG_OUTSIDE_SIGNAL``,
+    #: a lost node ...): an infrastructure failure, reported as pytest "error" and retried
+    infrastructure: str | None = None
+    killed_by_plugin: bool = False  # the plugin sent the signal that ended it (timeout, Ctrl-C)
 
     @property
     def ok(self) -> bool:

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from training_plugin import safefs
-from training_plugin.executors.base import RunResult
+from training_plugin.executors.base import (MSG_OOM_HINT, MSG_OUTSIDE_SIGNAL, OUTSIDE_SIGNALS,
+                                            PEAK_SAMPLED, JobCost, RunResult)
 from training_plugin.run.signals import interrupt_on_sigterm, restore_sigterm
 
 MSG_REAPER_DIED = (
@@ -157,6 +158,8 @@ def run_job(
     env: dict[str, str],
     log_path: Path,
     timeout: float | None = None,
+    cgroup_procs: str | None = None,
+    rlimit_as: int | None = None,
 ) -> RunResult:
     """Run ``argv`` (no shell) in ``cwd`` with exactly ``env``; stdout+stderr go to ``log_path``.
 
@@ -164,9 +167,16 @@ def run_job(
     timeout (-> ``timed_out=True``), on KeyboardInterrupt or SIGTERM of this process (re-raised
     after cleanup) and when the job ends (processes it left behind; counted in ``leftovers``).
     A process runs one job at a time: concurrent callers (threads) wait for each other.
+
+    ``cgroup_procs`` (a cgroup's ``cgroup.procs``): the job is moved into that group as it
+    starts; ``rlimit_as``: its address space is capped (``RLIMIT_AS``).  The result's ``cost``
+    has the tree's CPU time and the sampled peak of the tree's RSS, or, when the job went into
+    its cgroup (``peak_method`` None: the caller reads the group), its largest process's.  A SIGKILL or SIGTERM
+    the plugin did not send, and the reaper's death, are ``infrastructure`` failures.
     """
     with _ReaperHolder.lock:
-        return _run_job(argv, cwd=cwd, env=env, log_path=log_path, timeout=timeout)
+        return _run_job(argv, cwd=cwd, env=env, log_path=log_path, timeout=timeout,
+                        cgroup_procs=cgroup_procs, rlimit_as=rlimit_as)
 
 
 def _run_job(
@@ -176,6 +186,8 @@ def _run_job(
     env: dict[str, str],
     log_path: Path,
     timeout: float | None,
+    cgroup_procs: str | None = None,
+    rlimit_as: int | None = None,
 ) -> RunResult:
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,14 +206,16 @@ def _run_job(
     rid = client.next_id()
     try:
         try:
+            limits = {k: v for k, v in (("cgroup", cgroup_procs), ("rlimit_as", rlimit_as)) if v}
             client.send(op="spawn", id=rid, argv=[str(a) for a in argv],
                         cwd=os.path.abspath(cwd), env={str(k): str(v) for k, v in env.items()},
-                        log=os.path.abspath(log_path))
+                        log=os.path.abspath(log_path), **limits)
             message = client.wait_for(rid, None)
             assert message is not None
             if message["event"] == "error":
                 return result(error=message["message"])
             pid = int(message["pid"])
+            in_group = bool(message.get("cgroup"))
             wait = None if timeout is None else max(0.0, started + timeout - time.monotonic())
             message = client.wait_for(rid, wait)
             timed_out = message is None
@@ -219,7 +233,7 @@ def _run_job(
     except ReaperDied:
         _kill_group(pid)
         _ReaperHolder.drop()
-        return result(error=MSG_REAPER_DIED)
+        return result(error=MSG_REAPER_DIED, infrastructure=MSG_REAPER_DIED)
     finally:
         restore_sigterm(old_term)
     leftovers = int(message.get("leftovers", 0))
@@ -231,8 +245,26 @@ def _run_job(
     extra: dict = {}
     if not timed_out and "runtime_s" in message:  # the job's own time, not the clean-up's
         extra["duration_s"] = float(message["runtime_s"])
-    return result(returncode=int(message["returncode"]), timed_out=timed_out,
-                  leftovers=leftovers, **extra)
+    wall = extra.get("duration_s", time.monotonic() - started)
+    peak = max(int(message.get("rss_peak") or 0), int(message.get("maxrss") or 0))
+    cost = JobCost(wall_s=wall, cpu_s=message.get("cpu_s"), peak_bytes=peak or None,
+                   peak_method=None if in_group else PEAK_SAMPLED)
+    code = int(message["returncode"])
+    killed = timed_out or bool(message.get("killed"))
+    return result(returncode=code, timed_out=timed_out, leftovers=leftovers, cost=cost,
+                  killed_by_plugin=killed,
+                  infrastructure=None if killed else outside_signal(code, hint=not in_group),
+                  **extra)
+
+
+def outside_signal(returncode: int | None, hint: bool = True) -> str | None:
+    """The infrastructure story of a job ended by a SIGKILL or SIGTERM the plugin did not send
+    (``hint``: "out of memory?" for a SIGKILL no cgroup could explain), else None."""
+    if returncode is None or -returncode not in OUTSIDE_SIGNALS:
+        return None
+    name = signal.Signals(-returncode).name
+    return MSG_OUTSIDE_SIGNAL.format(
+        signal=name, hint=MSG_OOM_HINT if hint and name == "SIGKILL" else "")
 
 
 def _kill_group(pgid: int | None) -> None:
