@@ -33,6 +33,9 @@ SHARED_SETTINGS = ("epochs", "folds", "seed", "output-dir")
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _SETTINGS_KEY = pytest.StashKey["Settings"]()
 
+HELP_RETRIES = ("re-run a job up to N more times after an infrastructure failure (a signal "
+                "the plugin did not send, the OOM killer, a dead supervisor), never after "
+                "its own; job-table `retries` wins (default 0)")
 HELP_EPOCHS = "epochs for every job that accepts --epochs (int >= 1)"
 HELP_FOLDS = "cross-validation folds for every job that accepts --folds (int >= 2)"
 HELP_SEED = "random seed for every job that accepts --seed"
@@ -129,6 +132,8 @@ def add_core_options(parser: pytest.Parser) -> None:
     group.addoption("--repeats", dest="training_repeats", type=int_at_least("--repeats", 1),
                     default=None, metavar="N", help=HELP_REPEATS)
     group.addoption("--ray", dest="training_ray", default=None, metavar="ADDRESS", help=HELP_RAY)
+    group.addoption("--retries", dest="training_retries", type=int_at_least("--retries", 0),
+                    default=None, metavar="N", help=HELP_RETRIES)
 
 
 def add_core_ini(parser: pytest.Parser) -> None:
@@ -149,6 +154,7 @@ def add_core_ini(parser: pytest.Parser) -> None:
                   "point (an if __name__ == \"__main__\" block, a top-level call such as main(), "
                   "@hydra.main); false: every file matching training_glob is a job",
                   type="bool", default=True)
+    parser.addini("training_retries", HELP_RETRIES, default="0")
     parser.addini("training_max_cells", HELP_MAX_CELLS, default=str(sweeps.DEFAULT_MAX_CELLS))
     parser.addini("training_gpus", "GPU ids shared out between xdist workers when the "
                   "environment sets none (e.g. 0,1; none = no GPUs)", default="")

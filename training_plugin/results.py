@@ -193,6 +193,13 @@ class JobRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     #: the job's job-table entry, JSON-able (``collect.table.JobConfig.to_json``)
     table: dict[str, Any] = field(default_factory=dict)
+    #: what the last attempt cost (``executors.base.JobCost.to_json``), None: not measured
+    cost: dict[str, Any] | None = None
+    #: the cause of an infrastructure failure (the job's outcome is then "error")
+    infrastructure: str | None = None
+    attempt: int = 1  #: the attempt that ended the job (1 + the retries it took)
+    #: every attempt: {attempt, result, infrastructure, returncode, duration_s, node, log, cost}
+    attempts: list[dict[str, Any]] = field(default_factory=list)
     job: str | None = None  #: the job's id (a cell's ``id`` is ``<job>[<cell>]``)
     cell: str | None = None  #: the cell's name (``lr_0.001-seed_2``), None for a plain job
     params: dict[str, Any] = field(default_factory=dict)  #: a cell's parameters

@@ -234,6 +234,8 @@ class TrainingSession:
         report = yield
         if isinstance(item, TrainingItem) and call.when != "teardown":
             setattr(report, REPORT_ATTR, item.record(call.excinfo).to_json())
+            if call.when == "call" and item.lost(call.excinfo):
+                report.when = "setup"  # pytest's errors are outside the call (docs/failures.md)
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

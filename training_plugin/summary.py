@@ -16,10 +16,39 @@ from typing import Any
 import pytest
 
 from training_plugin import aggregate, safefs, store
+from training_plugin.executors.base import format_bytes, format_duration
 from training_plugin.results import SUMMARY_FILE, JobRecord, record_of, write_json_atomic
 
 #: The outcome in summary.json of a selected job that never started (an interrupted session).
 NOT_RUN = "not run"
+#: A suggested job-table ``memory`` is the peak plus this share, rounded up to ``MEMORY_STEP``.
+MEMORY_MARGIN = 0.25
+MEMORY_STEP = 256 * 2**20
+#: Under the table: a job-table ``memory`` for each job that has none (its peak + 25%).
+MSG_SUGGEST_MEMORY = "training: memory for the job table (peak + 25%): {value}"
+#: Under the table: the jobs by outcome, infrastructure errors apart from the jobs' failures.
+MSG_COUNTS = "training: {counts}"
+
+
+def suggested_memory(peak: float) -> str:
+    """A job-table ``memory`` for a job whose peak was ``peak`` bytes: peak + 25%, rounded up
+    to 256 MiB, written as the table takes it ("1.5GiB", "768MiB")."""
+    value = max(1, -(-int(peak * (1 + MEMORY_MARGIN)) // MEMORY_STEP)) * MEMORY_STEP
+    return f"{value / 2**30:g}GiB" if value >= 2**30 else f"{value // 2**20}MiB"
+
+
+def cost_cell(cost: dict[str, Any] | None) -> str:
+    """The summary's compact cost cell: "cpu 2m10s, peak 1.2 GiB" ("" when not measured)."""
+    if not cost:
+        return ""
+    parts = []
+    if isinstance(cost.get("cpu_s"), (int, float)):
+        parts.append(f"cpu {format_duration(cost['cpu_s'])}")
+    if cost.get("peak_bytes"):
+        parts.append(f"peak {format_bytes(cost['peak_bytes'])}")
+    if cost.get("gpu_s"):
+        parts.append(f"gpu {format_duration(cost['gpu_s'])}")
+    return ", ".join(parts)
 
 
 @dataclass
@@ -81,6 +110,8 @@ class SummaryCollector:
             entry.outcome = report.outcome
         elif report.outcome != "passed" and entry.outcome == "passed":
             entry.outcome = "error" if report.failed else report.outcome
+            if record.attempts:  # it ran: an infrastructure failure (an error, see session)
+                entry.duration_s = job_duration(report)
         if report.skipped and record.story is None:
             longrepr = report.longrepr
             if isinstance(longrepr, tuple) and len(longrepr) == 3:
@@ -132,6 +163,11 @@ class SummaryCollector:
                     "notes": list(rec.notes or []),
                     "extra": dict(rec.extra or {}),
                     "log": rec.log,
+                    "cost": rec.cost,
+                    "infrastructure": rec.infrastructure,
+                    "attempt": rec.attempt,
+                    "attempts": list(rec.attempts or []),
+                    "suggested_memory": _suggestion(rec),
                 }
             )
         return out
@@ -157,7 +193,8 @@ class SummaryCollector:
         path = self.output_dir / SUMMARY_FILE
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(path, {"interrupted": self.interrupted, "jobs": self.rows(),
+            write_json_atomic(path, {"interrupted": self.interrupted, "counts": self.counts(),
+                                     "jobs": self.rows(),
                                      "configurations": [c.to_json()
                                                         for c in self.configurations()]},
                               indent=2)
@@ -176,8 +213,8 @@ class SummaryCollector:
         rows = self.rows()
         tr.write_sep("=", "training summary")
         show_node = any(row["node"] not in (None, "local") for row in rows)
-        table = [("job", "outcome", "duration", "primary metric", "node" if show_node else "",
-                  "")]
+        table = [("job", "outcome", "cost", "duration", "primary metric",
+                  "node" if show_node else "", "")]
         after: dict[str, list[aggregate.Configuration]] = {}
         for conf in self.configurations():
             ran = [c for c in conf.cells if c not in conf.kept]
@@ -194,23 +231,70 @@ class SummaryCollector:
             if row["outcome"] == "skipped" and row["story"]:
                 flags.append(row["story"])
             flags.extend(row["notes"])
+            flags.extend(_failure_notes(row))
             table.append(
-                (str(row["id"]), row["outcome"], f"{row['duration_s']:.1f} s", metric,
+                (str(row["id"]), row["outcome"], cost_cell(row["cost"]),
+                 f"{row['duration_s']:.1f} s", metric,
                  str(row["node"] or "-") if show_node else "", "; ".join(flags))
             )
-            table += [configuration_row(c) for c in after.get(row["nodeid"], ())]
-        widths = [max(len(r[i]) for r in table) for i in range(5)]
+            table += [(*r[:2], "", *r[2:]) for r in map(configuration_row,
+                                                         after.get(row["nodeid"], ()))]
+        widths = [max(len(r[i]) for r in table) for i in range(6)]
         for r in table:
-            cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
-                     r[3].ljust(widths[3])]
+            cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2]),
+                     r[3].rjust(widths[3]), r[4].ljust(widths[4])]
             if show_node:
-                cells.append(r[4].ljust(widths[4]))
-            tr.write_line("  ".join([*cells, r[5]]).rstrip())
+                cells.append(r[5].ljust(widths[5]))
+            tr.write_line("  ".join([*cells, r[6]]).rstrip())
+        suggestions = [f'{row["id"]} = "{row["suggested_memory"]}"' for row in rows
+                       if row["suggested_memory"] and row["outcome"] != "skipped"]
+        if suggestions:
+            tr.write_line(MSG_SUGGEST_MEMORY.format(value=", ".join(suggestions)))
+        counts = self.counts()
+        if counts.get("error"):
+            tr.write_line(MSG_COUNTS.format(counts=", ".join(
+                f"{n} {_counted(outcome)}" for outcome, n in sorted(counts.items()))))
         if self.summary_path is not None:
             tr.write_line(f"summary: {self.summary_path}")
         self.warnings(tr)
+
+    def counts(self) -> dict[str, int]:
+        """Jobs by outcome: "error" (infrastructure failures, crashed workers) apart from
+        "failed" (the jobs' own failures)."""
+        counts: dict[str, int] = {}
+        for entry in self.entries.values():
+            counts[entry.outcome] = counts.get(entry.outcome, 0) + 1
+        return counts
 
     def warnings(self, tr: Any) -> None:
         """What could not be written in this session (summary.json, baseline, fingerprints)."""
         for problem in [*self.problems, *safefs.failed_writes(tr.config)]:
             tr.write_line(f"training: warning: {problem}", yellow=True)
+
+
+def _counted(outcome: str) -> str:
+    return {"failed": "failed (the jobs' own)", "error": "error (infrastructure)"}.get(
+        outcome, outcome)
+
+
+def _suggestion(rec: JobRecord) -> str | None:
+    """A ``memory`` value for a job that has none in the job table: its peak plus a margin."""
+    peak = (rec.cost or {}).get("peak_bytes")
+    if not isinstance(peak, (int, float)) or not peak or (rec.table or {}).get("memory"):
+        return None
+    return suggested_memory(peak)
+
+
+def _failure_notes(row: dict[str, Any]) -> list[str]:
+    """An error's infrastructure cause; the attempts of a retried job."""
+    notes = []
+    if row["outcome"] == "error" and row["infrastructure"]:
+        notes.append(f"infrastructure: {row['infrastructure']}")
+    attempts = row["attempts"] or []
+    if len(attempts) > 1:
+        earlier = "; ".join(f"attempt {a.get('attempt')}: {a.get('result')}"
+                            for a in attempts[:-1])
+        last = attempts[-1].get("attempt")
+        notes.append(f"passed on attempt {last} ({earlier})" if row["outcome"] == "passed"
+                     else f"attempt {last} of {len(attempts)} ({earlier})")
+    return notes

@@ -28,6 +28,32 @@ MSG_NOT_FORWARDED = "command line cannot be read statically: shared flags are no
 #: The thread budget's option (``--n-jobs`` / ``--n_jobs``): left out of the resolved argv.
 THREAD_OPTION = "n-jobs"
 OUTPUT_DIR_TOKEN = "<output-dir>"
+#: A script's resume flag, in the spellings looked for (first found wins).
+RESUME_FLAGS = ("resume", "resume-from", "resume-from-checkpoint", "resume-dir")
+#: The ``--collect-only`` note of a job whose script has one.
+MSG_RESUME_NOTE = "on a retry (attempt 2 on): {args} and TRAINING_RESUME=1"
+
+
+def resume_flag(parser: ParserInfo) -> flags_mod.Flag | None:
+    """The script's resume flag (``--resume``, ``--resume-from`` ...), or None."""
+    if not parser.resolved:
+        return None
+    for name in RESUME_FLAGS:
+        flag = flags_mod.find_flag(parser.flags, name)
+        if flag is not None and flag.options:
+            return flag
+    return None
+
+
+def resume_args(parser: ParserInfo, out_dir: Path, argv: Iterable[str] = ()) -> list[str]:
+    """What a retried attempt adds to the job's argv: its resume flag, with the output folder
+    as the value when the flag takes one; [] without one, or when ``argv`` sets it already."""
+    flag = resume_flag(parser)
+    given = set(flags_mod.iter_option_tokens(list(argv)))
+    if flag is None or any(o in given for o in flag.options):
+        return []
+    spelling = (flag.long_options or flag.options)[0]
+    return [spelling, str(out_dir)] if flag.takes_value else [spelling]
 
 
 def _truthy(value: str) -> bool | None:
@@ -130,6 +156,9 @@ def build_argv(
             notes.append(f"--output-dir passed as {spelling(flag)}")
     argv = [sys.executable, script_rel, *shared, *configured]
     present = set(flags_mod.iter_option_tokens(argv[2:]))
+    resume = resume_args(parser, out_dir, argv[2:])
+    if resume:
+        notes.append(MSG_RESUME_NOTE.format(args=" ".join(resume)))
     missing: list[str] = []
     if parser.resolved:
         bare = [a for a in configured if not a.startswith("-")]

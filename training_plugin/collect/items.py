@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from training_plugin import results, safefs
-from training_plugin.collect.argv import resolved_argv
+from training_plugin.collect import attempts as attempts_mod
+from training_plugin.collect.argv import resolved_argv, resume_args
 from training_plugin.collect.specs import JobSpec
 from training_plugin.executors.base import Executor, JobRun, RunResult
 from training_plugin.options import settings_of
@@ -50,6 +51,10 @@ class JobFailed(Exception):
         super().__init__(f"{spec.id}: {result.describe()}")
         self.spec = spec
         self.result = result
+
+
+class JobLost(JobFailed):
+    """The job ended for a cause not its own (``RunResult.infrastructure``): an "error"."""
 
 
 class JobRejected(Exception):
@@ -168,6 +173,7 @@ class TrainingItem(pytest.Item):
         self.job_result: results.JobResult | None = None
         self.skip: results.JobSkip | None = None
         self.document: dict[str, Any] | None = None
+        self.attempts: list[attempts_mod.Attempt] = []
         self._skip_asked = False
         for marker in spec.markers:
             self.add_marker(marker)
@@ -216,8 +222,10 @@ class TrainingItem(pytest.Item):
             env = budget.job_environment(self.config, self.spec.id)
         env["TRAINING_OUTPUT_DIR"] = str(self.spec.output_dir)
         env["TRAINING_JOB_ID"] = self.spec.id
+        env["TRAINING_ATTEMPT"] = "1"
         env.update(self.spec.env)
         return env
+
 
     def job_run(self) -> JobRun:
         """The job as the executor sees it."""
@@ -262,8 +270,10 @@ class TrainingItem(pytest.Item):
             raise JobNotStarted(f"training job {spec.id!r} was not started: {exc}") from None
         self._prepare_output()
         hook.pytest_training_job_started(item=self)
-        result = executor.run(self.job_run())
-        self.run_result = result
+        self.attempts = attempts_mod.run_attempts(
+            executor, self.job_run(), attempts_mod.retries_of(self.config, spec.config),
+            resume_args(spec.parser, spec.output_dir, spec.argv))
+        result = self.run_result = self.attempts[-1].result
         self._attach_log(result.log_path)
         self.metrics = results.read_metrics(spec.output_dir) if result.ok else None
         if self.metrics is not None:
@@ -272,12 +282,11 @@ class TrainingItem(pytest.Item):
             self.document = results.read_json_object(spec.output_dir / results.METRICS_FILE)
         outcome = self.job_result = results.JobResult(spec=spec, run=result, metrics=self.metrics)
         outcome.properties.extend(results.junit_properties(self.metrics))
-        if result.node:
-            outcome.properties.append(("node", result.node))
+        outcome.properties.extend(attempts_mod.junit_properties(self.attempts))
         hook.pytest_training_job_finished(item=self, result=outcome)
         self.user_properties.extend(outcome.properties)
         if not result.ok:
-            raise JobFailed(spec, result)
+            raise (JobLost if result.infrastructure else JobFailed)(spec, result)
         if outcome.failures:
             raise JobRejected(spec, outcome.failures)
         if self.metrics is not None and self.metrics.error:
@@ -298,8 +307,7 @@ class TrainingItem(pytest.Item):
             raise JobNotStarted(MSG_UNSAFE_OUTPUT.format(id=spec.id, why=exc.strerror)) from None
 
     def _attach_log(self, log_path: Path, limit: int = LOG_ATTACH_BYTES) -> None:
-        """The end of the log (at most ``limit`` bytes, read from the end) as a report section
-        (a link is not followed)."""
+        """The log's last ``limit`` bytes as a report section (a link is not followed)."""
         try:
             fd = safefs.open_no_follow(Path(log_path), os.O_RDONLY)
         except OSError:
@@ -319,13 +327,9 @@ class TrainingItem(pytest.Item):
         if isinstance(value, JobNotStarted):
             return str(value)
         if isinstance(value, JobFailed):
-            result = value.result
-            took = "" if result.timed_out else f" after {result.duration_s:.1f} s"
-            where = f" on {result.node}" if result.node and not result.node.startswith("local") else ""
-            full = safefs.no_space(value.spec.output_dir)
-            full = f" ({full})" if full else ""
-            return (f"training job {value.spec.id!r} failed{where}: {result.describe()}{took}"
-                    f"{full}")
+            return attempts_mod.failure_story(value.spec.id, self.attempts or [
+                attempts_mod.Attempt(1, value.result, value.result.log_path)],
+                safefs.no_space(value.spec.output_dir))
         if isinstance(value, JobRejected):
             return "; ".join(value.stories)
         return None
@@ -350,6 +354,10 @@ class TrainingItem(pytest.Item):
             lines.append("(the log is empty)")
         return "\n".join(lines)
 
+    def lost(self, excinfo: pytest.ExceptionInfo[BaseException] | None) -> bool:
+        """Whether the job ended for a cause not its own (an error: the session's makereport)."""
+        return excinfo is not None and isinstance(excinfo.value, JobLost)
+
     def reportinfo(self) -> tuple[Path, int, str]:
         """Names the job for humans."""
         return self.path, 0, f"training job {self.spec.id} ({self.spec.relpath})"
@@ -361,9 +369,7 @@ class TrainingItem(pytest.Item):
         record = spec_record(self.spec, self.nodeid)
         run = self.run_result
         if run is not None:
-            record.result = run.describe() if not run.ok else "ok"
-            record.node = run.node
-            record.run_duration_s = round(run.duration_s, 3)
+            attempts_mod.record_run(record, run, self.attempts)
         if self.metrics is not None:
             record.metrics = dict(self.metrics.metrics)
             record.primary_metric = self.metrics.primary_metric

@@ -61,7 +61,10 @@ JOB_KEYS: dict[str, JobKey] = {
                    "thread budget there"),
     "gpus": JobKey("number >= 0", "0", "GPUs the job needs on a cluster (--ray)"),
     "memory": JobKey('bytes, or a size like "8GiB"', "none", "memory the job needs on a "
-                     "cluster (--ray)"),
+                     "cluster (--ray); enforced locally (a cgroup, else RLIMIT_AS): above it, "
+                     "the job fails as out of memory"),
+    "retries": JobKey("whole number >= 0", "--retries / ini training_retries (0)",
+                      "attempts after an infrastructure failure (never after the job's own)"),
     "resources": JobKey("table name = amount > 0", "{}", "custom Ray resources the job needs"),
     "sweep": JobKey('table NAME = [values] or "START:STOP[:STEP]"', "{}", "the job's grid: "
                     "one item per cell of the product of the lists, <id>[<name>_<value>-...]; "
@@ -108,6 +111,8 @@ class JobConfig:
     gpus: float | None = None
     memory: int | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
+    #: more attempts after an infrastructure failure (None: --retries / training_retries)
+    retries: int | None = None
     #: the job's grid (``sweep``): its parameters, in declared order
     sweep: tuple[sweeps.Axis, ...] = ()
 
@@ -309,6 +314,10 @@ def _job_config(job: str, body: Any, file: str, rootdir: Path) -> JobConfig:
         memory_bytes = parse_memory(memory)
         if memory_bytes is None:
             raise bad("memory", 'bytes, or a size like "8GiB" or "512MB"', memory)
+    retries = body.get("retries")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)
+                                or retries < 0):
+        raise bad("retries", "a whole number >= 0", retries)
     resources = body.get("resources", {})
     if not isinstance(resources, dict) or not all(
         isinstance(k, str) and _is_number(v) and v > 0 for k, v in resources.items()
@@ -333,6 +342,7 @@ def _job_config(job: str, body: Any, file: str, rootdir: Path) -> JobConfig:
         gpus=numbers["gpus"],
         memory=memory_bytes,
         resources={k: float(v) for k, v in resources.items()},
+        retries=retries,
         sweep=sweeps.table_axes(body["sweep"], f"{file}: [{table}] sweep")
         if "sweep" in body else (),
     )

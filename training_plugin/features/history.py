@@ -8,7 +8,10 @@ one-``os.write`` append, live in ``training_plugin.store``.
 Line format (JSON): ``time`` (ISO-8601 UTC), ``session``, ``commit``, ``job``, ``nodeid``,
 ``outcome`` (passed / failed / skipped / error / interrupted), ``metrics`` (flat),
 ``primary_metric``, ``duration_s``, ``node``, ``fingerprint`` (sha256 or null), ``argv``,
-``story``, ``synthetic``.
+``story``, ``synthetic``, ``attempt`` (1, 2, ...), ``cost`` (wall_s, cpu_s, peak_bytes,
+peak_method, memory_limit, limit_method, gpus, gpu_s; null when not measured),
+``infrastructure`` (the cause of an infrastructure failure, else null).  A job retried after an
+infrastructure failure (``--retries``) has one line per attempt: the earlier ones ``"error"``.
 """
 
 from __future__ import annotations
@@ -50,7 +53,17 @@ class History:
         config.pluginmanager.unregister(self, NAME)
 
     def write(self, record: JobRecord, outcome: str) -> None:
-        """Append the line of one job run."""
+        """Append the lines of one job run: one per earlier attempt, then its last."""
+        for attempt in (record.attempts or [])[:-1]:
+            self.append(record, "error", {
+                "attempt": attempt.get("attempt"), "cost": attempt.get("cost"),
+                "duration_s": attempt.get("duration_s"), "node": attempt.get("node"),
+                "metrics": {}, "story": attempt.get("result"),
+                "infrastructure": attempt.get("result"), "log": attempt.get("log")})
+        self.append(record, outcome, {})
+
+    def append(self, record: JobRecord, outcome: str, overrides: dict) -> None:
+        """Append one line (``overrides``: an earlier attempt's own figures)."""
         facts = provenance.session_facts(self.config)
         fingerprint = (record.extra or {}).get("fingerprint")
         entry = {
@@ -68,6 +81,10 @@ class History:
             "argv": list(record.argv or []),
             "story": record.story,
             "synthetic": record.synthetic,
+            "attempt": record.attempt,
+            "cost": record.cost,
+            "infrastructure": record.infrastructure,
+            **overrides,
         }
         if outcome == "interrupted":
             entry["metrics"] = {}
