@@ -129,6 +129,8 @@ def test_cells_ids_commands_outputs_and_k_selection(pytester: pytest.Pytester) -
         "job plain: * train_plain.py",
         "    note: not swept: no --lr",
         "sweep: 6 cells of 1 job (mri 6)",
+        ("configurations: 2, each a testcase of its own after its cells: "
+        "mri[[]lr_0.0003[]] (3 seeds), mri[[]lr_0.001[]] (3 seeds)"),
     ])
     # -k: by fragments, and by the whole id
     result = run(pytester, "--sweep", "lr=0.001,0.0003", "--sweep", "seed=0:3",

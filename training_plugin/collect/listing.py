@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from training_plugin import aggregate
 from training_plugin.collect.items import TrainingItem, executor_of
 from training_plugin.collect.pipeline import state_of
 
@@ -23,6 +24,11 @@ MSG_NOT_SCRIPTS = ("not scripts (no entry point): {count} {files}, e.g. {example
                    "(training_require_entry_point = false collects them)")
 #: ``--collect-only``: the count of cells.
 MSG_CELLS = "sweep: {cells} cell{s} of {jobs} job{js} ({per_job})"
+#: ``--collect-only``: the configurations (cells that differ only in the seed), each a testcase.
+MSG_CONFIGURATIONS = ("configurations: {count}, each a testcase of its own after its cells: "
+                      "{names}")
+#: How many configurations that line names.
+CONFIGURATION_EXAMPLES = 5
 #: How many not-scripts the line names.
 NOT_SCRIPT_EXAMPLES = 3
 
@@ -83,15 +89,25 @@ def jobs(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
 def cell_count(items: list[pytest.Item]) -> list[str]:
     """``--collect-only``: how many cells of how many swept jobs (none without a sweep)."""
     cells: dict[str, int] = {}
+    seeds: dict[str, int] = {}  # configuration -> its cells
     for item in items:
         if isinstance(item, TrainingItem) and item.spec.cell:
             cells[item.spec.job] = cells.get(item.spec.job, 0) + 1
+            conf = aggregate.configuration_of(item.spec)
+            if conf is not None:
+                seeds[conf[0]] = seeds.get(conf[0], 0) + 1
     if not cells:
         return []
     per_job = ", ".join(f"{job} {n}" for job, n in cells.items())
     total = sum(cells.values())
-    return [MSG_CELLS.format(cells=total, s="" if total == 1 else "s", jobs=len(cells),
-                             js="" if len(cells) == 1 else "s", per_job=per_job)]
+    lines = [MSG_CELLS.format(cells=total, s="" if total == 1 else "s", jobs=len(cells),
+                              js="" if len(cells) == 1 else "s", per_job=per_job)]
+    confs = [f"{c} ({n} seeds)" for c, n in seeds.items() if n > 1]
+    if confs:
+        shown = ", ".join(confs[:CONFIGURATION_EXAMPLES]) + (
+            ", ..." if len(confs) > CONFIGURATION_EXAMPLES else "")
+        lines.append(MSG_CONFIGURATIONS.format(count=len(confs), names=shown))
+    return lines
 
 
 def no_match(config: pytest.Config, state: CollectState, terminalreporter: Any) -> None:
