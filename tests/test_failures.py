@@ -163,6 +163,19 @@ def test_sigkill_from_outside_is_retried_and_passes_on_attempt_2(pytester, marke
     assert wait_gone(marked) == []
 
 
+def test_under_xdist_a_retry_stays_on_the_worker_that_owns_the_item(pytester, marked):
+    make(pytester, {"train_flaky.py": fake(post=KILLED_ONCE), "train_good.py": fake()})
+    with KillFirstAttempt(pytester.path / OUT / "flaky"):
+        result = pytester.runpytest_subprocess("-p", "training_plugin", "-p", "no:randomly",
+                                               "-n", "2", "--retries", "1")
+    result.assert_outcomes(passed=2)
+    job = summary_job(pytester, "flaky")
+    nodes = [a["node"] for a in job["attempts"]]
+    assert len(nodes) == 2 and nodes[0] == nodes[1] == job["node"]
+    assert nodes[0].startswith("local:gw")
+    assert wait_gone(marked) == []
+
+
 def test_infrastructure_failure_without_retries_is_an_error(pytester, marked):
     make(pytester, {"train_flaky.py": fake(post=KILLED_ONCE), "train_good.py": fake()})
     with KillFirstAttempt(pytester.path / OUT / "flaky", signal.SIGTERM):
