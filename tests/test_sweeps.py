@@ -157,6 +157,9 @@ def test_repeats_start_at_the_jobs_default_seed_or_seed(pytester: pytest.Pyteste
     listing.stdout.fnmatch_lines([
         "job mri[[]seed_42[]]: * --seed 42 *", "job mri[[]seed_44[]]: * --seed 44 *",
         "job plain: *", f"    note: {MSG_NOT_REPEATED}", "sweep: 3 cells of 1 job (mri 3)"])
+    listing = run(pytester, "--sweep", "seed=1,2", "--seed", "7", "--collect-only")
+    listing.stdout.fnmatch_lines(["job mri[[]seed_1[]]: * --seed 1 *"])
+    listing.stdout.fnmatch_lines([f"*{sweeps.MSG_SEED_SWEPT.format(seed=7)}*"])
     listing = run(pytester, "--repeats", "2", "--seed", "7", "--collect-only")
     listing.stdout.fnmatch_lines(["job mri[[]seed_7[]]: *", "job mri[[]seed_8[]]: *"])
     assert "seed_9" not in listing.stdout.str()

@@ -44,6 +44,7 @@ MSG_NOT_SWEPT = "output-dir cannot be swept: each cell has its own folder <outpu
 MSG_REPEATS_AND_SEED = (
     "--repeats and --sweep seed both set the seeds; give one (--repeats 5 is --sweep seed=S:S+5)"
 )
+MSG_SEED_SWEPT = "--seed {seed} is not used by the jobs --sweep seed varies: their cells set it"
 MSG_TOO_MANY = (
     "the sweep makes {count} cells ({jobs}), more than training_max_cells = {limit}; "
     "narrow the grid (-k, fewer values) or raise training_max_cells in the ini file"
@@ -257,6 +258,12 @@ def sweep_of(config: Any) -> Sweep:
         limit = config.getini("training_max_cells")
     except ValueError:  # the ini keys are not registered
         limit = DEFAULT_MAX_CELLS
-    return Sweep(axes=tuple(config.getoption("training_sweep", None) or ()),
-                 repeats=config.getoption("training_repeats", None),
-                 max_cells=parse_max_cells(limit or DEFAULT_MAX_CELLS))
+    sweep = Sweep(axes=tuple(config.getoption("training_sweep", None) or ()),
+                  repeats=config.getoption("training_repeats", None),
+                  max_cells=parse_max_cells(limit or DEFAULT_MAX_CELLS))
+    seed = config.getoption("seed", None)
+    controller = not hasattr(config, "workerinput")  # xdist's workers say nothing
+    if controller and seed is not None and any(a.key == "seed" for a in sweep.axes):
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(MSG_SEED_SWEPT.format(seed=seed)), stacklevel=2)
+    return sweep
