@@ -494,3 +494,25 @@ def test_cells_never_run_go_by_their_jobs_remembered_duration(pytester: pytest.P
     order = [line.split()[1].rstrip(":") for line in listing.stdout.lines
              if line.startswith("job ")]
     assert order == ["b[seed_0]", "b[seed_1]", "a[seed_0]", "a[seed_1]"]
+
+
+def test_the_welch_rule_pure() -> None:
+    from training_plugin import aggregate
+
+    ref = [0.90, 0.91, 0.89, 0.90]
+    # higher is better: a clear drop beyond the tolerance is a regression
+    now = aggregate.stats_of([0.85, 0.86, 0.84, 0.85], list("0123"))
+    c = aggregate.compare("auc", now, ref, "higher", 0.02)
+    t, p = sps.ttest_ind([0.85, 0.86, 0.84, 0.85], ref, equal_var=False, alternative="less")
+    assert (c.t, c.p) == (pytest.approx(t), pytest.approx(p)) and c.regressed and not c.noise
+    # lower is better (rmse): a rise is the drop, tested with alternative="greater"
+    now = aggregate.stats_of([0.30, 0.45, 0.20, 0.40], list("0123"))
+    c = aggregate.compare("rmse", now, [0.25, 0.30, 0.22, 0.28], "lower", 0.02)
+    _, p = sps.ttest_ind([0.30, 0.45, 0.20, 0.40], [0.25, 0.30, 0.22, 0.28], equal_var=False,
+                         alternative="greater")
+    assert c.p == pytest.approx(p) and p > 0.05 and c.beyond and c.noise and not c.regressed
+    # one seed on a side: no test, the tolerance alone decides
+    c = aggregate.compare("auc", aggregate.stats_of([0.85]), ref, "higher", 0.02)
+    assert (c.tested, c.regressed) == (False, True)
+    c = aggregate.compare("auc", aggregate.stats_of([0.895]), ref, "higher", 0.02)
+    assert (c.beyond, c.regressed) == (False, False)
