@@ -308,3 +308,38 @@ def test_formats_and_suggestion():
     assert suggested_memory(1.3 * 2**30) == "1.75GiB"
     assert JobCost(wall_s=1, cpu_s=130, peak_bytes=int(1.2 * 2**30)).phrase() == \
         "cpu 2m10s, peak 1.2 GiB"
+
+
+# -- resuming from a checkpoint (the brain MRI job) ----------------------------------------------
+
+MRI = Path(__file__).resolve().parents[1] / "src" / "aimedres" / "training" / "train_brain_mri.py"
+MRI_SMOKE = ("--epochs", "4", "--n-samples", "240", "--image-size", "32", "--seed", "3")
+
+
+@pytest.mark.slow
+def test_brain_mri_killed_mid_training_and_resumed_ends_as_an_uninterrupted_run(tmp_path,
+                                                                                marked):
+    import re
+    import subprocess
+
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    subprocess.run([sys.executable, str(MRI), *MRI_SMOKE, "--output-dir", str(whole)],
+                   check=True, capture_output=True)
+    proc = subprocess.Popen([sys.executable, str(MRI), *MRI_SMOKE, "--output-dir", str(parts)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (parts / "checkpoint.pt").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)  # mid-training: after the first complete epoch's checkpoint
+    proc.wait()
+    assert not (parts / "metrics.json").exists()
+    resumed = subprocess.run([sys.executable, str(MRI), *MRI_SMOKE, "--output-dir", str(parts)],
+                             env={**os.environ, "TRAINING_RESUME": "1"}, check=True,
+                             capture_output=True, text=True)
+    after = re.search(r"resumed from \S+ after epoch (\d+)", resumed.stdout + resumed.stderr)
+    assert after is not None and 1 <= int(after.group(1)) < 4, resumed.stdout + resumed.stderr
+    one, two = (json.loads((d / "metrics.json").read_text()) for d in (whole, parts))
+    assert two["metrics"] == one["metrics"]
+    assert two["best_epoch"] == one["best_epoch"] and two["epochs_run"] == one["epochs_run"] == 4
+    assert wait_gone(marked) == []

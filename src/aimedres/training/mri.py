@@ -8,6 +8,7 @@ with numpy.  Everything runs on the CPU and is deterministic for a seed (``torch
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,17 +197,34 @@ def _eval_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[floa
     return loss, acc
 
 
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a checkpoint atomically: a temporary file beside ``path``, then ``os.replace`` (a
+    reader, or a resumed run, sees the last complete epoch's checkpoint, never half of one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 def train_cnn(
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
     n_classes: int,
     cfg: TrainConfig,
     log: Callable[[str], None] = print,
+    checkpoint: Path | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train :class:`SmallCNN` on ``train`` and select the epoch with the lowest validation loss.
 
     ``train`` and ``val`` are (images (N, H, W), labels (N,)).  Early stopping and model selection
     use the validation split only; the caller keeps the test split away from this function.
+
+    ``checkpoint``: after every epoch, the model, optimiser, schedule, both random states, the
+    epoch and the selection state are saved there (atomically).  ``resume``: when that file
+    exists, training continues after its epoch, and ends as an uninterrupted run would.
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -221,8 +239,21 @@ def train_cnn(
 
     best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
     history: list[dict[str, float]] = []
-    epoch = 0
-    for epoch in range(1, cfg.epochs + 1):
+    epoch = first = 0
+    if resume and checkpoint is not None and checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        first = epoch = saved["epoch"]
+        best_loss, best_state, best_epoch = saved["best_loss"], saved["best_state"], saved["best_epoch"]
+        stale, history = saved["stale"], saved["history"]
+        log(f"resumed from {checkpoint} after epoch {first}")
+        if saved["stopped"]:
+            first = cfg.epochs  # it had stopped early: nothing left to train
+    for epoch in range(first + 1, cfg.epochs + 1):
         model.train()
         perm = torch.randperm(len(x_tr), generator=gen)
         total = 0.0
@@ -250,9 +281,17 @@ def train_cnn(
             best_loss, best_state, best_epoch, stale = val_loss, copy.deepcopy(model.state_dict()), epoch, 0
         else:
             stale += 1
-            if stale >= cfg.patience:
-                log(f"early stop: no better validation loss for {cfg.patience} epochs")
-                break
+        stop = stale >= cfg.patience
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "epoch": epoch, "best_loss": best_loss,
+                "best_state": best_state, "best_epoch": best_epoch, "stale": stale,
+                "history": history, "stopped": stop})
+        if stop:
+            log(f"early stop: no better validation loss for {cfg.patience} epochs")
+            break
     assert best_state is not None
     model.load_state_dict(best_state)
     model.eval()

@@ -30,7 +30,9 @@ and numpy; other CPUs and builds can move the figures in the third decimal.
 Outputs: metrics.json, predictions.csv (the test split: row, fold, repeat, y_true, score = P(predicted
 class), y_pred, one p_<class> column per class), figures/ (sample slices per class, confusion
 matrix), model.pt (state dict + architecture + training config + class names + the per-epoch
-history), manifest.json.
+history), manifest.json, checkpoint.pt (after every epoch, written atomically: model, optimiser,
+schedule, random states, epoch; ``--resume`` or ``TRAINING_RESUME=1`` continues after its epoch
+and ends with the metrics of an uninterrupted run).
 
     python src/aimedres/training/train_brain_mri.py                       # synthetic slices
     python src/aimedres/training/train_brain_mri.py --data-dir scans/     # scans/<class>/*.png
@@ -42,6 +44,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -77,6 +80,10 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
+
+
+#: The checkpoint in the output folder, rewritten (atomically) after every epoch.
+CHECKPOINT = "checkpoint.pt"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -125,6 +132,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--image-size", type=_positive_int, default=DEFAULT_IMAGE_SIZE, metavar="PX",
         help=f"images are resized to PX x PX (>= 16, default {DEFAULT_IMAGE_SIZE})",
+    )
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue from checkpoint.pt in the output folder (written after every epoch): the "
+        "run ends as an uninterrupted one would; also TRAINING_RESUME=1 (a retried attempt)",
     )
     args = parser.parse_args(argv)
     if args.image_size < 16:
@@ -251,12 +263,16 @@ def train(args: argparse.Namespace) -> dict:
     cfg = mri.TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=PATIENCE, seed=args.seed
     )
+    out = common.output_dir(args, JOB)
+    out.mkdir(parents=True, exist_ok=True)
     result = mri.train_cnn(
         (data.images[split["train"]], data.labels[split["train"]]),
         (data.images[split["val"]], data.labels[split["val"]]),
         n_classes=len(data.classes),
         cfg=cfg,
         log=common.log,
+        checkpoint=out / CHECKPOINT,
+        resume=args.resume or os.environ.get("TRAINING_RESUME") == "1",
     )
     # The one and only look at the test split.
     test = split["test"]
