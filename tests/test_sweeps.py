@@ -149,6 +149,10 @@ def test_cells_ids_commands_outputs_and_k_selection(pytester: pytest.Pytester) -
         "mri[lr_0.0003-seed_1]", "mri", "lr_0.0003-seed_1", {"lr": 0.0003, "seed": 1})
     assert row["nodeid"] == "train_mri.py::mri[lr_0.0003-seed_1]"
     assert row["metrics"]["roc_auc"] == pytest.approx(0.5 + 0.0003 + 0.001)
+    history = [json.loads(line) for line in
+               (pytester.path / "training-results" / "history.jsonl").read_text().splitlines()]
+    assert (history[-1]["job"], history[-1]["cell"], history[-1]["params"]) == (
+        "mri[lr_0.0003-seed_1]", "lr_0.0003-seed_1", {"lr": 0.0003, "seed": 1})
 
 
 def test_repeats_start_at_the_jobs_default_seed_or_seed(pytester: pytest.Pytester) -> None:

@@ -81,6 +81,8 @@ class History:
             "argv": list(record.argv or []),
             "story": record.story,
             "synthetic": record.synthetic,
+            "cell": record.cell,  # a sweep's cell: "job" is then the cell's id
+            "params": dict(record.params or {}),
             "attempt": record.attempt,
             "cost": record.cost,
             "infrastructure": record.infrastructure,
