@@ -24,8 +24,8 @@ from proctable import MARKER_VAR
 from training_plugin.collect.argv import MSG_RESUME_NOTE
 from training_plugin.collect.attempts import ATTEMPT_LOG, MSG_PASSED_ON
 from training_plugin.executors import local
-from training_plugin.executors import reaper as _reaper  # noqa: F401 - imported before pytester
-# snapshots sys.modules, so that each in-process session closes the reaper it started
+# imported before pytester snapshots sys.modules: each in-process session closes its reaper
+from training_plugin.executors import reaper as _reaper  # noqa: F401
 from training_plugin.executors.base import (MSG_INFRASTRUCTURE, MSG_OOM, MSG_OUTSIDE_SIGNAL,
                                             PEAK_CGROUP_V1, PEAK_CGROUP_V2, PEAK_SAMPLED,
                                             JobCost, JobRun, format_bytes, format_duration)
@@ -189,8 +189,8 @@ def test_infrastructure_failure_without_retries_is_an_error(pytester, marked):
     assert job["attempt"] == 1 and len(attempts_seen(pytester, "flaky")) == 1
     counts = json.loads((pytester.path / OUT / SUMMARY_FILE).read_text())["counts"]
     assert counts == {"passed": 1, "error": 1}
-    case = [c for c in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")
-            if c.get("name") == "flaky"][0]
+    case = next(c for c in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")
+                if c.get("name") == "flaky")
     assert case.find("error") is not None and case.find("failure") is None
     assert "infrastructure" in case.find("error").text
     assert wait_gone(marked) == []

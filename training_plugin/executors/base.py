@@ -45,7 +45,7 @@ def format_duration(seconds: float) -> str:
     """A compact duration: 0.8s, 12s, 2m10s, 1h05m."""
     if seconds < 10:
         return f"{seconds:.1f}s"
-    whole = int(round(seconds))
+    whole = round(seconds)
     if whole < 60:
         return f"{whole}s"
     if whole < 3600:

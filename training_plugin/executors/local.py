@@ -80,7 +80,7 @@ class JobGroup:
             text = (self.path / name).read_text()
         except OSError:
             return 0
-        found = re.search(r"^oom_kill (\d+)$", text, re.M)
+        found = re.search(r"^oom_kill (\d+)$", text, re.MULTILINE)
         return int(found.group(1)) if found else 0
 
     def remove(self) -> None:
