@@ -162,7 +162,7 @@ def test_durations_are_remembered_and_order_the_next_run(pytester):
     second = pytester.runpytest_subprocess(*PLUGIN_ARGS, "--collect-only", "-q")
     expected = longest_first(remembered, remembered)
     assert [line for line in second.outlines if "::" in line] == expected
-    pytester.makepyfile(train_new="pass\n")  # never seen: treated as long, goes first
+    pytester.makepyfile(train_new="if __name__ == '__main__':\n    pass\n")  # never seen: first
     third = pytester.runpytest_subprocess(*PLUGIN_ARGS, "--collect-only", "-q")
     assert [line for line in third.outlines if "::" in line] == ["train_new.py::new", *expected]
 

@@ -29,12 +29,17 @@ def test_the_internals_are_still_there() -> None:
     assert hasattr(pytest.Config, "ArgsSource") and hasattr(pytest.Config.ArgsSource, "ARGS")
 
 
-def test_builtin_ignore_hook_is_named_main(pytestconfig: pytest.Config) -> None:
-    """pytest's own pytest_ignore_collect is the plugin "main": a plain session has no other
-    (this suite's conftests define none)."""
-    names = {i.plugin_name for i in pytestconfig.hook.pytest_ignore_collect.get_hookimpls()}
-    assert pytest_compat._BUILTIN_IGNORE_PLUGIN in names
-    assert not pytest_compat.other_ignore_hooks(pytestconfig)
+def test_builtin_ignore_hook_is_named_main(pytester: pytest.Pytester) -> None:
+    """pytest's own pytest_ignore_collect is the plugin "main": a session with no other plugin
+    that implements it has no other (hypothesis's plugin does, so it is switched off here);
+    a conftest that implements it is one."""
+    config = pytester.parseconfigure("-p", "no:hypothesispytest")
+    names = {i.plugin_name for i in config.hook.pytest_ignore_collect.get_hookimpls()}
+    assert names == {pytest_compat.BUILTIN_IGNORE_PLUGIN}
+    assert not pytest_compat.other_ignore_hooks(config)
+    pytester.makeconftest("def pytest_ignore_collect(collection_path, config):\n    return None\n")
+    config = pytester.parseconfigure("-p", "no:hypothesispytest")
+    assert pytest_compat.other_ignore_hooks(config)
 
 
 def test_a_conftest_on_the_way_is_loaded_and_its_collect_ignore_applies(

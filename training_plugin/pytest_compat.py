@@ -48,7 +48,7 @@ def is_controller(config: pytest.Config) -> bool:
 
 
 #: pytest's built-in plugin that implements pytest_ignore_collect (``_pytest.main``).
-_BUILTIN_IGNORE_PLUGIN = "main"
+BUILTIN_IGNORE_PLUGIN = "main"
 
 MSG_HIJACK = (
     "{opt} {value}: pytest read {value!r} as a test path before training_plugin had added "
@@ -70,7 +70,7 @@ def load_conftests(config: pytest.Config, folder: Path) -> None:
 def other_ignore_hooks(config: pytest.Config) -> bool:
     """Whether a plugin besides pytest's own implements ``pytest_ignore_collect``."""
     hookimpls = config.hook.pytest_ignore_collect.get_hookimpls()
-    return any(impl.plugin_name != _BUILTIN_IGNORE_PLUGIN for impl in hookimpls)
+    return any(impl.plugin_name != BUILTIN_IGNORE_PLUGIN for impl in hookimpls)
 
 
 def collect_from(config: pytest.Config, folder: Path) -> None:
