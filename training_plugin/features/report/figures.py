@@ -1,5 +1,7 @@
 """A job's ``figures/`` in the report: which files belong to this run, and each one embedded
-as a data URI (raster images downscaled with Pillow, imported only when there is one)."""
+as a data URI (raster images downscaled with Pillow, imported only when there is one).  Only
+regular files reached without a symbolic link are read (``schema.link_problem``); a link is
+named in a note, never followed."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import base64
 import io
 from pathlib import Path
 
+from training_plugin import schema
 from training_plugin.features.report.format import esc
 
 #: Where a job leaves images for the report (inside its output directory).
@@ -50,23 +53,33 @@ def downscale(path: Path, max_px: int = MAX_FIGURE_PX) -> tuple[bytes, str, int,
         return data, mime, image.size[0], image.size[1]
 
 
-def figure_files(folder: Path, since: float | None) -> tuple[list[Path], list[str]]:
+def figure_files(folder: Path, since: float | None,
+                 root: Path | None = None) -> tuple[list[Path], list[str], list[str]]:
     """The figures in ``folder`` (sorted by name) written at or after ``since`` (epoch s;
-    None: all), and the names of the older ones, which an earlier run left."""
+    None: all), the names of the older ones, which an earlier run left, and why each figure
+    that is not a plain file of ``root`` (the job's folder; default: ``folder``'s parent) is
+    left out ("figures/x.svg is a symbolic link (to ...)")."""
+    root = folder.parent if root is None else root
     try:
-        files = sorted(p for p in folder.iterdir()
-                       if p.suffix.lower() in FIGURE_TYPES and p.is_file())
+        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in FIGURE_TYPES)
     except OSError:
-        return [], []
+        return [], [], []
+    files, linked = [], []
+    for path in found:
+        problem = schema.link_problem(path, root)
+        if problem is None:
+            files.append(path)
+        elif path.is_symlink() or "symbolic link" in problem:
+            linked.append(f"{problem}; not embedded")
     if since is None:
-        return files, []
+        return files, [], list(dict.fromkeys(linked))
     fresh, stale = [], []
     for path in files:
         try:
             (fresh if path.stat().st_mtime >= since else stale).append(path)
         except OSError:
             pass
-    return fresh, [p.name for p in stale]
+    return fresh, [p.name for p in stale], list(dict.fromkeys(linked))
 
 
 def figure_html(path: Path) -> tuple[str, int]:
@@ -91,11 +104,12 @@ def figure_html(path: Path) -> tuple[str, int]:
             f'title="{esc(path.name)}">{caption}</figure>', len(uri))
 
 
-def figures_html(folder: Path, since: float | None) -> tuple[str, int]:
+def figures_html(folder: Path, since: float | None,
+                 root: Path | None = None) -> tuple[str, int]:
     """Every figure of ``folder`` written at or after ``since``, embedded (the older ones
-    named); and the bytes embedded."""
-    fresh, stale = figure_files(folder, since)
-    if not fresh and not stale:
+    named, links noted: see ``figure_files``); and the bytes embedded."""
+    fresh, stale, linked = figure_files(folder, since, root)
+    if not fresh and not stale and not linked:
         return "", 0
     parts, total = [], 0
     for path in fresh[:MAX_FIGURES]:
@@ -108,6 +122,7 @@ def figures_html(folder: Path, since: float | None) -> tuple[str, int]:
                      + ", ".join(p.name for p in fresh[MAX_FIGURES:]))
     if stale:
         notes.append(f"not shown, left by an earlier run: {', '.join(stale)}")
+    notes += linked
     note = "".join(f'<div class="tp-muted">{esc(n)}</div>' for n in notes)
     return (f'<section class="tp-figures"><h4>Figures</h4><div class="tp-fig-grid">'
             f'{"".join(parts)}</div>{note}</section>', total)

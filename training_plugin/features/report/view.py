@@ -4,13 +4,14 @@ the job ran."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from training_plugin import store
+from training_plugin import schema, store
 from training_plugin.features.report.figures import FIGURES_DIR, figures_html
 from training_plugin.features.report.format import (
     delta_html, esc, fmt, fmt_duration, fmt_spread, lower_is_better, metric_order, number,
@@ -156,8 +157,11 @@ class JobView:
         if self.outcome != "failed":
             return ""
         story = self.record.story or "the job failed (see the log below)"
-        tail = log_tail(Path(self.record.log), STORY_LOG_LINES)
+        path = Path(self.record.log)
+        linked = schema.link_problem(path, self.output_dir) if os.path.lexists(path) else None
+        tail = "" if linked else log_tail(path, STORY_LOG_LINES)
         log = (f"<pre class=\"tp-log\">{esc(tail)}</pre>" if tail
+               else f'<div class="tp-muted">({esc(linked)}; not shown)</div>' if linked
                else '<div class="tp-muted">(the log is empty)</div>')
         return ('<div class="tp-story"><div class="tp-story-title">Why it failed</div>'
                 f'<div class="tp-story-text">{esc(story)}</div>'
@@ -316,7 +320,8 @@ class JobView:
             banner = (f'<div class="tp-banner">{synthetic_badge(big=True)} data: '
                       f'{esc(self.data.get("source") or "generated")} — these results say '
                       "nothing about real patients</div>")
-        figures, _ = figures_html(self.output_dir / FIGURES_DIR, self.figures_since())
+        figures, _ = figures_html(self.output_dir / FIGURES_DIR, self.figures_since(),
+                                  self.output_dir)
         boxes = "".join([self.metrics_table(), self.models_table(), self.run_table(),
                          self.trend_html(trend)])
         title = (f'<div class="tp-job-title"><span class="tp-job-name">{esc(self.id)}</span> '

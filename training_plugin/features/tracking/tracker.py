@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from training_plugin import provenance, results
+from training_plugin.features.tracking.files import JobFiles
 from training_plugin.features.tracking.mapping import (
     MAX_PARAM, MAX_TAG, cell_fields, clip, flag_params, job_metrics, job_tags, run_status,
     table_params,
@@ -32,11 +33,6 @@ from training_plugin.results import JobRecord
 
 #: The name the tracking plugin object is registered under.
 NAME = "training_plugin.tracking"
-#: Files of a job's output directory logged as artifacts when present.
-ARTIFACT_FILES = ("train.log", "metrics.json", "manifest.json")
-FIGURES_DIR = "figures"
-#: Model files (top level of the output directory) logged as artifacts.
-MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle", ".pt", ".pth", ".onnx", ".keras", ".h5")
 HEALTH_TIMEOUT_S = 5.0
 
 MSG_STRICT = (
@@ -68,6 +64,7 @@ class Tracker:
         self.commit: str | None = None
         self.unavailable: str | None = None  # why tracking stopped (set-up failed)
         self.problems: list[str] = []  # jobs that could not be logged, and why
+        self.notes: list[str] = []  # files left out of a job's run (links), and why
         self.logged: list[str] = []  # job ids logged
         self.outcomes: dict[str, int] = {}
         self.job_runs: dict[str, str] = {}  # a swept job's id -> its run (its cells' parent)
@@ -211,7 +208,9 @@ class Tracker:
 
         client = self.client
         out = Path(record.output_dir)
-        manifest = results.read_json_object(out / "manifest.json") or {}
+        files = JobFiles(out)  # only plain files of the job's folder: links are never followed
+        manifest = (results.read_json_object(out / "manifest.json")
+                    if files.plain(out / "manifest.json") else None) or {}
         params = flag_params(list(record.argv))
         params.update(table_params(record.table))
         metrics = job_metrics(record)
@@ -239,28 +238,14 @@ class Tracker:
             for i in range(0, len(metric_list), 1000):
                 client.log_batch(run_id, metrics=metric_list[i:i + 1000])
             log = Path(record.log) if record.log else out / "train.log"
-            if log.is_file():
-                client.log_artifact(run_id, str(log))
             # a job that did not pass may have left an earlier run's files: only its own count
             since = (ended_ms - duration_ms - 2000) / 1000 if status != "FINISHED" else 0.0
-
-            def own(path: Path) -> bool:
-                try:
-                    return path.is_file() and path.stat().st_mtime >= since
-                except OSError:
-                    return False
-
-            for name in ARTIFACT_FILES:
-                path = out / name
-                if own(path) and path != log:
-                    client.log_artifact(run_id, str(path))
-            figures = out / FIGURES_DIR
-            if figures.is_dir() and any(own(p) for p in figures.iterdir()):
-                client.log_artifacts(run_id, str(figures), FIGURES_DIR)
-            model_files = sorted(p for p in out.glob("*") if own(p)
-                                 and p.suffix.lower() in MODEL_SUFFIXES) if out.is_dir() else []
+            for path, folder in files.artifacts(log, since):
+                client.log_artifact(run_id, str(path), folder)
+            model_files = files.models(since)
             for path in model_files:
                 client.log_artifact(run_id, str(path))
+            self.notes += [f"job {record.id!r}: {note}" for note in files.notes]
             logged = (log_models(client, self.experiment_id, run_id, model_files, out)
                       if status == "FINISHED" else [])
             client.set_tag(run_id, "model", ",".join(logged) if logged
@@ -363,6 +348,8 @@ class Tracker:
         for problem in self.problems:
             tr.write_line(("ERROR " if self.strict else "WARNING ") + problem,
                           red=self.strict, yellow=not self.strict)
+        for note in self.notes:
+            tr.write_line("note: " + note)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """End the parent run if the session stopped before it finished (a plugin's usage
