@@ -261,8 +261,14 @@ def test_a_skipped_jobs_report_embeds_no_linked_figure(pytester: pytest.Pytester
     figures = pytester.path / "training-results/a/figures"
     figures.mkdir()
     (figures / "x.svg").symlink_to(secret)  # left in the folder after its last run
+    outside = secret.with_name("metrics.json")  # and its metrics.json, a link out of it
+    outside.write_text(json.dumps({"metrics": {"roc_auc": 0.9}, "data": {"source": MARKER}}))
+    metrics = pytester.path / "training-results/a/metrics.json"
+    metrics.unlink()
+    metrics.symlink_to(outside)
     result = run(pytester, "--skip-unchanged", "--html=report.html", "--self-contained-html")
     result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*metrics.json is a symbolic link, not followed; not used*"])
     page = html.unescape((pytester.path / "report.html").read_text())
     body = extra_html(job_entry(report_data(pytester.path / "report.html"), "a"))
     assert MARKER not in page and not embedded_images(body), body

@@ -128,9 +128,10 @@ class JobSkip:
 
 def read_json_object(path: Path) -> dict[str, Any] | None:
     """A JSON object from ``path``, or None (missing, unreadable, not an object).  A file
-    that is there but bad (too large, too deep, not JSON) is a ``schema`` warning too."""
+    that is there but bad (a symbolic link, too large, too deep, not JSON) is a ``schema``
+    warning too; a link at ``path`` is never followed (the files of a job's folder)."""
     try:
-        data = schema.load(path, max_bytes=MAX_JSON_BYTES)
+        data = schema.load(path, max_bytes=MAX_JSON_BYTES, follow=False)
     except FileNotFoundError:
         return None
     except schema.BadFile as exc:

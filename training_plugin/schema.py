@@ -27,6 +27,7 @@ regular file reached without a symbolic link (the HTML report and MLflow take on
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -108,9 +109,6 @@ class BadNumber:
     def __init__(self, what: str) -> None:
         self.what = what
 
-    def __repr__(self) -> str:
-        return f"<{self.what}>"
-
 
 def _number_hooks(text: str, keep: bool) -> dict[str, Callable[[str], Any]]:
     def bad(what: str, token: str) -> BadNumber:
@@ -163,23 +161,30 @@ def parse(data: str | bytes, *, keep_bad_numbers: bool = False) -> Any:
         raise JSONProblem(f"is not JSON the plugin can read: {exc}", 1) from None
 
 
-def _open_regular(path: Path) -> int:
-    """A read-only descriptor of a regular file (never blocks on a FIFO), or OSError /
-    :class:`BadFile`."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+def _open_regular(path: Path, follow: bool = True) -> int:
+    """A read-only descriptor of a regular file (never blocks on a FIFO; ``follow=False``:
+    a link at ``path`` is :class:`BadFile`), or OSError / :class:`BadFile`."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags if follow else flags | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:
+            raise BadFile(path, "is a symbolic link, not followed") from None
+        raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise BadFile(path, "is not a regular file")
     return fd
 
 
-def read_bytes(path: Path | str, *, max_bytes: int) -> bytes:
-    """A regular file's bytes, reading at most ``max_bytes`` (+1 to tell a larger file).
+def read_bytes(path: Path | str, *, max_bytes: int, follow: bool = True) -> bytes:
+    """A regular file's bytes, reading at most ``max_bytes`` (+1 to tell a larger file);
+    ``follow=False``: never through a link at ``path``.
 
     FileNotFoundError propagates; any other failure is :class:`BadFile`."""
     path = Path(path)
     try:
-        fd = _open_regular(path)
+        fd = _open_regular(path, follow)
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -194,11 +199,12 @@ def read_bytes(path: Path | str, *, max_bytes: int) -> bytes:
     return data
 
 
-def load(path: Path | str, *, max_bytes: int, keep_bad_numbers: bool = False) -> Any:
-    """The JSON value in a file (``keep_bad_numbers``: as for :func:`parse`).
-    FileNotFoundError propagates; anything else wrong with it is :class:`BadFile` (its
-    message names the line)."""
-    data = read_bytes(path, max_bytes=max_bytes)
+def load(path: Path | str, *, max_bytes: int, keep_bad_numbers: bool = False,
+         follow: bool = True) -> Any:
+    """The JSON value in a file (``keep_bad_numbers``: as for :func:`parse`; ``follow``: as
+    for :func:`read_bytes`).  FileNotFoundError propagates; anything else wrong with it is
+    :class:`BadFile` (its message names the line)."""
+    data = read_bytes(path, max_bytes=max_bytes, follow=follow)
     try:
         return parse(data, keep_bad_numbers=keep_bad_numbers)
     except JSONProblem as exc:
