@@ -117,6 +117,37 @@ def test_a_baseline_nested_too_deep_is_a_usage_error(pytester: pytest.Pytester) 
     assert_no_traceback(result)
 
 
+def test_saving_over_a_baseline_nested_too_deep_warns_and_writes_a_fresh_one(
+        pytester: pytest.Pytester) -> None:
+    """--save-baseline merges into the file it finds; one it cannot read is named in a
+    warning and replaced by this session's jobs, never a traceback at session end."""
+    make(pytester, {"train_a.py": job('{"roc_auc": 0.9}'),
+                    "training-baseline.json": '{"jobs": {"a": {"metrics": ' + DEEP + "}}}"})
+    result = run(pytester, "--save-baseline")
+    assert result.ret == pytest.ExitCode.OK, output(result)
+    assert_no_traceback(result)
+    result.stdout.fnmatch_lines(["*training-baseline.json: not merged into the new baseline*"])
+    saved = json.loads((pytester.path / "training-baseline.json").read_text())
+    assert saved["jobs"]["a"]["metrics"] == {"roc_auc": 0.9}
+
+
+def test_a_log_swapped_for_a_link_shows_nothing_of_its_target(pytester: pytest.Pytester) -> None:
+    """A job that replaces its train.log with a link: the failure story's log tail never
+    reads through the link."""
+    secret = pytester.path / "secret.txt"
+    secret.write_text("TOP-SECRET-LINE\n")
+    make(pytester, {"train_a.py": (
+        "import os, sys\n"
+        "log = os.path.join(os.environ['TRAINING_OUTPUT_DIR'], 'train.log')\n"
+        "os.remove(log)\n"
+        f"os.symlink({str(secret)!r}, log)\n"
+        "sys.exit(3)\n")})
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output(result)
+    assert "TOP-SECRET-LINE" not in output(result)
+    assert secret.read_text() == "TOP-SECRET-LINE\n"
+
+
 # -- metrics.json -----------------------------------------------------------------------------
 RAW_JOB = """\
 import os

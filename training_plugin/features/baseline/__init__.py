@@ -22,7 +22,6 @@ which arguments differ.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -323,10 +322,14 @@ class Baseline:
         if self.save is None or not self.controller or not self.saved:
             return
         path = self.baseline_path(self.save)
-        data: dict[str, Any] = {}
+        data: Any = {}
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
+            data = schema.load(path, max_bytes=results.MAX_JSON_BYTES)
+        except FileNotFoundError:
+            data = {}
+        except (OSError, schema.BadFile) as exc:
+            schema.warn(f"{path}: not merged into the new baseline, which keeps only this "
+                        f"session's jobs ({exc})")
             data = {}
         jobs = data.get("jobs") if isinstance(data, dict) and isinstance(data.get("jobs"), dict) \
             else {}
