@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from training_plugin import safefs
+
 MSG_OUTPUT_IN_JOB_COPY = (
     "outputs go to {out}, inside Ray's temporary copy of the project (this is a Ray Job): "
     "pass --output-dir=PATH (a folder that outlives the job) to keep them"
@@ -175,8 +177,7 @@ def explain_missing_files(log_path: Path, rootdir: Path, workdir: str | None) ->
             notes.append(MSG_NOT_SHIPPED.format(path=rel))
     if notes:
         try:
-            with open(log_path, "a", encoding="utf-8") as fh:
-                fh.writelines(notes)
+            safefs.append_text(log_path, "".join(notes))
         except OSError:
             pass
 
@@ -185,7 +186,8 @@ def write_note(log_path: Path, message: str) -> None:
     """Put why a job did not run where the user looks first: its log."""
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "w", encoding="utf-8") as fh:
+        fd = safefs.open_no_follow(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(message + "\n")
     except OSError:
         pass

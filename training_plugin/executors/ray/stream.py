@@ -17,8 +17,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from training_plugin import safefs
 from training_plugin.executors.base import JobRun
 from training_plugin.executors.ray.resources import Node
 from training_plugin.executors.ray.shipping import write_note
@@ -79,6 +81,13 @@ def messages(ray: Any, flight: Flight, relay: Any = None) -> Iterator[tuple[str,
             return
 
 
+def _open_log(path: Path) -> Any:
+    """The job's log on the controller, truncated, opened without following a link."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = safefs.open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    return os.fdopen(fd, "wb")
+
+
 def receive(flight: Flight, pairs: Iterable[tuple[str, Any]],
             on_start: Callable[[dict], None]) -> None:
     """Consume one job's messages: ``on_start`` with the start payload, the log to the
@@ -95,12 +104,10 @@ def receive(flight: Flight, pairs: Iterable[tuple[str, Any]],
                 flight.node_id = payload["node_id"]
                 flight.workdir = payload.get("workdir")
                 on_start(payload)
-                job.log_path.parent.mkdir(parents=True, exist_ok=True)
-                log = open(job.log_path, "wb")  # noqa: SIM115 - closed in finally
+                log = _open_log(job.log_path)
             elif kind == "log":
                 if log is None:
-                    job.log_path.parent.mkdir(parents=True, exist_ok=True)
-                    log = open(job.log_path, "wb")  # noqa: SIM115
+                    log = _open_log(job.log_path)
                 log.write(payload)
                 log.flush()
             elif kind == "out":
