@@ -262,26 +262,47 @@ def test_memory_limit_exceeded_is_an_oom_error_with_its_peak(pytester, marked):
 
 # -- cost ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroup-if-any", "sampled"])
-def test_cost_of_a_job_of_known_cost(pytester, marked, monkeypatch, cgroups):
-    if not cgroups:
-        monkeypatch.setattr(local, "CGROUP_ROOT", pytester.path / "no-cgroups")
-    make(pytester, {"train_costly.py": fake(pre=KNOWN_COST)})
+@pytest.mark.parametrize("limited", [True, False], ids=["memory-value", "no-memory-value"])
+def test_cost_of_a_job_of_known_cost(pytester, marked, limited):
+    """With a memory value the job's cgroup measures it (where one can be made), without one
+    the reaper samples its tree."""
+    table = '[tool.training_plugin.jobs.costly]\nmemory = "2GiB"\n' if limited else ""
+    make(pytester, {"train_costly.py": fake(pre=KNOWN_COST)}, table)
     result = run(pytester)
     result.assert_outcomes(passed=1)
     cost = summary_job(pytester, "costly")["cost"]
     assert 0.9 <= cost["cpu_s"] <= 3.0, cost
     assert 190 * 2**20 <= cost["peak_bytes"] <= 450 * 2**20, cost
     assert cost["wall_s"] >= 0.9 and cost["gpus"] == 0 and cost["gpu_s"] == 0
-    methods = (PEAK_CGROUP_V2, PEAK_CGROUP_V1, PEAK_SAMPLED) if cgroups else (PEAK_SAMPLED,)
+    methods = (PEAK_CGROUP_V2, PEAK_CGROUP_V1, PEAK_SAMPLED) if limited else (PEAK_SAMPLED,)
     assert cost["peak_method"] in methods
-    result.stdout.fnmatch_lines(["costly *passed *cpu 1.*s, peak * MiB * s  roc_auc=*",
-                                 MSG_SUGGEST_MEMORY.format(value='costly = "*iB"')])
+    result.stdout.fnmatch_lines(["costly *passed *cpu 1.*s, peak * MiB * s  roc_auc=*"])
+    suggestion = MSG_SUGGEST_MEMORY.format(value='costly = "512MiB"')  # 211 MiB + 25%
+    assert (suggestion in result.stdout.str()) is not limited  # only without a memory value
     props = properties(junit_case(pytester))
     assert 0.9 <= float(props["cost.cpu_s"]) <= 3.0
     assert props["cost.peak_memory_method"] == cost["peak_method"]
     line = history(pytester)[-1]
     assert line["cost"] == cost and line["attempt"] == 1
+    assert wait_gone(marked) == []
+
+
+def test_without_cgroups_a_memory_value_is_an_address_space_limit(tmp_path, marked,
+                                                                      monkeypatch):
+    monkeypatch.setattr(local, "CGROUP_ROOT", tmp_path / "no-cgroups")
+    executor = LocalExecutor()
+    grab = "buf = bytearray(400 * 2**20)"
+    try:
+        result = executor.run(JobRun(
+            id="rl", argv=[sys.executable, "-c", grab], cwd=tmp_path, env={},
+            output_dir=tmp_path, log_path=tmp_path / "train.log",
+            resources={"memory": 150 * 2**20}))
+    finally:
+        executor.close()
+    assert result.returncode == 1 and result.cost.limit_method == "RLIMIT_AS"
+    assert result.cost.peak_method == PEAK_SAMPLED
+    assert result.infrastructure == MSG_RLIMIT_OOM.format(
+        limit="150 MiB", peak=format_bytes(result.cost.peak_bytes))
     assert wait_gone(marked) == []
 
 

@@ -1,9 +1,10 @@
-"""The local executor: each job is a child of this pytest process's reaper (``reaper.py``), in a
-cgroup of its own where the plugin can make one.
+"""The local executor: each job is a child of this pytest process's reaper (``reaper.py``); a job
+with a ``memory`` value runs in a cgroup of its own where the plugin can make one.
 
-The cgroup measures the peak memory of the job's whole tree and enforces the job table's
-``memory``; the kernel's OOM killer, counted in the group's events, tells an out-of-memory kill
-from any other SIGKILL.  Tried in order: cgroup v2 (a child of this process's group in the
+The cgroup enforces the job table's ``memory`` and measures the peak memory of the job's whole
+tree; the kernel's OOM killer, counted in the group's events, tells an out-of-memory kill from
+any other SIGKILL.  A job without a ``memory`` value is measured by the reaper, which samples
+its tree's RSS.  Tried in order: cgroup v2 (a child of this process's group in the
 unified hierarchy, when its memory controller can be enabled there), cgroup v1 (a child of this
 process's group of the memory controller), else none: the reaper samples the tree's RSS, and a
 ``memory`` limit becomes ``RLIMIT_AS`` (see docs/failures.md for what that can and cannot do).
@@ -11,6 +12,7 @@ process's group of the memory controller), else none: the reaper samples the tre
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -108,21 +110,8 @@ def make_group(job_id: str, limit: int | None, root: Path | None = None) -> JobG
     """A fresh cgroup for one attempt of ``job_id`` (its memory capped at ``limit``), or None
     when no hierarchy lets this process make one (not root, no memory controller, a cgroup v2
     group with processes of its own where the controller is not enabled for children)."""
-    root = CGROUP_ROOT if root is None else root
-    try:
-        unified, memory = own_cgroups(Path("/proc/self/cgroup").read_text())
-    except OSError:
-        return None
     name = f"training-{os.getpid()}-{next(_counter)}-{re.sub(r'[^A-Za-z0-9_.-]', '_', job_id)}"
-    v2_root = root if (root / "cgroup.controllers").exists() else root / "unified"
-    candidates = []
-    if unified is not None:
-        candidates.append((v2_root / unified.lstrip("/"), 2))
-    if memory is not None:
-        candidates.append((root / "memory" / memory.lstrip("/"), 1))
-    for parent, version in candidates:
-        if version == 2 and not _memory_for_children(parent):
-            continue
+    for parent, version in _parents(CGROUP_ROOT if root is None else root, os.getpid()):
         group = JobGroup(parent / name, version)
         try:
             group.path.mkdir()
@@ -135,6 +124,24 @@ def make_group(job_id: str, limit: int | None, root: Path | None = None) -> JobG
         except OSError:
             group.remove()
     return None
+
+
+@functools.lru_cache(maxsize=4)
+def _parents(root: Path, pid: int) -> tuple[tuple[Path, int], ...]:
+    """Where this process (``pid``: a forked child asks again) may make job groups: its own
+    group in the unified hierarchy (when children can get the memory controller), then its
+    group of the v1 memory controller."""
+    try:
+        unified, memory = own_cgroups(Path("/proc/self/cgroup").read_text())
+    except OSError:
+        return ()
+    v2_root = root if (root / "cgroup.controllers").exists() else root / "unified"
+    found = []
+    if unified is not None and _memory_for_children(v2_root / unified.lstrip("/")):
+        found.append((v2_root / unified.lstrip("/"), 2))
+    if memory is not None:
+        found.append((root / "memory" / memory.lstrip("/"), 1))
+    return tuple(found)
 
 
 def _memory_for_children(parent: Path) -> bool:
@@ -175,7 +182,9 @@ class LocalExecutor(BaseExecutor):
         env = dict(os.environ)
         env.update(job.env)
         limit = _memory_limit(job)
-        group = make_group(job.id, limit)
+        # only a job with a memory value: moving a process into a cgroup waits for an RCU
+        # grace period (about 8 ms on cgroup v1), which a hundred trivial jobs would feel
+        group = make_group(job.id, limit) if limit else None
         try:
             result = reaper.run_job(
                 list(job.argv), cwd=job.cwd, env=env, log_path=job.log_path,
