@@ -176,10 +176,16 @@ def test_under_xdist_a_retry_stays_on_the_worker_that_owns_the_item(pytester, ma
     assert wait_gone(marked) == []
 
 
-def test_infrastructure_failure_without_retries_is_an_error(pytester, marked):
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_infrastructure_failure_without_retries_is_an_error(pytester, marked, workers):
     make(pytester, {"train_flaky.py": fake(post=KILLED_ONCE), "train_good.py": fake()})
     with KillFirstAttempt(pytester.path / OUT / "flaky", signal.SIGTERM):
-        result = run(pytester)
+        if workers == "0":
+            result = run(pytester)
+        else:  # the report is made on the worker and travels to the controller
+            result = pytester.runpytest_subprocess(
+                "-p", "training_plugin", "-p", "no:randomly", "--junitxml=junit.xml",
+                "-n", workers)
     result.assert_outcomes(passed=1, errors=1)
     assert result.ret == 1
     cause = MSG_OUTSIDE_SIGNAL.format(signal="SIGTERM", hint="")
