@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from fakejobs import fake, write_files
-from training_plugin import safefs
 from training_plugin.collect.items import LOG_ATTACH_BYTES
 from training_plugin.results import MAX_JSON_BYTES, SUMMARY_FILE
 from training_plugin.store import HISTORY_FILE

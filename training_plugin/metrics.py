@@ -148,3 +148,16 @@ def tolerance_amount(tol: tuple[str, float], reference: float) -> float:
     """The allowed change in the metric's units."""
     kind, value = tol
     return value * abs(reference) if kind == "rel" else value
+
+
+def max_regression(text: str) -> tuple[str, tuple[str, float]]:
+    """An argparse type for ``--max-regression METRIC=TOL`` or ``TOL`` (a usage error else)."""
+    name, sep, value = text.rpartition("=")
+    name = name.strip() if sep else "*"
+    tol = parse_tolerance(value)
+    if tol is None or (sep and not name):
+        raise pytest.UsageError(
+            f"--max-regression expects METRIC=TOL or TOL (TOL absolute like 0.02 or relative "
+            f"like 5%), got {text!r}; e.g. --max-regression roc_auc=0.02"
+        )
+    return name, tol

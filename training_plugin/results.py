@@ -11,7 +11,6 @@ that record instead of re-reading files or re-deriving ids.
 from __future__ import annotations
 
 import math
-import os
 import shlex
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path

@@ -32,7 +32,7 @@ from training_plugin import provenance, results, safefs, schema, store
 from training_plugin.collect.argv import describe_argv_change, resolved_argv_of
 from training_plugin.features.baseline import repeats
 from training_plugin.metrics import (describe_tolerance, direction, fmt, is_number, lookup,
-                                     parse_tolerance, table_tolerances, tolerance_amount,
+                                     max_regression, table_tolerances, tolerance_amount,
                                      tolerance_lines)
 from training_plugin.pytest_compat import is_controller
 from training_plugin.results import JobRecord, write_json_atomic
@@ -51,18 +51,6 @@ HELP_COMPARE = ("fail a job whose metrics regressed beyond the tolerance against
                 "run in <output-dir>/history.jsonl")
 HELP_TOL = ("regression tolerance: METRIC=TOL for one metric or TOL for all; TOL is absolute "
             "(0.02) or relative (5%%); repeatable; wins over the job table and ini")
-
-
-def _max_regression(text: str) -> tuple[str, tuple[str, float]]:
-    name, sep, value = text.rpartition("=")
-    name = name.strip() if sep else "*"
-    tol = parse_tolerance(value)
-    if tol is None or (sep and not name):
-        raise pytest.UsageError(
-            f"--max-regression expects METRIC=TOL or TOL (TOL absolute like 0.02 or relative "
-            f"like 5%), got {text!r}; e.g. --max-regression roc_auc=0.02"
-        )
-    return name, tol
 
 
 def add_ini(parser: pytest.Parser) -> None:
@@ -85,7 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--compare", dest="training_compare", nargs="?", const="", default=None,
                     metavar="FILE|last", help=HELP_COMPARE)
     group.addoption("--max-regression", dest="training_max_regression", action="append",
-                    type=_max_regression, default=[], metavar="METRIC=TOL", help=HELP_TOL)
+                    type=max_regression, default=[], metavar="METRIC=TOL", help=HELP_TOL)
     add_ini(parser)
 
 
@@ -326,13 +314,12 @@ class Baseline:
         try:
             data = schema.load(path, max_bytes=results.MAX_JSON_BYTES)
         except FileNotFoundError:
-            data = {}
+            pass
         except (OSError, schema.BadFile) as exc:
             schema.warn(f"{path}: not merged into the new baseline, which keeps only this "
                         f"session's jobs ({exc})")
-            data = {}
-        jobs = data.get("jobs") if isinstance(data, dict) and isinstance(data.get("jobs"), dict) \
-            else {}
+        jobs = data.get("jobs") if isinstance(data, dict) else None
+        jobs = jobs if isinstance(jobs, dict) else {}
         jobs.update(self.saved)
         configurations = self.repeats.merged(data)
         facts = provenance.session_facts(self.config)
