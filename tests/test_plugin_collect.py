@@ -10,7 +10,7 @@ import pytest
 
 from fakejobs import TRACE_JOB, write_files
 from training_plugin.collect.discovery import (MSG_DUPLICATE_ID, MSG_IDENTICAL_COPY, MSG_MISSING_ROOT,
-                                       discover)
+                                       find_scripts)
 from training_plugin.collect.argv import MSG_SWITCH_VALUE
 from training_plugin.collect.listing import MSG_NO_MATCH, MSG_NO_SCRIPTS
 from training_plugin.collect.pipeline import MSG_OUTPUT_DIR_IS_FILE
@@ -36,7 +36,7 @@ def test_job_id_is_the_stem_without_train_prefix(tmp_path: Path) -> None:
     for rel in ["a/train_als.py", "train_model.py", "b/train.py", "c/train_.py", "fit_x.py"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(f"# {rel}\n")
-    scripts = discover([tmp_path], rootdir=tmp_path, pattern="*.py")
+    scripts = find_scripts([tmp_path], rootdir=tmp_path, pattern="*.py").scripts
     assert {s.relpath: s.id for s in scripts} == {
         "a/train_als.py": "als", "train_model.py": "model", "b/train.py": "train",
         "c/train_.py": "train_", "fit_x.py": "fit_x"}
@@ -67,7 +67,7 @@ def test_discovery_skips_ignored_dirs_skip_paths_and_outside_symlinks(tmp_path: 
     (outside / "train_outside.py").write_text("")
     os.symlink(outside, root / "link_out")
     os.symlink(root / "src", root / "link_in")
-    scripts = discover([root], rootdir=root, skip=["legacy"])
+    scripts = find_scripts([root], rootdir=root, skip=["legacy"]).scripts
     assert [s.relpath for s in scripts] == ["scripts/deep/er/train_deep.py", "src/train_good.py"]
     assert [s.id for s in scripts] == ["deep", "good"]
 
@@ -115,7 +115,7 @@ def test_qualified_ids_use_the_fewest_parent_folders_that_tell_scripts_apart(
                              "d/train_n.py"]):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(f"# script {i}\n")
-    scripts = discover([tmp_path], rootdir=tmp_path)
+    scripts = find_scripts([tmp_path], rootdir=tmp_path).scripts
     assert {s.relpath: s.id for s in scripts} == {
         "a/x/train_m.py": "a/x/m", "b/x/train_m.py": "b/x/m", "c/train_m.py": "c/m",
         "train_m.py": "m", "d/train_n.py": "n",

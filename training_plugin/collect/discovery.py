@@ -175,23 +175,6 @@ def _walk(
             yield path
 
 
-def discover(
-    roots: Iterable[Path],
-    *,
-    rootdir: Path,
-    pattern: str = "train_*.py",
-    skip: Iterable[str] = (),
-    check_roots: bool = True,
-    norecursedirs: Iterable[str] = (),
-    unique_ids: bool = False,
-) -> list[Script]:
-    """Find training scripts under ``roots`` (files or directories); every matching file is
-    one (``find_scripts`` without an entry-point check)."""
-    return find_scripts(roots, rootdir=rootdir, pattern=pattern, skip=skip,
-                        check_roots=check_roots, norecursedirs=norecursedirs,
-                        unique_ids=unique_ids).scripts
-
-
 def find_scripts(
     roots: Iterable[Path],
     *,
