@@ -23,7 +23,7 @@ from urllib.parse import urldefrag, urlparse
 
 import pytest
 import yaml
-from test_report_browser import CHROMIUM, CHROMIUM_ARGS, browser_or_skip
+from test_report_browser import chromium_page
 
 from training_plugin import reference
 
@@ -186,61 +186,50 @@ def served(site: Path) -> Iterator[str]:
 def test_site_in_chromium_every_page_loads_and_every_internal_link_resolves(
     served: str, tmp_path: Path,
 ) -> None:
-    sync_playwright = browser_or_skip()
     errors: list[str] = []
     bad: list[str] = []
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            tempfile.mkdtemp(dir=tmp_path, prefix="profile-"), executable_path=str(CHROMIUM),
-            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 900},
-        )
-        try:
-            page = context.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("response", lambda r: bad.append(f"{r.status} {r.url}")
-                    if r.status >= 400 and r.url.startswith(served) else None)
+    with chromium_page(tmp_path, errors) as (context, page):
+        page.on("response", lambda r: bad.append(f"{r.status} {r.url}")
+                if r.status >= 400 and r.url.startswith(served) else None)
 
-            todo = [served + page_url(p) for p in NAV]
-            seen: set[str] = set()
-            anchors: list[tuple[str, str, str]] = []  # (from page, target page, fragment)
-            ids: dict[str, set[str]] = {}
-            while todo:
-                url = todo.pop(0)
-                if url in seen:
-                    continue
-                seen.add(url)
-                if not url.endswith(("/", ".html")):  # a file: fetched, not opened
-                    status = context.request.get(url).status
-                    assert status == 200, f"{status} {url}"
-                    continue
-                response = page.goto(url)
-                assert response is not None and response.status == 200, url
-                page.wait_for_load_state("load")
-                assert page.locator("article h1").count() >= 1, f"no heading on {url}"
-                ids[url] = set(page.evaluate(
-                    "[...document.querySelectorAll('[id]')].map(e => e.id)"))
-                for href in page.evaluate(
-                        "[...document.querySelectorAll('a[href]')].map(a => a.href)"):
-                    target, fragment = urldefrag(href)
-                    if not target.startswith(served):
-                        continue  # external: not fetched (no network here)
-                    todo.append(target)
-                    if fragment:
-                        anchors.append((url, target, fragment))
-
-            for nav_page in NAV:
-                assert served + page_url(nav_page) in ids, nav_page
-            missing = [f"{src} -> {target}#{frag}" for src, target, frag in anchors
-                       if target in ids and frag not in ids[target]]
-            assert not missing, missing
-
-            page.goto(served + "configuration/reference/")
+        todo = [served + page_url(p) for p in NAV]
+        seen: set[str] = set()
+        anchors: list[tuple[str, str, str]] = []  # (from page, target page, fragment)
+        ids: dict[str, set[str]] = {}
+        while todo:
+            url = todo.pop(0)
+            if url in seen:
+                continue
+            seen.add(url)
+            if not url.endswith(("/", ".html")):  # a file: fetched, not opened
+                status = context.request.get(url).status
+                assert status == 200, f"{status} {url}"
+                continue
+            response = page.goto(url)
+            assert response is not None and response.status == 200, url
             page.wait_for_load_state("load")
-            assert page.locator("td code", has_text="--epochs").count() >= 1
-            page.screenshot(path=str(tmp_path / "docs.png"), full_page=False)
-        finally:
-            context.close()
+            assert page.locator("article h1").count() >= 1, f"no heading on {url}"
+            ids[url] = set(page.evaluate(
+                "[...document.querySelectorAll('[id]')].map(e => e.id)"))
+            for href in page.evaluate(
+                    "[...document.querySelectorAll('a[href]')].map(a => a.href)"):
+                target, fragment = urldefrag(href)
+                if not target.startswith(served):
+                    continue  # external: not fetched (no network here)
+                todo.append(target)
+                if fragment:
+                    anchors.append((url, target, fragment))
+
+        for nav_page in NAV:
+            assert served + page_url(nav_page) in ids, nav_page
+        missing = [f"{src} -> {target}#{frag}" for src, target, frag in anchors
+                   if target in ids and frag not in ids[target]]
+        assert not missing, missing
+
+        page.goto(served + "configuration/reference/")
+        page.wait_for_load_state("load")
+        assert page.locator("td code", has_text="--epochs").count() >= 1
+        page.screenshot(path=str(tmp_path / "docs.png"), full_page=False)
     assert not bad, bad
     assert not errors, errors
     assert len(seen) >= len(NAV)

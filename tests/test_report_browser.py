@@ -7,8 +7,10 @@ missing browser is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +46,11 @@ def browser_or_skip() -> Any:
     return sync_playwright
 
 
-@pytest.mark.slow
-def test_report_in_chromium_rows_images_badge_story_and_no_console_errors(
-    pytester: pytest.Pytester, tmp_path: Path,
-) -> None:
+@contextlib.contextmanager
+def chromium_page(tmp_path: Path, errors: list[str]) -> Iterator[tuple[Any, Any]]:
+    """(context, page) of a headless Chromium with a fresh profile; console errors and page
+    errors are appended to ``errors``.  Skips (fails in CI) without a browser."""
     sync_playwright = browser_or_skip()
-    make_project(pytester)
-    result = pytester.runpytest_subprocess(
-        "-p", "training_plugin", "--html=report.html", "--self-contained-html"
-    )
-    result.assert_outcomes(passed=2, failed=1)
-    report = pytester.path / "report.html"
-
-    errors: list[str] = []
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             tempfile.mkdtemp(dir=tmp_path, prefix="profile-"), executable_path=str(CHROMIUM),
@@ -66,36 +60,53 @@ def test_report_in_chromium_rows_images_badge_story_and_no_console_errors(
             page = context.new_page()
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(report.as_uri())
-            page.wait_for_load_state("load")
-            page.wait_for_selector(".tp-job")
-
-            # every job has a row with the right outcome
-            rows = {job: page.locator(f'tbody[id$="::{job}"] td.col-result').inner_text()
-                    for job in ("real", "synth", "broken")}
-            assert rows == {"real": "Passed", "synth": "Passed", "broken": "Failed"}
-
-            # every embedded image loaded (the figures: a downscaled PNG and an SVG)
-            images = page.evaluate(
-                """[...document.querySelectorAll('img[src^="data:"]')].map(
-                       i => [i.alt, i.complete, i.naturalWidth])""")
-            assert sorted(alt for alt, _, _ in images) == ["calibration.svg", "roc.png"]
-            assert all(done and width > 0 for _, done, width in images), images
-
-            # the SYNTHETIC badge is visible, in the synthetic job's row and its extra
-            badge = page.locator('tbody[id$="::synth"] td.col-data .tp-synthetic')
-            assert badge.is_visible() and badge.inner_text() == "SYNTHETIC"
-            assert page.locator('.tp-job[data-job="synth"] .tp-banner').is_visible()
-            assert page.locator('tbody[id$="::real"] .tp-synthetic').count() == 0
-
-            # the failed job shows its story
-            story = page.locator('.tp-job[data-job="broken"] .tp-story')
-            assert story.is_visible()
-            assert "exit code 3" in story.inner_text()
-            assert "CUDA out of memory (simulated)" in story.inner_text()
-
-            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+            yield context, page
         finally:
             context.close()
+
+
+@pytest.mark.slow
+def test_report_in_chromium_rows_images_badge_story_and_no_console_errors(
+    pytester: pytest.Pytester, tmp_path: Path,
+) -> None:
+    browser_or_skip()
+    make_project(pytester)
+    result = pytester.runpytest_subprocess(
+        "-p", "training_plugin", "--html=report.html", "--self-contained-html"
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    report = pytester.path / "report.html"
+
+    errors: list[str] = []
+    with chromium_page(tmp_path, errors) as (_context, page):
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        page.wait_for_selector(".tp-job")
+
+        # every job has a row with the right outcome
+        rows = {job: page.locator(f'tbody[id$="::{job}"] td.col-result').inner_text()
+                for job in ("real", "synth", "broken")}
+        assert rows == {"real": "Passed", "synth": "Passed", "broken": "Failed"}
+
+        # every embedded image loaded (the figures: a downscaled PNG and an SVG)
+        images = page.evaluate(
+            """[...document.querySelectorAll('img[src^="data:"]')].map(
+                   i => [i.alt, i.complete, i.naturalWidth])""")
+        assert sorted(alt for alt, _, _ in images) == ["calibration.svg", "roc.png"]
+        assert all(done and width > 0 for _, done, width in images), images
+
+        # the SYNTHETIC badge is visible, in the synthetic job's row and its extra
+        badge = page.locator('tbody[id$="::synth"] td.col-data .tp-synthetic')
+        assert badge.is_visible() and badge.inner_text() == "SYNTHETIC"
+        assert page.locator('.tp-job[data-job="synth"] .tp-banner').is_visible()
+        assert page.locator('tbody[id$="::real"] .tp-synthetic').count() == 0
+
+        # the failed job shows its story
+        story = page.locator('.tp-job[data-job="broken"] .tp-story')
+        assert story.is_visible()
+        assert "exit code 3" in story.inner_text()
+        assert "CUDA out of memory (simulated)" in story.inner_text()
+
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert not errors, errors
     assert (tmp_path / "report.png").stat().st_size > 10_000
