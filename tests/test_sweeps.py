@@ -46,7 +46,7 @@ def make(pytester: pytest.Pytester, files: dict[str, str], ini: str = "") -> Non
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest("-p", "training_plugin", *args)
+    return pytester.runpytest_subprocess("-p", "training_plugin", *args)
 
 
 def received(pytester: pytest.Pytester, job: str, cell: str) -> list[str]:
