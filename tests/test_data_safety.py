@@ -236,7 +236,7 @@ def test_an_interrupted_session_rewrites_summary_json_with_every_selected_job(
     assert rc == 2, out
     assert "Traceback" not in out, out
     outcomes = summary_outcomes(project.path)
-    assert outcomes["a_quick"] == "passed"
+    assert outcomes["a_quick"] == "passed", out
     assert outcomes["b_slow"] == "interrupted"
     assert "old" not in outcomes
     assert set(outcomes) == {"a_quick", "b_slow", "c_later", "d_later"}, outcomes

@@ -238,9 +238,12 @@ class TrainingSession:
                 report.when = "setup"  # pytest's errors are outside the call (docs/failures.md)
         return report
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Progress entries, measured durations, the summary, and (once per job, on the
-        controller) ``pytest_training_job_report``."""
+        controller) ``pytest_training_job_report``.  First of the hook's implementations: a
+        job is booked before the terminal shows its outcome, so an interruption right after
+        "PASSED" is printed cannot turn that job into "interrupted"."""
         record = record_of(report)
         if record is None and report.failed and report.nodeid in self.started:
             self._crashed(report)

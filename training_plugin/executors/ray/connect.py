@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,12 @@ CONNECT_CHECK_S = 5.0
 #: the executor's default when ``RAY_CLIENT_RECONNECT_GRACE_PERIOD`` is not set (Ray's own is
 #: 30 s), so that jobs of a killed pytest are gone within 30 s.
 CLIENT_GRACE_S = "15"
+#: Ray Client's server starts one server process per client; when that process dies while
+#: starting (a loaded head node), ``ray.init`` fails with this text, and a new try starts a new
+#: process.  Connections that fail so are tried this many times, ``CLIENT_RETRY_S`` apart.
+CLIENT_START_FAILED = "Initialization failure from server"
+CLIENT_TRIES = 3
+CLIENT_RETRY_S = 1.0
 
 #: Log records of Ray's that a connection from a background thread makes (the SIGTERM handler
 #: is left alone there, as the executor wants); Ray Client's server says the same.
@@ -122,7 +129,7 @@ def connect(address: str, env: dict[str, Any]) -> None:
                 # other session, the job's other settings (pip, env_vars) kept.
                 os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
             kwargs.update(address=address)
-        ray.init(**kwargs)
+        _init(ray, kwargs, tries=CLIENT_TRIES if is_client(address) else 1)
     except pytest.UsageError:
         raise
     except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError ...
@@ -130,6 +137,23 @@ def connect(address: str, env: dict[str, Any]) -> None:
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _init(ray: Any, kwargs: dict[str, Any], tries: int) -> None:
+    """``ray.init(**kwargs)``, tried again (up to ``tries`` in all) when Ray Client's server
+    failed to start this client's server process."""
+    for attempt in range(1, tries + 1):
+        try:
+            ray.init(**kwargs)
+            return
+        except Exception as exc:  # noqa: BLE001 - Ray Client raises ConnectionError
+            if attempt == tries or CLIENT_START_FAILED not in str(exc):
+                raise
+        try:
+            ray.shutdown()
+        except Exception:  # noqa: BLE001 - nothing was connected
+            pass
+        time.sleep(CLIENT_RETRY_S)
 
 
 class Connection:
