@@ -12,9 +12,20 @@ Message texts are imported from the plugin's modules (``MSG_*``), never retyped 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
+
+# The importlib_metadata backport (a dependency of mlflow's) deletes the standard library's
+# ``PathFinder.find_distributions`` and puts its own finder on ``sys.meta_path`` when first
+# imported.  Imported inside a pytester test, that finder is dropped again when pytester
+# restores ``sys.meta_path`` and ``sys.modules`` at teardown, while the deletion stays: every
+# later ``importlib.metadata`` lookup in that process finds no package at all (pytest's own
+# "No package metadata was found for pluggy" INTERNALERROR in the next in-process run).
+# Imported here, before any snapshot, the backport's finder is part of every snapshot.
+with contextlib.suppress(ImportError):
+    import importlib_metadata  # noqa: F401
 
 from fakejobs import kill_marked, plugin_project
 
