@@ -287,6 +287,7 @@ class TrainingSession:
             self.progress.job_finished(nodeid)
 
     # -- session end ----------------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
     def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
         """Ctrl-C or SIGTERM: a further one is noted, not raised (``signals.Shutdown``)."""
         self.shutdown.calm(self)

@@ -17,7 +17,14 @@ class TerminatedBySignal(KeyboardInterrupt):
     """SIGTERM arrived while a job ran; handled like Ctrl-C (tree killed, session interrupted)."""
 
 
+def _noted(_signum: int, _frame: object) -> None:
+    """A further SIGTERM between the first one and ``Shutdown.calm``: nothing to do."""
+
+
 def _raise_terminated(signum: int, _frame: object) -> None:
+    # A further SIGTERM must not interrupt pytest's handling of this one (its terminal reporter
+    # formats the interruption before the session's ``calm`` takes the signals over).
+    signal.signal(signum, _noted)
     raise TerminatedBySignal(MSG_TERMINATED.format(signal=signal.Signals(signum).name))
 
 
