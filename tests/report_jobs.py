@@ -71,6 +71,34 @@ print("RuntimeError: CUDA out of memory (simulated)", file=sys.stderr)
 sys.exit(3)
 '''
 
+#: A job killed by SIGKILL (a signal the plugin did not send: an infrastructure failure) on its
+#: first attempt, which passes on the next, after holding a 64 MiB buffer.
+FLAKY = '''\
+import os, signal
+buf = bytearray(64 * 2**20)
+for i in range(0, len(buf), 4096):
+    buf[i] = 1
+if os.environ["TRAINING_ATTEMPT"] == "1":
+    os.kill(os.getpid(), signal.SIGKILL)
+print("attempt", os.environ["TRAINING_ATTEMPT"], "done")
+'''
+
+#: A job killed by SIGKILL on every attempt: an infrastructure error.
+LOST = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"
+
+#: A seeded job for a sweep: roc_auc = 0.5 + lr + seed / 1000.
+SEEDED = '''\
+import argparse, json, os
+p = argparse.ArgumentParser()
+p.add_argument("--seed", type=int, default=42)
+p.add_argument("--lr", type=float, default=0.1)
+p.add_argument("--output-dir")
+ns = p.parse_args()
+json.dump({"primary_metric": "roc_auc",
+           "metrics": {"roc_auc": 0.5 + ns.lr + ns.seed / 1000, "accuracy": 0.7}},
+          open(os.path.join(ns.output_dir, "metrics.json"), "w"))
+'''
+
 #: A conftest with a stand-in for the gates feature: the real job is compared to a baseline.
 CONFTEST = '''\
 def pytest_training_job_finished(item, result):

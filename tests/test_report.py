@@ -17,8 +17,12 @@ import time
 import pytest
 from PIL import Image
 from report_jobs import (
-    embedded_images, extra_html, history_line, job_entry, make_project, report_data,
+    FLAKY, LOST, embedded_images, extra_html, history_line, job_entry, make_project, report_data,
 )
+
+from training_plugin.collect.attempts import MSG_FAILED_ON, MSG_PASSED_ON
+from training_plugin.results import SUMMARY_FILE
+from training_plugin.summary import cost_cell
 
 pytest_plugins = ["pytester"]
 
@@ -79,6 +83,48 @@ def test_report_under_xdist_shows_each_job_with_its_figures_metrics_and_story(
     assert "Training session" in text and "2 passed" in text and "1 failed" in text
     assert re.search(r"local:gw[01] \(\d jobs?\)", text)
     assert "Training report: " in text
+
+
+def test_report_shows_each_jobs_cost_and_the_attempts_of_a_retried_job(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(train_flaky=FLAKY, train_lost=LOST, train_plain="print('ok')\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "training_plugin", "-p", "no:randomly", "--retries", "1",
+        "--html=report.html", "--self-contained-html")
+    result.assert_outcomes(passed=2, errors=1)
+    summary = json.loads((pytester.path / "training-results" / SUMMARY_FILE).read_text())
+    jobs = {job["id"]: job for job in summary["jobs"]}
+    data = report_data(pytester.path / "report.html")
+    text = (pytester.path / "report.html").read_text(encoding="utf-8")
+    overview = text[text.index('class="tp-overview"'):]
+    overview = overview[:overview.index("</table>")]
+    for job in ("flaky", "lost", "plain"):
+        cell = cost_cell(jobs[job]["cost"])  # the summary's own "cpu 0.0s, peak 75 MiB"
+        assert cell.startswith("cpu ") and ", peak " in cell
+        body = extra_html(job_entry(data, job))
+        # the job's Run box, and its line in the session's overview, say what it cost
+        assert f"<th>cost</th><td><span class=\"tp-cost\"" in body and f">{cell}</span>" in body
+        row = overview[overview.index(f">{job}</a>"):]
+        assert f">{cell}</span>" in row[:row.index("</tr>")]
+    # the flaky job held 64 MiB: its peak says so
+    assert jobs["flaky"]["cost"]["peak_bytes"] > 64 * 2**20
+    # the attempts of a job that passed on its second, and of one lost on both
+    flaky = extra_html(job_entry(data, "flaky"))
+    passed_on = MSG_PASSED_ON.format(n=2, earlier="attempt 1: killed by SIGKILL")[:-1]
+    assert f'<span class="tp-attempts">{passed_on}' in flaky
+    assert passed_on in overview
+    lost = job_entry(data, "lost")
+    assert lost["result"] == "Error"
+    body = extra_html(lost)  # an infrastructure error's report carries the job's extra too
+    assert "Why it failed" in body and "infrastructure: killed by SIGKILL" in body
+    assert '<span class="tp-outcome tp-outcome-error">error</span>' in body
+    assert f'<span class="tp-attempts">{MSG_FAILED_ON.format(n=2, total=2)} (attempt 1: ' in body
+    assert "tp-attempts" not in extra_html(job_entry(data, "plain"))
+    # the session's cost: CPU added up over every attempt, the largest peak
+    assert '<th>cost</th><td><span class="tp-cost-total">cpu ' in text
+    assert "largest peak " in text and "(flaky)" in text
 
 
 def test_log_panel_keeps_the_tail_of_a_long_log_and_names_the_file(

@@ -8,6 +8,7 @@ missing browser is a failure.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -15,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_jobs import make_project
+from report_jobs import FLAKY, SEEDED, make_project
+
+from training_plugin.collect.attempts import MSG_PASSED_ON
+from training_plugin.results import SUMMARY_FILE
+from training_plugin.summary import cost_cell
 
 pytest_plugins = ["pytester"]
 
@@ -107,6 +112,68 @@ def test_report_in_chromium_rows_images_badge_story_and_no_console_errors(
         assert "exit code 3" in story.inner_text()
         assert "CUDA out of memory (simulated)" in story.inner_text()
 
+        # every job's cost, as the summary writes it, in the session's overview and its extra
+        summary = json.loads((pytester.path / "training-results" / SUMMARY_FILE).read_text())
+        for job in summary["jobs"]:
+            cell = cost_cell(job["cost"])
+            assert cell.startswith("cpu ") and ", peak " in cell
+            row = page.locator(".tp-overview tr", has=page.locator(f'a:text-is("{job["id"]}")'))
+            assert row.locator(".tp-cost").is_visible()
+            assert row.locator(".tp-cost").inner_text() == cell
+            run_box = page.locator(f'.tp-job[data-job="{job["id"]}"] .tp-run .tp-cost')
+            assert run_box.is_visible() and run_box.inner_text() == cell
+        assert page.locator(".tp-cost-total").inner_text().startswith("cpu ")
+
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert not errors, errors
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_report_in_chromium_pivot_best_configuration_seeds_on_hover_and_attempts(
+    pytester: pytest.Pytester, tmp_path: Path,
+) -> None:
+    browser_or_skip()
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(train_mri=SEEDED, train_flaky=FLAKY)
+    result = pytester.runpytest_subprocess(
+        "-p", "training_plugin", "-p", "no:randomly", "--sweep", "lr=0.1,0.2", "--repeats", "2",
+        "--retries", "1", "--html=report.html", "--self-contained-html")
+    result.assert_outcomes(passed=7)  # 4 cells, the flaky job, 2 configurations
+
+    errors: list[str] = []
+    with chromium_page(tmp_path, errors) as (_context, page):
+        page.goto((pytester.path / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        pivot = page.locator(".tp-pivot")
+        pivot.wait_for()
+        assert pivot.locator("h2").inner_text() == "Configurations (2)"
+        # only the parameter that varies is a column; lr 0.2 scores higher: marked best
+        heads = pivot.locator("thead th").all_inner_texts()
+        assert "lr" in heads and "seed" not in heads
+        best = pivot.locator("tr.tp-best")
+        assert best.count() == 1 and best.is_visible()
+        assert best.locator("td").first.inner_text() == "mri[lr_0.2] ★ best"
+        other = pivot.locator("tbody tr:not(.tp-best)")
+        assert other.locator("td").first.inner_text() == "mri[lr_0.1]"
+        # each seed's value: hidden until the pointer is over the mean, then listed
+        value = best.locator("td.tp-pivot-value").first
+        seeds = value.locator(".tp-seeds")
+        assert value.inner_text().startswith("0.7425 ± 0.0007071")
+        assert not seeds.is_visible()
+        value.hover()
+        assert seeds.is_visible()
+        assert seeds.locator("li").all_inner_texts() == ["seed 42: 0.742", "seed 43: 0.743"]
+        page.mouse.move(0, 0)
+        assert not seeds.is_visible()
+        value.focus()  # and from the keyboard
+        assert seeds.is_visible()
+
+        # the job that passed on its second attempt says so, in its extra and the overview
+        passed_on = MSG_PASSED_ON.format(n=2, earlier="attempt 1: killed by SIGKILL")[:-1]
+        attempts = page.locator('.tp-job[data-job="flaky"] .tp-attempts')
+        assert attempts.is_visible() and attempts.inner_text().startswith(passed_on)
+        row = page.locator(".tp-overview tr", has=page.locator('a:text-is("flaky")'))
+        assert row.locator(".tp-story-cell").inner_text().startswith(passed_on)
+        page.screenshot(path=str(tmp_path / "pivot.png"), full_page=True)
+    assert not errors, errors

@@ -1,4 +1,5 @@
-"""Small HTML formatters of the report: escaping, numbers, durations, badges, changes."""
+"""Small HTML formatters of the report: escaping, numbers, durations, badges, changes, a
+job's cost (the summary's ``cost_cell``) and its attempts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from training_plugin import metrics
+from training_plugin.collect.attempts import MSG_ATTEMPT, MSG_FAILED_ON, MSG_PASSED_ON
+from training_plugin.executors.base import format_bytes
+from training_plugin.summary import cost_cell
 
 #: The order in which known metrics are listed (others follow alphabetically).
 METRIC_ORDER = ("roc_auc", "accuracy", "balanced_accuracy", "f1_macro", "sensitivity",
@@ -107,3 +111,31 @@ def delta_html(delta: Mapping[str, Any] | None, short: bool = False) -> str:
     text = f"{arrow} {fmt_delta(value)}" + ("" if short else f" vs {esc(against)}") + flag
     return (f'<span class="tp-delta {cls}" title="{esc(fmt(delta.get("reference")))} in the '
             f'{esc(against)}">{text}</span>')
+
+
+def attempts_text(attempts: list[dict[str, Any]] | None) -> str:
+    """"passed on attempt 2 (attempt 1: killed by SIGKILL ...)" from a record's ``attempts``
+    (the wording of ``collect.attempts``); "" for a job that took one attempt."""
+    attempts = [a for a in attempts or [] if isinstance(a, Mapping)]
+    if len(attempts) < 2:
+        return ""
+    earlier = "; ".join(MSG_ATTEMPT.format(n=a.get("attempt"), how=a.get("result"))
+                        for a in attempts[:-1])
+    last = attempts[-1]
+    if last.get("result") == "ok":
+        return MSG_PASSED_ON.format(n=last.get("attempt"), earlier=earlier)
+    return f"{MSG_FAILED_ON.format(n=last.get('attempt'), total=len(attempts))} ({earlier})"
+
+
+def cost_html(cost: Mapping[str, Any] | None) -> str:
+    """A job's cost, compact ("cpu 2m10s, peak 1.2 GiB", the summary's cell), with the wall
+    time, how the peak was measured and the memory limit on hover; "" when not measured."""
+    text = cost_cell(dict(cost)) if isinstance(cost, Mapping) else ""
+    if not text:
+        return ""
+    facts = [f"wall {fmt_duration(cost.get('wall_s'))}"]
+    if cost.get("peak_method"):
+        facts.append(f"peak: {cost['peak_method']}")
+    if cost.get("memory_limit"):
+        facts.append(f"limit {format_bytes(cost['memory_limit'])} ({cost.get('limit_method')})")
+    return f'<span class="tp-cost" title="{esc("; ".join(facts))}">{esc(text)}</span>'

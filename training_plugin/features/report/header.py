@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from training_plugin import provenance
+from training_plugin.executors.base import format_bytes, format_duration
 from training_plugin.features.report.format import (
-    delta_html, esc, fmt, fmt_duration, fmt_spread, synthetic_badge,
+    attempts_text, cost_html, delta_html, esc, fmt, fmt_duration, fmt_spread, synthetic_badge,
 )
 from training_plugin.features.report.trend import trend_svg
 from training_plugin.results import JobRecord
@@ -94,6 +95,9 @@ def session_html(config: pytest.Config, started_utc: str, total_s: float,
         ("command", "<code>" + esc(shlex.join(["pytest", *config.invocation_params.args]))
          + "</code>"),
     ]
+    total = cost_total(records)
+    if total:
+        rows.append(("cost", total))
     if synthetic:
         rows.append(("synthetic data", synthetic_badge() + " " + esc(", ".join(synthetic))))
     body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
@@ -101,9 +105,36 @@ def session_html(config: pytest.Config, started_utc: str, total_s: float,
             f"</table>{overview_html(records, digests)}</div>")
 
 
+def cost_total(records: Mapping[str, JobRecord]) -> str:
+    """The session's cost: CPU time added up over the jobs' attempts, the largest peak of one
+    job ("" when no job's cost was measured)."""
+    cpu = 0.0
+    peaks: list[tuple[float, str]] = []
+    measured = False
+    for record in records.values():
+        costs = [a.get("cost") for a in record.attempts or []] or [record.cost]
+        for cost in costs:
+            if not isinstance(cost, Mapping):
+                continue
+            measured = True
+            if isinstance(cost.get("cpu_s"), (int, float)):
+                cpu += float(cost["cpu_s"])
+            if isinstance(cost.get("peak_bytes"), (int, float)) and cost["peak_bytes"]:
+                peaks.append((float(cost["peak_bytes"]), str(record.id)))
+    if not measured:
+        return ""
+    text = f"cpu {format_duration(cpu)} in all (every attempt)"
+    if peaks:
+        peak, job = max(peaks)
+        text += f"; largest peak {format_bytes(peak)} ({job})"
+    return f'<span class="tp-cost-total">{esc(text)}</span>'
+
+
 def overview_html(records: Mapping[str, JobRecord],
                   digests: Mapping[str, Mapping[str, Any]]) -> str:
-    """One line per job: outcome, primary metric, change, data, duration, node, trend."""
+    """One line per job: outcome, primary metric, change, data, duration, cost, node, trend,
+    and the story of a job that did not pass (of one that passed on a later attempt, its
+    attempts)."""
     lines = []
     for nodeid, record in sorted(records.items(), key=lambda kv: str(kv[1].id)):
         digest = digests.get(nodeid) or {}
@@ -115,15 +146,17 @@ def overview_html(records: Mapping[str, JobRecord],
                            for i, v in enumerate(points)],
                           str(digest.get("trend_metric") or ""), bool(primary.get("lower")),
                           width=110, height=28, small=True)
-        story = record.story if outcome in ("failed", "error", "skipped") else ""
+        story = (record.story if outcome in ("failed", "error", "skipped")
+                 else attempts_text(record.attempts))
         lines.append(
             f'<tr class="tp-o-{esc(outcome)}"><td><a href="#{esc(nodeid)}">'
             f"{esc(record.id)}</a></td><td>{esc(outcome)}</td>"
             f"<td>{primary_cell(digest) if digest else ''}</td><td>{data_cell(digest)}</td>"
             f'<td>{esc(fmt_duration(digest.get("duration_s") or record.duration_s))}</td>'
+            f"<td>{cost_html(record.cost)}</td>"
             f'<td>{esc(record.node or "")}</td><td>{spark}</td>'
             f'<td class="tp-story-cell">{esc(story or "")}</td></tr>')
     head = "".join(f"<th>{h}</th>" for h in ("job", "outcome", "primary metric", "data",
-                                              "duration", "node", "trend", ""))
+                                              "duration", "cost", "node", "trend", ""))
     return (f'<table class="tp-overview"><thead><tr>{head}</tr></thead><tbody>'
             f'{"".join(lines)}</tbody></table>')

@@ -2,8 +2,9 @@
 
 One table per session: a row per configuration (cells that differ only in the seed,
 ``training_plugin.aggregate``), its job, only the parameters that vary as columns, ``n``, and
-per metric the mean ± sd; each seed's value shows on hover (the value's ``title``).  Per
-job, the best configuration by its primary metric's direction is marked.
+per metric the mean ± sd; each seed's value shows on hover or focus (a list under the mean,
+and the value's ``title``).  Per job, the best configuration by its primary metric's
+direction is marked.
 """
 
 from __future__ import annotations
@@ -44,11 +45,15 @@ def best_of(confs: list[aggregate.Configuration]) -> set[str]:
 
 
 def _cell(stats: aggregate.Stats | None) -> str:
+    """The mean ± sd; each seed's value in the ``title`` and in a list that shows while the
+    pointer is over the cell or the cell has the focus (``style.css``)."""
     if stats is None:
         return "<td>-</td>"
-    seeds = ", ".join(f"seed {k}: {fmt(v)}" for k, v in stats.values.items())
+    values = [f"seed {k}: {fmt(v)}" for k, v in stats.values.items()]
     spread = f" ± {fmt(stats.sd)}" if stats.sd is not None else ""
-    return f'<td class="tp-pivot-value" title="{esc(seeds)}">{fmt(stats.mean)}{esc(spread)}</td>'
+    listed = "".join(f"<li>{esc(v)}</li>" for v in values)
+    return (f'<td class="tp-pivot-value" tabindex="0" title="{esc(", ".join(values))}">'
+            f'{fmt(stats.mean)}{esc(spread)}<ul class="tp-seeds">{listed}</ul></td>')
 
 
 def pivot_html(records: Iterable[Any]) -> str:
@@ -79,4 +84,4 @@ def pivot_html(records: Iterable[Any]) -> str:
     return (f'<div class="tp-pivot"><h2>Configurations ({len(confs)})</h2>'
             f'<table class="tp-pivot-table"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>'
-            "<p>mean ± sd over the seeds; hover a value for each seed's</p></div>")
+            "<p>mean ± sd over the seeds; hover a value (or tab to it) for each seed's</p></div>")

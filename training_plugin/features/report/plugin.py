@@ -43,14 +43,15 @@ class HtmlReport:
     # -- where the job runs -------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-        """The job's extra and digest, on its call report (they travel with it)."""
+        """The job's extra and digest, on its call report (they travel with it); a job lost
+        to an infrastructure failure is an error, whose report the session marks "setup"."""
         report = yield
-        record = results.record_of(report) if report.when == "call" else None
-        if record is None:
+        record = results.record_of(report) if report.when in ("call", "setup") else None
+        if record is None or (report.when == "setup" and not record.attempts):
             return report
         try:
-            view = JobView(item.config, record, report.outcome,
-                           getattr(report, "start", call.start))
+            outcome = "error" if report.when == "setup" else report.outcome
+            view = JobView(item.config, record, outcome, getattr(report, "start", call.start))
             trend = view.trend()
             content = view.html(trend)
             digest = view.digest(trend)

@@ -14,8 +14,8 @@ import pytest
 from training_plugin import schema, store
 from training_plugin.features.report.figures import FIGURES_DIR, figures_html
 from training_plugin.features.report.format import (
-    delta_html, esc, fmt, fmt_duration, fmt_spread, lower_is_better, metric_order, number,
-    short_hash, synthetic_badge,
+    attempts_text, cost_html, delta_html, esc, fmt, fmt_duration, fmt_spread,
+    lower_is_better, metric_order, number, short_hash, synthetic_badge,
 )
 from training_plugin.features.report.trend import trend_points, trend_svg
 from training_plugin.results import METRICS_FILE, JobRecord
@@ -153,8 +153,8 @@ class JobView:
         return '<div class="tp-headline">' + "".join(parts) + "</div>"
 
     def failure_html(self) -> str:
-        """On failure: the story and the log tail."""
-        if self.outcome != "failed":
+        """On failure (and on an infrastructure error): the story and the log tail."""
+        if self.outcome not in ("failed", "error"):
             return ""
         story = self.record.story or "the job failed (see the log below)"
         path = Path(self.record.log)
@@ -264,10 +264,16 @@ class JobView:
         if settings:
             rows.append(("settings", esc(", ".join(settings))))
         rows.append(("duration", esc(fmt_duration(rec.run_duration_s))))
+        cost = cost_html(rec.cost)
+        if cost:
+            rows.append(("cost", cost))
         if rec.node:
             rows.append(("node", esc(rec.node)))
         if rec.result and rec.result != "ok":
             rows.append(("ended", esc(rec.result)))
+        tries = attempts_text(rec.attempts)
+        if tries:
+            rows.append(("attempts", f'<span class="tp-attempts">{esc(tries)}</span>'))
         fingerprint = self.extra.get("fingerprint")
         if isinstance(fingerprint, Mapping) and fingerprint.get("sha256"):
             rows.append(("fingerprint", short_hash(fingerprint["sha256"])))
