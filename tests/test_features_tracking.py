@@ -69,6 +69,9 @@ SKLEARN_JOB = textwrap.dedent('''
 ''')
 BAD_JOB = "import sys\nprint('boom: the data file is missing', flush=True)\nsys.exit(3)\n"
 SLOW_JOB = "import time\nprint('starting slow', flush=True)\ntime.sleep(60)\n"
+#: A job killed by SIGKILL (an infrastructure failure) on its first attempt, passing on its next.
+FLAKY_JOB = ("import os, signal\nif os.environ['TRAINING_ATTEMPT'] == '1':\n"
+             "    os.kill(os.getpid(), signal.SIGKILL)\n")
 #: Skips the job ``cached`` (as an up-to-date check would) and records whether mlflow was
 #: imported in the pytest process.
 CONFTEST = textwrap.dedent('''
@@ -148,14 +151,15 @@ def test_sqlite_store_holds_a_parent_run_and_one_child_run_per_job(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     root = project(pytester, {"good": SKLEARN_JOB, "bad": BAD_JOB, "slow": SLOW_JOB,
-                              "cached": SKLEARN_JOB})
+                              "cached": SKLEARN_JOB, "flaky": FLAKY_JOB})
     stale = root / "training-results" / "bad" / "model.joblib"  # from an earlier run
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"old model")
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
-    result = pytester.runpytest_subprocess(*PLUGIN, "-n", "2", "--epochs", "3", "--mlflow")
-    result.assert_outcomes(passed=1, failed=2, skipped=1)
-    result.stdout.fnmatch_lines(["*mlflow: 3 job run(s) logged to sqlite:///*mlflow.db*"])
+    result = pytester.runpytest_subprocess(*PLUGIN, "-n", "2", "--epochs", "3", "--mlflow",
+                                           "--retries", "1")
+    result.assert_outcomes(passed=2, failed=2, skipped=1)
+    result.stdout.fnmatch_lines(["*mlflow: 4 job run(s) logged to sqlite:///*mlflow.db*"])
     assert imported_mlflow(root)
     # the controller's environment (which jobs inherit) gets no MLFLOW_* variables
     assert json.loads((root / "imported.json").read_text())["env"] == []
@@ -171,10 +175,30 @@ def test_sqlite_store_holds_a_parent_run_and_one_child_run_per_job(
     assert experiment.artifact_location == (root / "training-results" / "mlartifacts").as_uri()
     parent, by_job = children(client, experiment.experiment_id)
     # under -n 2 each job is one run; the skipped (unchanged) job is not logged
-    assert {job: len(runs) for job, runs in by_job.items()} == {"good": 1, "bad": 1, "slow": 1}
+    assert {job: len(runs) for job, runs in by_job.items()} == {
+        "good": 1, "bad": 1, "slow": 1, "flaky": 1}
     assert parent.info.status == "FAILED"  # the session had failures
     assert parent.data.params["epochs"] == "3"
-    assert parent.data.metrics["jobs_logged"] == 3
+    assert parent.data.metrics["jobs_logged"] == 4
+    # what every job cost, as summary.json has it: metrics of its run; the session's on the parent
+    summary = json.loads((root / "training-results" / "summary.json").read_text())
+    costs = {job["id"]: job["cost"] for job in summary["jobs"] if job["id"] in by_job}
+    for job, cost in costs.items():
+        metrics = by_job[job][0].data.metrics
+        assert metrics["cost_wall_s"] == pytest.approx(cost["wall_s"])
+        assert metrics["cost_cpu_s"] == pytest.approx(cost["cpu_s"])
+        assert metrics["cost_peak_bytes"] == cost["peak_bytes"] > 0
+        assert metrics["cost_peak_mib"] == pytest.approx(cost["peak_bytes"] / 2**20, abs=1e-3)
+        assert metrics["cost_gpu_s"] == 0.0
+    assert {job: runs[0].data.metrics["attempts"] for job, runs in by_job.items()} == {
+        "good": 1, "bad": 1, "slow": 1, "flaky": 2}
+    attempts = next(j for j in summary["jobs"] if j["id"] == "flaky")["attempts"]
+    assert by_job["flaky"][0].data.metrics["cost_cpu_s_all_attempts"] == pytest.approx(
+        sum(a["cost"]["cpu_s"] for a in attempts))
+    assert parent.data.metrics["cost_peak_bytes"] == max(c["peak_bytes"] for c in costs.values())
+    assert parent.data.metrics["cost_cpu_s"] == pytest.approx(sum(
+        by_job[job][0].data.metrics.get("cost_cpu_s_all_attempts", c["cpu_s"])
+        for job, c in costs.items()))
 
     good = by_job["good"][0]
     assert good.info.status == "FINISHED"
@@ -395,6 +419,8 @@ def test_runs_logged_to_a_tracking_server_read_back_over_rest(
     assert jobs["bad"]["info"]["status"] == "FAILED"
     metrics = {m["key"]: m["value"] for m in jobs["good"]["data"]["metrics"]}
     assert metrics["roc_auc"] == pytest.approx(0.91)
+    assert metrics["cost_cpu_s"] > 0 and metrics["cost_peak_bytes"] > 0  # what the job cost
+    assert metrics["attempts"] == 1
     params = {p["key"]: p["value"] for p in jobs["good"]["data"]["params"]}
     assert params["penalty"] == "l2"
     artifacts = _rest(mlflow_server, "/api/2.0/mlflow/artifacts/list?run_id="

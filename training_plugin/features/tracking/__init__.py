@@ -15,7 +15,9 @@ A child run holds (``mapping``):
 * params: the job's resolved command-line flags (read from its argv) and its job-table settings
   (``job.<key>``);
 * metrics: metrics.json ``metrics``, each candidate model's metrics as ``models.<name>.<metric>``,
-  and ``duration_s``;
+  ``duration_s``, and what the job cost: ``cost_wall_s``, ``cost_cpu_s``, ``cost_peak_bytes``,
+  ``cost_peak_mib``, ``cost_gpu_s`` (its last attempt's, where measured) and ``attempts``; the
+  parent run gets the session's ``cost_cpu_s`` (added up) and ``cost_peak_bytes`` (the largest);
 * tags: ``job``, ``script``, ``git_commit``, ``data_source``, ``data_sha256``, ``synthetic``,
   ``node``, ``outcome``, ``story`` (plus MLflow's own run name, parent and source tags);
 * artifacts: ``train.log``, ``metrics.json``, ``manifest.json``, ``figures/`` and the model files;

@@ -1,6 +1,6 @@
 """What a job's child run holds, from its ``JobRecord`` (no mlflow import): params (the
 resolved flags of its argv and its job-table settings), metrics (metrics.json ``metrics``,
-every candidate model's, the duration), tags and the run's status."""
+every candidate model's, the duration, what the job cost), tags and the run's status."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def table_params(table: dict[str, Any]) -> dict[str, str]:
 
 def job_metrics(record: JobRecord) -> dict[str, float]:
     """metrics.json ``metrics`` (else the record's), ``models.<name>.<metric>``,
-    ``duration_s``."""
+    ``duration_s``, and the job's cost (``cost_metrics``)."""
     doc = record.document or {}
     metrics: dict[str, float] = {}
     source = doc.get("metrics") if isinstance(doc.get("metrics"), dict) else None
@@ -99,6 +99,32 @@ def job_metrics(record: JobRecord) -> dict[str, float]:
                     metrics[key(f"models.{model}.{name}")] = float(value)
     if is_number(record.duration_s):
         metrics["duration_s"] = float(record.duration_s)
+    for name, value in cost_metrics(record).items():
+        metrics.setdefault(name, value)  # a job's own metric of that name is kept
+    return metrics
+
+
+def cost_metrics(record: JobRecord) -> dict[str, float]:
+    """What the job's last attempt cost (``record.cost``) as ``cost_wall_s``, ``cost_cpu_s``,
+    ``cost_peak_bytes``, ``cost_peak_mib``, ``cost_gpus``, ``cost_gpu_s`` and
+    ``cost_memory_limit_bytes`` (each where measured), the CPU seconds of every attempt
+    (``cost_cpu_s_all_attempts``) and ``attempts`` (how many the job took)."""
+    cost = record.cost if isinstance(record.cost, dict) else {}
+    metrics: dict[str, float] = {}
+    for name, metric in (("wall_s", "cost_wall_s"), ("cpu_s", "cost_cpu_s"),
+                         ("peak_bytes", "cost_peak_bytes"), ("gpus", "cost_gpus"),
+                         ("gpu_s", "cost_gpu_s"), ("memory_limit", "cost_memory_limit_bytes")):
+        if is_number(cost.get(name)):
+            metrics[metric] = float(cost[name])
+    if "cost_peak_bytes" in metrics:
+        metrics["cost_peak_mib"] = round(metrics["cost_peak_bytes"] / 2**20, 3)
+    attempts = [a for a in record.attempts or [] if isinstance(a, dict)]
+    cpu = [a["cost"]["cpu_s"] for a in attempts
+           if isinstance(a.get("cost"), dict) and is_number(a["cost"].get("cpu_s"))]
+    if len(attempts) > 1 and cpu:
+        metrics["cost_cpu_s_all_attempts"] = float(sum(cpu))
+    if record.attempts:
+        metrics["attempts"] = float(len(record.attempts))
     return metrics
 
 
