@@ -1,6 +1,6 @@
 """What a session says about its jobs before and after running them: the header line, the
-``--collect-only`` listing (each job's exact command, flags, resources, notes) and the line
-after a selection that matched no job."""
+``--collect-only`` listing (each job's exact command, flags, resources, notes, its last known
+cost, and the session's) and the line after a selection that matched no job."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from training_plugin import aggregate
+from training_plugin import aggregate, provenance, store
 from training_plugin.collect.items import TrainingItem, executor_of
 from training_plugin.collect.pipeline import state_of
+from training_plugin.executors.base import format_bytes, format_duration
+from training_plugin.summary import cost_cell
 
 if TYPE_CHECKING:  # pragma: no cover
     from training_plugin.collect.pipeline import CollectState
@@ -31,6 +33,43 @@ MSG_CONFIGURATIONS = ("configurations: {count}, each a testcase of its own after
 CONFIGURATION_EXAMPLES = 5
 #: How many not-scripts the line names.
 NOT_SCRIPT_EXAMPLES = 3
+#: ``--collect-only``: a job's cost in its last passing run (history.jsonl).
+MSG_COST = "cost: {cost} (its last passing run, {when})"
+#: ``--collect-only``: the selected jobs' cost, from their last passing runs.
+MSG_COST_TOTAL = ("cost: about {cpu} CPU, peak {peak} (the largest job's) for {known} of "
+                  "{total} job{s}, from their last passing runs in {history}")
+#: ... and the jobs with no known cost.
+MSG_COST_UNKNOWN = "; cost unknown for {count} (no passing run with a cost): {names}"
+
+
+def last_cost(config: pytest.Config, job_id: str) -> tuple[dict[str, Any], str] | None:
+    """A job's cost in its last passing run and when that ran, from the history as the
+    session read it at start (``store.last_passing``: read once); None when unknown."""
+    entry = store.last_passing(config).get(job_id)
+    cost = entry.get("cost") if entry else None
+    if not isinstance(cost, dict) or not cost_cell(cost):
+        return None
+    return cost, provenance.when(entry)
+
+
+def cost_total(config: pytest.Config, ids: list[str]) -> list[str]:
+    """The session's cost: CPU seconds added up over the jobs, the largest job's peak (jobs
+    that run at once under ``-n`` or ``--ray`` add up theirs); none when no job's is known."""
+    known = {job: found[0] for job in ids if (found := last_cost(config, job))}
+    if not known:
+        return []
+    cpu = sum(float(c.get("cpu_s") or 0) for c in known.values())
+    peak = max(float(c.get("peak_bytes") or 0) for c in known.values())
+    line = MSG_COST_TOTAL.format(
+        cpu=format_duration(cpu), peak=format_bytes(peak) if peak else "unknown",
+        known=len(known), total=len(ids), s="" if len(ids) == 1 else "s",
+        history=store.history_path(config))
+    unknown = [job for job in ids if job not in known]
+    if unknown:
+        shown = ", ".join(unknown[:NOT_SCRIPT_EXAMPLES]) + (
+            ", ..." if len(unknown) > NOT_SCRIPT_EXAMPLES else "")
+        line += MSG_COST_UNKNOWN.format(count=len(unknown), names=shown)
+    return [line]
 
 
 def not_scripts(state: CollectState) -> list[str]:
@@ -55,8 +94,10 @@ def header(state: CollectState) -> list[str]:
 
 
 def jobs(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
-    """``--collect-only``: per job its command, flags, resources, placement and notes."""
+    """``--collect-only``: per job its command, flags, resources, placement, notes and last
+    known cost; then the cells and the session's cost."""
     lines: list[str] = []
+    ids: list[str] = []
     executor = None
     for item in items:
         if not isinstance(item, TrainingItem):
@@ -79,7 +120,12 @@ def jobs(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
             lines.append(f"    note: {note}")
         if spec.missing_required:
             lines.append(f"    WILL FAIL: {spec.missing_message()}")
+        cost = last_cost(config, spec.id)
+        if cost is not None:
+            lines.append(f"    {MSG_COST.format(cost=cost_cell(cost[0]), when=cost[1])}")
+        ids.append(spec.id)
     lines += cell_count(items)
+    lines += cost_total(config, ids)
     state = state_of(config)
     if state is not None and lines:  # without jobs, ``no_match`` says it
         lines += not_scripts(state)
