@@ -13,7 +13,7 @@ from training_plugin.collect.listing import MSG_COST, MSG_COST_TOTAL, MSG_COST_U
 from training_plugin.executors.base import format_bytes, format_duration
 from training_plugin.provenance import when
 from training_plugin.store import HISTORY_FILE
-from training_plugin.summary import cost_cell
+from training_plugin.executors.base import cost_cell
 
 pytest_plugins = ["pytester"]
 

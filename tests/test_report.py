@@ -22,7 +22,7 @@ from report_jobs import (
 
 from training_plugin.collect.attempts import MSG_FAILED_ON, MSG_PASSED_ON
 from training_plugin.results import SUMMARY_FILE
-from training_plugin.summary import cost_cell
+from training_plugin.executors.base import cost_cell
 
 pytest_plugins = ["pytester"]
 
@@ -105,7 +105,7 @@ def test_report_shows_each_jobs_cost_and_the_attempts_of_a_retried_job(
         assert cell.startswith("cpu ") and ", peak " in cell
         body = extra_html(job_entry(data, job))
         # the job's Run box, and its line in the session's overview, say what it cost
-        assert f"<th>cost</th><td><span class=\"tp-cost\"" in body and f">{cell}</span>" in body
+        assert "<th>cost</th><td><span class=\"tp-cost\"" in body and f">{cell}</span>" in body
         row = overview[overview.index(f">{job}</a>"):]
         assert f">{cell}</span>" in row[:row.index("</tr>")]
     # the flaky job held 64 MiB: its peak says so

@@ -20,7 +20,7 @@ from report_jobs import FLAKY, SEEDED, make_project
 
 from training_plugin.collect.attempts import MSG_PASSED_ON
 from training_plugin.results import SUMMARY_FILE
-from training_plugin.summary import cost_cell
+from training_plugin.executors.base import cost_cell
 
 pytest_plugins = ["pytester"]
 

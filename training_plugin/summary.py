@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from training_plugin import aggregate, safefs, store
-from training_plugin.executors.base import format_bytes, format_duration
+from training_plugin.executors.base import cost_cell
 from training_plugin.results import SUMMARY_FILE, JobRecord, record_of, write_json_atomic
 
 #: The outcome in summary.json of a selected job that never started (an interrupted session).
@@ -35,20 +35,6 @@ def suggested_memory(peak: float) -> str:
     to 256 MiB, written as the table takes it ("1.5GiB", "768MiB")."""
     value = max(1, -(-int(peak * (1 + MEMORY_MARGIN)) // MEMORY_STEP)) * MEMORY_STEP
     return f"{value / 2**30:g}GiB" if value >= 2**30 else f"{value // 2**20}MiB"
-
-
-def cost_cell(cost: dict[str, Any] | None) -> str:
-    """The summary's compact cost cell: "cpu 2m10s, peak 1.2 GiB" ("" when not measured)."""
-    if not cost:
-        return ""
-    parts = []
-    if isinstance(cost.get("cpu_s"), (int, float)):
-        parts.append(f"cpu {format_duration(cost['cpu_s'])}")
-    if cost.get("peak_bytes"):
-        parts.append(f"peak {format_bytes(cost['peak_bytes'])}")
-    if cost.get("gpu_s"):
-        parts.append(f"gpu {format_duration(cost['gpu_s'])}")
-    return ", ".join(parts)
 
 
 @dataclass

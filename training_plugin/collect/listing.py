@@ -13,7 +13,7 @@ from training_plugin import aggregate, provenance, store
 from training_plugin.collect.items import TrainingItem, executor_of
 from training_plugin.collect.pipeline import state_of
 from training_plugin.executors.base import format_bytes, format_duration
-from training_plugin.summary import cost_cell
+from training_plugin.executors.base import cost_cell
 
 if TYPE_CHECKING:  # pragma: no cover
     from training_plugin.collect.pipeline import CollectState

@@ -53,6 +53,20 @@ def format_duration(seconds: float) -> str:
     return f"{whole // 3600}h{whole // 60 % 60:02d}m"
 
 
+def cost_cell(cost: dict[str, Any] | None) -> str:
+    """The summary's compact cost cell: "cpu 2m10s, peak 1.2 GiB" ("" when not measured)."""
+    if not cost:
+        return ""
+    parts = []
+    if isinstance(cost.get("cpu_s"), (int, float)):
+        parts.append(f"cpu {format_duration(cost['cpu_s'])}")
+    if cost.get("peak_bytes"):
+        parts.append(f"peak {format_bytes(cost['peak_bytes'])}")
+    if cost.get("gpu_s"):
+        parts.append(f"gpu {format_duration(cost['gpu_s'])}")
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class JobCost:
     """What one attempt of a job cost: wall time, CPU time (user + system) of its whole
@@ -73,14 +87,7 @@ class JobCost:
 
     def phrase(self) -> str:
         """The summary's compact cell: "cpu 2m10s, peak 1.2 GiB"."""
-        parts = []
-        if self.cpu_s is not None:
-            parts.append(f"cpu {format_duration(self.cpu_s)}")
-        if self.peak_bytes:
-            parts.append(f"peak {format_bytes(self.peak_bytes)}")
-        if self.gpus:
-            parts.append(f"gpu {format_duration(self.gpu_s)}")
-        return ", ".join(parts)
+        return cost_cell(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able form (summary.json, history, the record)."""

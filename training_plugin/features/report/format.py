@@ -1,5 +1,5 @@
 """Small HTML formatters of the report: escaping, numbers, durations, badges, changes, a
-job's cost (the summary's ``cost_cell``) and its attempts."""
+job's cost (``cost_cell``, the summary's cell) and its attempts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from training_plugin import metrics
 from training_plugin.collect.attempts import MSG_ATTEMPT, MSG_FAILED_ON, MSG_PASSED_ON
 from training_plugin.executors.base import format_bytes
-from training_plugin.summary import cost_cell
+from training_plugin.executors.base import cost_cell
 
 #: The order in which known metrics are listed (others follow alphabetically).
 METRIC_ORDER = ("roc_auc", "accuracy", "balanced_accuracy", "f1_macro", "sensitivity",
