@@ -92,3 +92,21 @@ def best_times(
                 wall[name].append(w)
                 cpu[name].append(c)
     return ({n: min(v) for n, v in wall.items()}, {n: min(v) for n, v in cpu.items()})
+
+
+def round_times(
+    variants: dict[str, Variant], repeat: int, warmup: dict[str, Variant] | None = None
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Every round's wall and CPU times per variant, interleaved as in ``best_times``, for a
+    bench that prints the median beside the best.  The warm-up round runs ``warmup`` (e.g. the
+    same commands on a smaller input, when a full round is long), else the variants themselves."""
+    for cmd, cwd, rc, env in (variants if warmup is None else warmup).values():
+        timed_run(cmd, cwd, expect_rc=rc, env=env)
+    wall: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeat):
+        for name, (cmd, cwd, rc, env) in variants.items():
+            w, c, _ = timed_run(cmd, cwd, expect_rc=rc, env=env)
+            wall[name].append(w)
+            cpu[name].append(c)
+    return wall, cpu
