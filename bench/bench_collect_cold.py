@@ -215,7 +215,9 @@ def chunk(args):
     gc.disable()
     root, paths = args
     cache = FlagCache(Analyzer(Path(root)))
-    return [cache.get(Path(p)).status for p in paths if cache.entry_point(Path(p))]
+    statuses = [cache.get(Path(p)).status for p in paths if cache.entry_point(Path(p))]
+    cache.settle()  # the files without __main__, decided after the analysis
+    return statuses
 
 if __name__ == "__main__":
     root, procs = sys.argv[1], int(sys.argv[2])

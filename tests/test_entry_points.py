@@ -12,6 +12,7 @@ import pytest
 from fakejobs import write_files
 
 from training_plugin.collect.listing import MSG_NOT_SCRIPTS
+from training_plugin.flags import cache as flag_cache
 from training_plugin.flags import entry, source, walk
 
 pytest_plugins = ["pytester"]
@@ -336,3 +337,63 @@ def test_a_warm_session_parses_no_file(pytester: pytest.Pytester,
     edited = pytester.runpytest_inprocess("-p", "training_plugin", "--collect-only", "-q")
     assert "shapes/library.py::library" in edited.stdout.lines
     assert parsed == ["library.py"]
+
+
+#: Scripts whose entry point hides from a line-by-line reading; the text pre-check must not miss
+#: them (``entry.may_have_entry_point`` is a necessary condition of an entry point).
+HIDDEN_ENTRY_POINTS = {
+    "after_a_semicolon": "import os; main()\ndef main():\n    pass\n",
+    "carriage_returns": "def main():\r    pass\rmain()\r",
+    "a_tuple_after_a_lambda": "def main():\n    pass\nlambda: 0, main()\n",
+    "in_a_try": "def main():\n    pass\ntry:\n    main()\nexcept OSError:\n    pass\n",
+    "on_an_if_line": "def main():\n    pass\nif True: main()\n",
+    "a_string_method": "def main():\n    pass\n''.join([main()])\n",
+    "an_f_string": "f'{print(1)}'\n",
+    "a_normalized_name": "def main():\n    pass\n\uff4d\uff41\uff49\uff4e()\n",
+    "a_concatenated_main": "if __name__ == '__ma' 'in__':\n    print(1)\n",
+    "a_form_feed": "def main():\n    pass\n  \fmain()\n",
+    "after_a_docstring": '"""Run it:\nmain()\n"""\ndef main():\n    pass\nmain()\n',
+    "a_continued_import": "from os import (path,\n    sep); print(sep)\n",
+    "latin_1": "# coding: latin-1\ndef main():\n    pass\nmain()\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HIDDEN_ENTRY_POINTS))
+def test_the_text_pre_check_never_misses_an_entry_point(tmp_path: Path, name: str) -> None:
+    text = HIDDEN_ENTRY_POINTS[name]
+    source_bytes = text.encode("latin-1" if name == "latin_1" else "utf-8")
+    module = source.Module(tmp_path / "s.py", source_bytes, ast.parse(source_bytes))
+    assert entry.entry_point(module, source_bytes)
+    assert entry.may_have_entry_point(source_bytes)
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_the_text_pre_check_on_each_shape(name: str) -> None:
+    text, is_script = SHAPES[name]
+    found = entry.may_have_entry_point(textwrap.dedent(text).encode())
+    assert found or not is_script
+    if name in ("library.py", "constants.py", "click_not_invoked.py"):
+        assert not found  # read off the text: no syntax tree needed
+
+
+def test_a_file_that_looks_like_no_script_but_does_not_parse_is_one(tmp_path: Path) -> None:
+    write_files(tmp_path, {"broken.py": "def area(r:\n    return r\n",
+                           "strict.py": "nonlocal_x = 1\nnonlocal x\n",  # symtable refuses
+                           "library.py": SHAPES["library.py"][0]})
+    cache = flag_cache.FlagCache(walk.Analyzer(tmp_path))
+    assert [cache.entry_point(tmp_path / n) for n in ("broken.py", "strict.py", "library.py")
+            ] == [None, None, None]
+    assert cache.settle() == [str(tmp_path / "broken.py")]
+    assert (cache.entry_point(tmp_path / "broken.py") or "").startswith("syntax error, line 1")
+    assert cache.entry_point(tmp_path / "strict.py") is None
+    assert cache.entry_point(tmp_path / "library.py") is None
+
+
+def test_a_module_that_does_not_parse_is_listed_as_a_job(pytester: pytest.Pytester) -> None:
+    _project(pytester, extra={"shapes/broken.py": "def area(r:\n    return r\n"})
+    result = pytester.runpytest("-p", "training_plugin", "-p", "no:cacheprovider",
+                                "--collect-only", "-q")
+    assert result.ret == 0, result.stderr.str()
+    assert "shapes/broken.py::broken" in result.stdout.lines
+    scripts = {f"shapes/{n}" for n, (_, is_script) in SHAPES.items() if is_script}
+    assert _jobs(result) == scripts | {"shapes/broken.py"}

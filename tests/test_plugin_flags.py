@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from training_plugin.flags import NO_PARSER, RESOLVED, UNRESOLVED, Analyzer, FlagCache, ParserInfo
+from training_plugin.flags import (
+    NO_PARSER,
+    RESOLVED,
+    UNRESOLVED,
+    Analyzer,
+    FlagCache,
+    ParserInfo,
+)
+from training_plugin.flags import cache as flag_cache
 
 
 def write(root: Path, rel: str, source: str) -> Path:
@@ -286,6 +296,40 @@ def test_cache_is_keyed_by_script_and_followed_module_contents(tmp_path: Path) -
     helper.write_text("def add(p):\n    p.add_argument('--two')\n")
     after_edit = FlagCache(Analyzer(tmp_path), first.data)
     assert options(after_edit.get(script)) == {"--two"} and after_edit.changed
+
+
+def test_a_settled_file_is_known_by_its_stat_signature_and_re_read_when_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library = write(tmp_path, "lib.py", "X = 1\n")
+    fresh = FlagCache(Analyzer(tmp_path))
+    assert fresh.entry_point(library) is None and fresh.settle() == []
+    assert fresh.data[str(library)][4] is None  # changed just now: no signature yet
+    monkeypatch.setattr(flag_cache, "SETTLED_NS", -1)
+    first = FlagCache(Analyzer(tmp_path), fresh.data)
+    assert first.entry_point(library) is None and first.settle() == []
+    assert first.data[str(library)][4] is not None
+    reads: list[Path] = []
+    read_bytes = Path.read_bytes
+
+    def counting_read(self: Path) -> bytes:
+        reads.append(self)
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counting_read)
+    warm = FlagCache(Analyzer(tmp_path), first.data)
+    assert warm.entry_point(library) is None and not warm.changed and reads == []
+    # same size, same mtime, other contents: the signature's ctime tells the change
+    before = library.stat()
+    time.sleep(0.05)
+    library.write_text("f(12)\n")
+    os.utime(library, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert library.stat().st_size == before.st_size
+    edited = FlagCache(Analyzer(tmp_path), first.data)
+    assert edited.entry_point(library) is None  # no __main__: decided by settle
+    assert edited.settle() == [str(library)]
+    assert edited.entry_point(library) == "a top-level call at line 1 (a flat script)"
+    assert reads == [library]
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ Where each part lives:
 - ``source``: what the others share (the leaf): AST helpers (``dotted``, ``literal``), the
   parsed ``Module`` and the ``State`` of one analysis;
 - ``guards``: literal values at call sites and the ``if`` branches they decide;
-- ``entry``:  whether a file is a script at all: its entry point (``entry_point``);
+- ``entry``:  whether a file is a script at all: its entry point (``entry_point``), and a
+  text pre-check that rules one out without a syntax tree (``may_have_entry_point``);
 - ``follow``: the session's module table (each file read and parsed once) and where a name
   used in a module leads: imports (``training_plugin.imports``, the resolver the fingerprint
   uses too) and repository functions (``Follower``);
@@ -23,7 +24,8 @@ Where each part lives:
   parsers, helpers, other CLI libraries (``Analyzer``, the entry point); each followed helper
   is scanned once per session and shared by the scripts that reach it alike;
 - ``cache``:  results keyed by the contents of the script and every followed module, and each
-  candidate file's entry point keyed by its contents.
+  candidate file's entry point keyed by its contents (a file's hash is trusted while its stat
+  signature is unchanged).
 
 Imports go one way: model <- source <- guards, entry, follow <- walk <- cache.
 """

@@ -52,6 +52,10 @@ class Follower:
         self._modules[key] = module
         return module
 
+    def parsed(self, path: Path) -> Module | str | None:
+        """What ``parse`` gave for ``path`` this session (None: not parsed)."""
+        return self._modules.get(os.path.abspath(path))
+
     def load(self, path: Path) -> Module | None:
         """The parsed module at ``path`` (None when it cannot be read or parsed)."""
         found = self.parse(path)

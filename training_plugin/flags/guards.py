@@ -12,8 +12,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from training_plugin.flags.source import FunctionNode, Module, literal
-
+from training_plugin.flags.source import FunctionNode, Module, literal, walk
 
 _UNKNOWN = object()
 
@@ -126,14 +125,15 @@ def _reachable(stmts: list[ast.stmt], env: dict[str, Any]) -> list[ast.stmt]:
 
 def walk_pruned(node: ast.AST, env: dict[str, Any]) -> Iterator[ast.AST]:
     """``ast.walk`` (breadth first) that skips ``if`` branches decided false by ``env`` and
-    statements after an early ``return`` decided by ``env``."""
+    statements after an early ``return`` decided by ``env`` (``source.walk`` without them:
+    expression contexts left out)."""
+    if not env:
+        yield from walk(node)
+        return
     todo = deque([node])
     while todo:
         current = todo.popleft()
         yield current
-        if not env:
-            todo.extend(ast.iter_child_nodes(current))
-            continue
         if isinstance(current, ast.If):
             decided = _decide(current.test, env)
             if decided is not None:
@@ -144,5 +144,5 @@ def walk_pruned(node: ast.AST, env: dict[str, Any]) -> Iterator[ast.AST]:
             if isinstance(value, list):
                 items = _reachable(value, env) if name in ("body", "orelse") else value
                 todo.extend(v for v in items if isinstance(v, ast.AST))
-            elif isinstance(value, ast.AST):
+            elif isinstance(value, ast.AST) and not isinstance(value, ast.expr_context):
                 todo.append(value)

@@ -14,6 +14,8 @@ This module is the flags package's leaf: it imports only ``flags.model``.
 from __future__ import annotations
 
 import ast
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -45,6 +47,23 @@ def literal(node: ast.AST | None) -> tuple[bool, Any]:
         return True, ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return False, None
+
+
+def walk(node: ast.AST) -> Iterator[ast.AST]:
+    """``ast.walk`` (breadth first, the same order) without the expression contexts (``Load``,
+    ``Store``, ``Del``: one shared object per kind, never looked at)."""
+    todo = deque([node])
+    pop, append, extend = todo.popleft, todo.append, todo.extend
+    node_type, context = ast.AST, ast.expr_context
+    while todo:
+        current = pop()
+        yield current
+        for name in current._fields:
+            value = getattr(current, name, None)
+            if isinstance(value, list):
+                extend([v for v in value if isinstance(v, node_type)])
+            elif isinstance(value, node_type) and not isinstance(value, context):
+                append(value)
 
 
 def dotted(node: ast.AST) -> str | None:

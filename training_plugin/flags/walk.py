@@ -150,7 +150,7 @@ class Analyzer:
         made_by: dict[str, list[ast.Call]] = {}  # local name -> the calls assigned to it
         # the script's whole tree at depth 0 (without bound literals its walk is ast.walk)
         whole = depth == 0 and not env and len(roots) == 1 and roots[0] is module.tree
-        scope = nodes if depth or whole else list(ast.walk(module.tree))
+        scope = nodes if depth or whole else list(walk_pruned(module.tree, {}))
         for node in scope:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
                 made = dotted(node.value.func) or ""
