@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -29,13 +30,19 @@ from fakejobs import job_was_ready, run_in_pty, tree_job
 from ports import reserve_port
 from proctable import MARKER_VAR, marked_pids
 from ray_cluster import RAY, Cluster, machine_lock
+from training_plugin.executors.base import MSG_OOM_HINT, MSG_OUTSIDE_SIGNAL, JobRun
 from training_plugin.executors.ray import (
+    MSG_NO_NODE_LEFT,
     MSG_NODE_LOST,
     MSG_OUTPUT_IN_JOB_COPY,
+    MSG_RAY_OOM,
     MSG_UNREACHABLE,
+    MSG_WORKER_DIED,
     TIMELINE_VAR,
     PackageRoots,
 )
+from training_plugin.executors.ray.resources import Node
+from training_plugin.executors.ray.stream import Flight, TaskFailure, failure
 from training_plugin.plugin import MSG_RAY_WITH_XDIST
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -352,15 +359,23 @@ def test_exitfirst_cancels_every_job_still_on_the_cluster(pytester, ray_cluster,
     assert wait_gone(marker) == []
 
 
+def lost_node_story(job: dict) -> str | None:
+    """The infrastructure cause of ``job``'s summary row when it names the lost second node."""
+    pattern = re.escape(MSG_NODE_LOST).replace(re.escape("{node}"), r"\S+ \(second\)")
+    cause = job["infrastructure"] or ""
+    return cause if re.fullmatch(pattern, cause) else None
+
+
 @pytest.mark.parametrize("form", ["HOST:PORT", "ray://"])
-def test_a_lost_node_fails_its_job_and_no_other(pytester, ray_cluster, marker, form):
+def test_a_lost_node_is_an_infrastructure_error_of_its_job_and_no_other(pytester, ray_cluster,
+                                                                        marker, form):
     root = project(pytester, marker,
                    {"train_far": tree_job(300),
                     "train_near": tree_job(0) + "import time; time.sleep(1)\n"},
                    '[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n'
                    '[tool.training_plugin.jobs.near]\nresources = { head = 1 }\n')
     args, env = connect(ray_cluster, form)
-    proc = start(root, marker, *args, env=env)
+    proc = start(root, marker, *args, "--retries", "0", "--junitxml", "junit.xml", env=env)
     try:
         wait_log(root, "far", "ready", proc)
         os.kill(ray_cluster.second.raylet_pid(), signal.SIGKILL)
@@ -369,12 +384,256 @@ def test_a_lost_node_fails_its_job_and_no_other(pytester, ray_cluster, marker, f
         if proc.poll() is None:
             proc.kill()
     assert rc == 1, out
+    assert re.search(r"\b1 passed, 1 error\b", out), out
     jobs = summary(root)
-    assert jobs["near"]["outcome"] == "passed", jobs
-    assert jobs["far"]["outcome"] == "failed", jobs
-    pattern = re.escape(MSG_NODE_LOST).replace(re.escape("{node}"), r"\S+ \(second\)")
-    assert re.search(pattern, jobs["far"]["story"]), jobs["far"]["story"]
+    assert jobs["near"]["outcome"] == "passed" and jobs["near"]["attempt"] == 1, jobs
+    far = jobs["far"]
+    assert far["outcome"] == "error", far  # not the job's own failure
+    assert lost_node_story(far), far
+    assert f"infrastructure: {far['infrastructure']}" in far["story"], far["story"]
+    assert [(a["attempt"], a["node"], a["infrastructure"]) for a in far["attempts"]] == [
+        (1, "ray:second", True)], far["attempts"]  # --retries 0: not retried
+    case = next(c for c in ET.parse(root / "junit.xml").iter("testcase") if c.get("name") == "far")
+    assert case.find("error") is not None and case.find("failure") is None, ET.tostring(case)
     ray_cluster.second.stop()
+    assert wait_gone(marker) == []
+
+
+def test_each_kind_of_task_failure_is_told_apart_from_the_jobs_own():
+    # Ray's own exceptions, as a failed task raises them on the controller (no cluster needed):
+    # a lost node, Ray's memory monitor and a dead worker are infrastructure failures; a
+    # runtime environment that cannot be set up, and a cancellation, are not.
+    import ray
+
+    errors = ray.exceptions
+    node = Node("ab" * 28, "10.0.0.3", "gpu-2", {"CPU": 1.0})
+    job = JobRun(id="j", argv=[], cwd=Path("."), env={}, output_dir=Path("o"),
+                 log_path=Path("o/train.log"))
+
+    def failed(exc: BaseException, on: Node | None = node, live=(node,)) -> TaskFailure:
+        flight = Flight(job=job)
+        flight.node = on
+        return failure(ray, flight, exc, lambda: {n.node_id: n for n in live})
+
+    died = errors.NodeDiedError(f"Task failed because the node it was running on is dead or "
+                                f"unavailable. Node IP: 10.0.0.3, node ID: {node.node_id}.")
+    lost = TaskFailure(MSG_NODE_LOST.format(node="10.0.0.3 (gpu-2)"), True, node.node_id)
+    assert failed(died) == lost
+    assert failed(died, on=None) == lost  # before it began: the node Ray's message names
+    assert failed(died, on=None, live=()) == TaskFailure(
+        MSG_NODE_LOST.format(node="10.0.0.3"), True, node.node_id)
+    assert failed(errors.WorkerCrashedError(), live=()) == lost  # its node is gone too
+    assert failed(errors.WorkerCrashedError(), on=None) == TaskFailure(
+        MSG_WORKER_DIED.format(why=str(errors.WorkerCrashedError()).splitlines()[0]), True)
+    oom = errors.OutOfMemoryError("Task was killed due to the node running low on memory.")
+    assert failed(oom) == TaskFailure(MSG_RAY_OOM.format(node="10.0.0.3 (gpu-2)"), True)
+    assert failed(errors.RuntimeEnvSetupError("pip failed")).infrastructure is False
+    assert failed(errors.TaskCancelledError()) == TaskFailure("cancelled")
+
+
+#: A driver that holds the head's CPU with an actor until its stdin closes (while it holds it,
+#: a job of one CPU can only start on the second node).
+HOLDER = textwrap.dedent(
+    """
+    import sys, ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    ray.init(address=sys.argv[1], log_to_driver=False)
+    head = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeName"] == "head")
+    hold = ray.remote(num_cpus=1)(type("Hold", (), {"ready": lambda self: True})).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False)).remote()
+    ray.get(hold.ready.remote())
+    print("holding", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def hold_the_heads_cpu(cluster: Cluster, marker: str, within_s: float = 120
+                       ) -> subprocess.Popen:
+    """Start HOLDER; return once it holds the head's CPU (close its stdin to let go)."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, cluster.address],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, env=session_env(marker),
+                              process_group=0)
+    deadline = time.monotonic() + within_s
+    seen = b""
+    while b"holding" not in seen:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([holder.stdout], [], [], max(0.0, left))
+        chunk = os.read(holder.stdout.fileno(), 65536) if ready else b""
+        if not chunk:
+            holder.kill()
+            raise AssertionError(f"the holder never held the head's CPU: {seen.decode()}")
+        seen += chunk
+    return holder
+
+
+#: A job that says its attempt; attempt 1 runs a tree job (ready, then sleeps), later ones end.
+RETRIED_JOB = tree_job(300, extra=textwrap.dedent(
+    """
+    import os, sys
+    print("attempt=" + os.environ["TRAINING_ATTEMPT"], flush=True)
+    if os.environ["TRAINING_ATTEMPT"] != "1":
+        sys.exit(0)
+    """))
+
+
+@pytest.mark.parametrize("form", ["HOST:PORT", "ray://"])
+def test_a_job_whose_node_was_lost_passes_on_its_retry_on_the_surviving_node(
+        pytester, ray_cluster, marker, form):
+    # The job asks only for a CPU, which both nodes have.  While another driver holds the
+    # head's CPU, attempt 1 can only start on the second node; its raylet is killed mid-job.
+    # The holder lets go once the retry is under way: attempt 2 runs on the head and passes.
+    root = project(pytester, marker, {"train_far": RETRIED_JOB}, "")
+    holder = hold_the_heads_cpu(ray_cluster, marker)
+    proc = None
+    try:
+        args, env = connect(ray_cluster, form)
+        proc = start(root, marker, *args, "--retries", "1", env=env)
+        wait_log(root, "far", "ready", proc)
+        assert "attempt=1" in (root / "out" / "far" / "train.log").read_text()
+        os.kill(ray_cluster.second.raylet_pid(), signal.SIGKILL)
+        kept = root / "out" / "far" / "train.attempt-1.log"  # kept as the retry begins
+        deadline = time.monotonic() + 120
+        while not kept.exists():
+            assert proc.poll() is None, finish(proc)[1]
+            assert time.monotonic() < deadline, "the job was never retried"
+            time.sleep(0.1)
+        holder.stdin.close()  # the head's CPU is free: the retry can start there
+        rc, out = finish(proc, 180)
+    finally:
+        for started in (proc, holder):
+            if started is not None and started.poll() is None:
+                started.kill()
+        holder.wait(30)
+    assert rc == 0, out
+    far = summary(root)["far"]
+    assert far["outcome"] == "passed" and far["attempt"] == 2, far
+    first, second = far["attempts"]
+    assert (first["node"], first["infrastructure"]) == ("ray:second", True), first
+    assert lost_node_story({"infrastructure": first["result"]}), first
+    assert (second["node"], second["result"]) == ("ray:head", "ok"), second
+    assert far["node"] == "ray:head", far
+    assert f"passed on attempt 2 (attempt 1: {first['result']})" in out, out
+    assert "attempt=1" in kept.read_text() and "ready" in kept.read_text()
+    assert "attempt=2" in (root / "out" / "far" / "train.log").read_text()
+    ray_cluster.second.stop()
+    assert wait_gone(marker) == []
+
+
+def main_process(marker: str, script: str) -> int:
+    """The pid of the marked process that runs ``script`` (a job's main process)."""
+    for pid in marked_pids(marker):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.endswith(script.encode()) for arg in argv):
+            return pid
+    raise AssertionError(f"no process runs {script}")
+
+
+def test_a_signal_from_outside_on_a_node_is_an_infrastructure_failure_and_retried(
+        pytester, ray_cluster, marker):
+    # Someone (an OOM killer, an operator) SIGKILLs the job's main process on its node: not the
+    # job's own failure, so it is retried; the retry passes.
+    root = project(pytester, marker, {"train_far": RETRIED_JOB},
+                   "[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n")
+    proc = start(root, marker, "--ray", ray_cluster.address, "--retries", "1")
+    try:
+        wait_log(root, "far", "ready", proc)
+        os.kill(main_process(marker, "train_far.py"), signal.SIGKILL)
+        rc, out = finish(proc, 180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 0, out
+    far = summary(root)["far"]
+    assert far["outcome"] == "passed" and far["attempt"] == 2, far
+    first, second = far["attempts"]
+    killed = MSG_OUTSIDE_SIGNAL.format(signal="SIGKILL", hint=MSG_OOM_HINT)
+    assert (first["result"], first["infrastructure"], first["node"]) == (
+        killed, True, "ray:second"), first
+    assert second["result"] == "ok", second
+    assert "attempt=1" in (root / "out" / "far" / "train.attempt-1.log").read_text()
+    assert wait_gone(marker) == []
+
+
+@pytest.mark.parametrize("queue", ["executor", "ray"])
+def test_a_job_only_the_lost_node_could_hold_ends_as_an_error_instead_of_waiting(
+        pytester, ray_cluster, marker, queue):
+    # Two jobs need the second node's resource; it holds one at a time.  Its raylet is killed
+    # while one runs: that one's retry, and the other job (waiting in the executor's queue, or
+    # with `ray` in Ray's), can run nowhere now.  Each ends at once as an error naming the lost
+    # node and what no live node has, instead of waiting forever.
+    names = ("far1", "far2")
+    root = project(pytester, marker, {f"train_{n}": tree_job(300) for n in names},
+                   "".join(f"[tool.training_plugin.jobs.{n}]\nresources = {{ second = 1 }}\n"
+                           for n in names))
+    pytester.makeini(f"[pytest]\ntraining_ray_queue = {queue}\n")
+    proc = start(root, marker, "--ray", ray_cluster.address, "--retries", "1")
+    try:
+        deadline = time.monotonic() + 120
+        while not any(job_was_ready(root / "out" / n / "train.log") for n in names):
+            assert proc.poll() is None, finish(proc)[1]
+            assert time.monotonic() < deadline, "no job got ready"
+            time.sleep(0.1)
+        os.kill(ray_cluster.second.raylet_pid(), signal.SIGKILL)
+        rc, out = finish(proc, 180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 1, out
+    jobs = summary(root)
+    ran = next(n for n in names if jobs[n]["attempts"][0]["node"] == "ray:second")
+    nowhere = re.escape(MSG_NO_NODE_LEFT).replace(re.escape("{node}"), r"\S+ \(second\)")
+    nowhere = nowhere.replace(re.escape("{why}"), r"asks for cpus=1, second=1, which no node.*")
+    for name in names:
+        assert jobs[name]["outcome"] == "error", jobs[name]
+        assert re.fullmatch(nowhere, jobs[name]["infrastructure"]), jobs[name]
+    assert lost_node_story({"infrastructure": jobs[ran]["attempts"][0]["result"]}), jobs[ran]
+    assert len(jobs[ran]["attempts"]) == 2, jobs[ran]  # the retry found no node
+    ray_cluster.second.stop()
+    assert wait_gone(marker) == []
+
+
+#: A job that takes --seed and says it in its log and its own output folder.
+SEEDED_JOB = textwrap.dedent(
+    """
+    import argparse, json, os
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed", type=int, default=0)
+    seed = parser.parse_args().seed
+    out = os.environ["TRAINING_OUTPUT_DIR"]
+    print(f"seed={seed} job={os.environ['TRAINING_JOB_ID']} out={out}", flush=True)
+    with open(os.path.join(out, "seed.txt"), "w") as fh:
+        fh.write(str(seed))
+    with open(os.path.join(out, "metrics.json"), "w") as fh:
+        json.dump({"task": "binary", "primary_metric": "roc_auc",
+                   "metrics": {"roc_auc": 0.5 + seed / 100}}, fh)
+    """
+)
+
+
+def test_sweep_cells_run_on_the_cluster_each_in_its_own_folder(pytester, ray_cluster, marker):
+    root = project(pytester, marker, {"train_mri": SEEDED_JOB}, "")
+    rc, out = run(root, marker, "--ray", ray_cluster.address, "--sweep", "seed=0:3")
+    assert rc == 0, out
+    # three cells, and their configuration (a testcase of its own)
+    assert re.search(r"\b4 passed\b", out), out
+    assert sorted(re.findall(r"^PASSED train_mri\.py::(mri\[seed_\d\])$", out, re.M)) == [
+        f"mri[seed_{seed}]" for seed in range(3)], out
+    jobs = summary(root)
+    assert sorted(jobs) == [f"mri[seed_{seed}]" for seed in range(3)], jobs
+    for seed in range(3):
+        cell = jobs[f"mri[seed_{seed}]"]
+        assert cell["outcome"] == "passed" and cell["node"].startswith("ray:"), cell
+        assert cell["metrics"]["roc_auc"] == pytest.approx(0.5 + seed / 100), cell
+        folder = root / "out" / "mri" / f"seed_{seed}"
+        assert (folder / "seed.txt").read_text() == str(seed)
+        log = (folder / "train.log").read_text()
+        assert f"seed={seed} job=mri[seed_{seed}]" in log, log
+    assert not (root / "out" / "mri" / "metrics.json").exists()
     assert wait_gone(marker) == []
 
 

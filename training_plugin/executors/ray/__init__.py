@@ -37,7 +37,15 @@
   (``ray.cancel(force=True)`` kills the worker, and with it the job's tree); when pytest dies,
   Ray ends its driver's workers and their supervisors kill the trees (under Ray Client once
   the server stops waiting for the client to reconnect: ``CLIENT_GRACE_S``).
-- A node that dies under a job fails that job with "node <ip> lost while the job ran".
+- Failures not the job's own (``stream.failure``): a node lost under a job ("node <ip> lost
+  while the job ran"), its Ray worker dead, Ray's memory monitor killing it, or a SIGKILL /
+  SIGTERM the plugin did not send to the job's process on its node are infrastructure failures
+  (``RunResult.infrastructure``: pytest "error", retried under ``--retries`` by
+  ``collect/attempts.py``).  Each ``run`` of a job whose last result was taken is its next
+  attempt, a new task; a lost node is never counted again, and a retry's task carries a label
+  selector away from the nodes lost under its earlier attempts.  A retry, or a job waiting in
+  either queue, that only a lost node could hold ends at once ("node <ip> was lost and no
+  live node can run the job: ...") instead of waiting forever in Ray's queue.
 
 Nothing here imports ``ray`` until a connection or an executor is made.
 """
@@ -66,7 +74,9 @@ from training_plugin.executors.ray.shipping import (
     PackageRoots,
 )
 from training_plugin.executors.ray.stream import (
+    MSG_NO_NODE_LEFT,
     MSG_NODE_LOST,
+    MSG_RAY_OOM,
     MSG_TASK_ERROR,
     MSG_WORKER_DIED,
     RELAY_POLL_S,
@@ -75,8 +85,9 @@ from training_plugin.executors.ray.stream import (
 
 __all__ = [
     "CLIENT_GRACE_S", "CONNECT_CHECK_S", "EXCLUDES", "HEAD_RESOURCE", "MSG_BAD_QUEUE",
-    "MSG_CONNECT_FAILED", "MSG_INFEASIBLE", "MSG_NODE_LOST", "MSG_NOT_SHIPPED",
-    "MSG_OUTPUT_IN_JOB_COPY", "MSG_TASK_ERROR", "MSG_UNREACHABLE", "MSG_WORKER_DIED",
+    "MSG_CONNECT_FAILED", "MSG_INFEASIBLE", "MSG_NO_NODE_LEFT", "MSG_NODE_LOST",
+    "MSG_NOT_SHIPPED", "MSG_OUTPUT_IN_JOB_COPY", "MSG_RAY_OOM", "MSG_TASK_ERROR",
+    "MSG_UNREACHABLE", "MSG_WORKER_DIED",
     "QUEUE_MODES", "RAY_JOB_VAR", "RELAY_POLL_S", "TIMELINE_VAR", "TIMEOUT_GRACE_S",
     "PackageRoots", "RayExecutor", "Release", "ReleaseQueue", "describe_request",
     "end_preconnect", "preconnect", "ray_request",

@@ -21,26 +21,26 @@ from training_plugin.executors.ray.resources import (
     Node,
     describe_request,
     fitting,
+    holds,
     infeasible_message,
     live_nodes,
     ray_request,
 )
 from training_plugin.executors.ray.shipping import (
     MSG_OUTPUT_IN_JOB_COPY,
-    explain_missing_files,
     in_ray_job_copy,
     inside,
-    unpack,
-    write_note,
 )
 from training_plugin.executors.ray.stream import (
+    MSG_NO_NODE_LEFT,
     MSG_TASK_ERROR,
     Flight,
+    failure,
     first_line,
     messages,
     receive,
     record_timeline,
-    story,
+    run_result,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,6 +53,8 @@ MSG_BAD_QUEUE = ("training_ray_queue = {value!r}: expected executor (the executo
 TIMEOUT_GRACE_S = 30.0
 #: Seconds ``cancel_all`` waits for the cancellations to land.
 CANCEL_WAIT_S = 10.0
+#: Ray's label of every node's id (a label selector keeps a retry away from a lost node).
+NODE_ID_LABEL = "ray.io/node-id"
 
 
 def queue_mode(config: pytest.Config) -> str:
@@ -93,6 +95,10 @@ class RayExecutor(BaseExecutor):
         self._ray = ray
         self._reaper_source = Path(REAPER_SCRIPT).read_text()
         self._nodes: dict[str, Node] = {}
+        #: nodes lost under a job (by id): never counted again (a node that comes back is a
+        #: new node, with a new id)
+        self._lost: dict[str, Node] = {}
+        self._known: dict[str, Node] = {}  #: every node seen alive (for a lost one's resources)
         self._refresh_nodes()
         #: Ray Client (``ray://``) runs no streaming tasks: each job's task sends what it
         #: streams to a relay actor instead, and the controller pulls it from there.
@@ -117,18 +123,34 @@ class RayExecutor(BaseExecutor):
         return {}
 
     def _refresh_nodes(self) -> dict[str, Node]:
-        self._nodes = live_nodes(self._ray.nodes())
+        """The live nodes (a node lost under a job is left out, also while the head still
+        lists it alive)."""
+        nodes = live_nodes(self._ray.nodes())
+        self._known.update(nodes)
+        self._nodes = {node_id: node for node_id, node in nodes.items()
+                       if node_id not in self._lost}
         return self._nodes
 
     def infeasible(self, job: JobRun) -> str | None:
         """Why no node can ever run ``job`` (asked vs offered), or None when one can."""
-        request = ray_request(job.resources)
+        return self._nowhere(ray_request(job.resources))[0]
+
+    def _nowhere(self, request: dict[str, float]) -> tuple[str | None, bool]:
+        """Why no live node can ever hold ``request`` (None when one can), and whether that is
+        because a node that could hold it was lost (an infrastructure failure)."""
         if fitting(self._nodes.values(), request):
-            return None
-        self._refresh_nodes()  # nodes may have joined since
+            return None, False
+        try:
+            self._refresh_nodes()  # nodes may have joined since
+        except Exception:  # noqa: BLE001 - the cluster is unreachable: keep the last view
+            pass
         if fitting(self._nodes.values(), request):
-            return None
-        return infeasible_message(request, self._nodes.values())
+            return None, False
+        why = infeasible_message(request, self._nodes.values())
+        lost = [node.label for node in self._lost.values() if holds(node.resources, request)]
+        if lost:
+            return MSG_NO_NODE_LEFT.format(node=", ".join(lost), why=why), True
+        return why, False
 
     def describe(self) -> str:
         """Header line: where, how big, what travels (and, in a Ray Job's copy of the project,
@@ -163,17 +185,26 @@ class RayExecutor(BaseExecutor):
         self._pump()
 
     def _enqueue(self, job: JobRun) -> Flight:
+        """The job's flight: the one ``submit_all`` made, or a new one (its first attempt, or
+        the next after ``run`` returned the last one's result: never on a node lost under an
+        earlier attempt)."""
         with self.lock:
             flight = self.flights.get(job.id)
-            if flight is not None:
+            if flight is not None and not flight.taken:
+                if not flight.released:
+                    flight.job = job  # the attempt as the item runs it
                 return flight
-            flight = self.flights[job.id] = Flight(job=job)
-        why = self.infeasible(job)
+            avoid = frozenset() if flight is None else flight.avoid
+            if flight is not None and flight.lost_node is not None:
+                avoid |= {flight.lost_node}
+            flight = self.flights[job.id] = Flight(job=job, avoid=avoid)
+        flight.request = ray_request(job.resources)
+        why, lost = self._nowhere(flight.request)
         if why is not None:
             flight.error = why
+            flight.infrastructure = lost
             flight.done.set()
             return flight
-        flight.request = ray_request(job.resources)
         with self.lock:
             if self.stopping:
                 flight.cancelled = True
@@ -197,7 +228,9 @@ class RayExecutor(BaseExecutor):
             decision = self.queue.release({nid: n.resources for nid, n in self._nodes.items()})
             for job_id in decision.infeasible:
                 flight = self.flights[job_id]
-                flight.error = infeasible_message(flight.request, self._nodes.values())
+                flight.error, flight.infrastructure = self._nowhere(flight.request)
+                flight.error = flight.error or infeasible_message(flight.request,
+                                                                  self._nodes.values())
                 flight.done.set()
             released = set(decision.released)
             alongside = [job for job in self.queue.running if job not in released]
@@ -223,6 +256,8 @@ class RayExecutor(BaseExecutor):
             options["memory"] = int(request["memory"])
         if custom:
             options["resources"] = custom
+        if flight.avoid:  # a retry never goes back to a node lost under an earlier attempt
+            options["label_selector"] = {NODE_ID_LABEL: f"!in({','.join(sorted(flight.avoid))})"}
         relay = () if self._relay is None else (self._relay,)
         if not relay:
             options["num_returns"] = "streaming"
@@ -248,7 +283,11 @@ class RayExecutor(BaseExecutor):
             receive(flight, messages(self._ray, flight, self._relay),
                     lambda payload: self._started(flight, payload))
         except BaseException as exc:  # noqa: BLE001 - every Ray failure becomes the job's story
-            flight.error = story(self._ray, flight, exc, self._refresh_nodes)
+            failed = failure(self._ray, flight, exc, self._refresh_nodes)
+            flight.error, flight.infrastructure = failed.story, failed.infrastructure
+            flight.lost_node = failed.lost_node
+            if failed.lost_node is not None:
+                self._node_lost(flight)
         finally:
             flight.times["ended"] = time.time()
             record_timeline(flight)
@@ -256,6 +295,27 @@ class RayExecutor(BaseExecutor):
                 self.queue.finished(flight.job.id)
             flight.done.set()
             self._pump()  # its resources are free: release what fits now
+
+    def _node_lost(self, flight: Flight) -> None:
+        """The node under ``flight`` was lost: it is never counted again, and a job released
+        to Ray that no live node can hold any more (it waits in Ray's queue for what only
+        that node had, and would wait forever) is cancelled with the reason."""
+        lost = flight.lost_node
+        node = self._known.get(lost) or Node(lost, "?", "", {})
+        with self.lock:
+            self._lost[lost] = node
+            self._nodes = {node_id: n for node_id, n in self._nodes.items() if node_id != lost}
+            waiting = [f for f in self.flights.values()
+                       if f.released and f.started is None and not f.done.is_set()
+                       and f.nowhere is None]
+        for other in waiting:
+            why, by_loss = self._nowhere(other.request)
+            if why is not None and by_loss and other.task is not None:
+                other.nowhere = why
+                try:
+                    self._ray.cancel(other.task, force=True)
+                except Exception:  # noqa: BLE001 - it ended meanwhile, or the cluster is gone
+                    pass
 
     def _started(self, flight: Flight, payload: dict) -> None:
         node_id = payload["node_id"]
@@ -292,33 +352,8 @@ class RayExecutor(BaseExecutor):
         except BaseException:
             self.cancel_all()
             raise
-        return self._result(flight)
-
-    def _result(self, flight: Flight) -> RunResult:
-        job = flight.job
-        started = flight.started if flight.started is not None else flight.submitted
-        where = flight.node.where if flight.node is not None else None
-        if flight.tar_path is not None:
-            unpack(flight.tar_path, job.output_dir)
-            flight.tar_path = None
-        if flight.exit is None:
-            if flight.error and flight.node is None:
-                write_note(job.log_path, flight.error)
-            ran = flight.started is not None
-            return RunResult(returncode=None,
-                             duration_s=time.monotonic() - started if ran else 0.0,
-                             timed_out=False, timeout_s=job.timeout, log_path=job.log_path,
-                             interrupted=flight.cancelled, error=flight.error or "did not run",
-                             node=where)
-        if flight.exit.get("returncode") and not flight.exit.get("timed_out"):
-            explain_missing_files(job.log_path, self.rootdir, flight.workdir)
-        runtime = flight.exit.get("runtime_s")
-        return RunResult(
-            returncode=int(flight.exit["returncode"]),
-            duration_s=float(runtime) if runtime else time.monotonic() - started,
-            timed_out=bool(flight.exit.get("timed_out")), timeout_s=job.timeout,
-            log_path=job.log_path, leftovers=int(flight.exit.get("leftovers", 0)), node=where,
-        )
+        flight.taken = True
+        return run_result(flight, self.rootdir)
 
     # -- stopping -------------------------------------------------------------------------------
     def _cancel(self, flight: Flight) -> None:

@@ -10,7 +10,8 @@ The task is a streaming generator; it yields ``(kind, payload)`` pairs to the co
                                                    started; this node's wall clock)
   ("log", bytes)                                   new bytes of the job's stdout+stderr
   ("out", bytes)                                   a piece of a tar of the job's output folder
-  ("exit", {"returncode", "timed_out", "leftovers", "runtime_s"} | {"error": message})
+  ("exit", {"returncode", "timed_out", "leftovers", "runtime_s", "killed"} | {"error": message})
+                                                   (``killed``: the supervisor ended the job)
 
 Under Ray Client (``ray://``), which runs no streaming tasks, ``run_job_relayed`` runs the same
 generator on the node and sends each pair to a ``Relay`` actor, from which the controller pulls
@@ -194,7 +195,8 @@ def run_job(job_id: str, argv: list, env_add: dict, controller: dict, timeout: f
                     break
                 yield "out", data
         yield "exit", {"returncode": int(message["returncode"]), "timed_out": timed_out,
-                       "leftovers": leftovers, "runtime_s": float(message.get("runtime_s", 0.0))}
+                       "leftovers": leftovers, "runtime_s": float(message.get("runtime_s", 0.0)),
+                       "killed": timed_out or bool(message.get("killed"))}
     finally:
         try:
             reaper.stdin.close()  # EOF: the supervisor kills whatever still runs, then exits

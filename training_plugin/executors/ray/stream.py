@@ -12,22 +12,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from training_plugin import safefs
-from training_plugin.executors.base import JobRun
+from training_plugin.executors.base import JobRun, RunResult
 from training_plugin.executors.ray.resources import Node
-from training_plugin.executors.ray.shipping import write_note
+from training_plugin.executors.ray.shipping import explain_missing_files, unpack, write_note
+from training_plugin.executors.reaper import outside_signal
 
 MSG_NODE_LOST = "node {node} lost while the job ran"
 MSG_WORKER_DIED = "the Ray worker running the job died ({why})"
 MSG_TASK_ERROR = "the Ray task failed: {why}"
+MSG_RAY_OOM = "Ray's memory monitor killed the job's worker (node {node} ran low on memory)"
+#: A job (a retry, or one waiting in Ray's queue) that no live node can hold after a node loss.
+MSG_NO_NODE_LEFT = "node {node} was lost and no live node can run the job: {why}"
 #: Env var: a file to which each job's timeline is appended as one JSON line when it ends
 #: (bench/bench_ray.py and the tests read it): wall-clock seconds ``submitted`` (handed to the
 #: executor), ``released`` (to Ray), ``seen`` (its start reached the controller), ``began``
@@ -62,6 +67,14 @@ class Flight:
     exit: dict | None = None
     error: str | None = None
     cancelled: bool = False
+    #: the task failed for a cause not the job's own (``TaskFailure.infrastructure``)
+    infrastructure: bool = False
+    #: nodes lost under earlier attempts of the job: its task never goes there
+    avoid: frozenset[str] = frozenset()
+    #: why the executor cancelled the task: no live node can hold it any more
+    nowhere: str | None = None
+    lost_node: str | None = None  #: the id of the node lost under this attempt
+    taken: bool = False  #: ``run`` returned its result (a later run is the next attempt)
 
 
 def messages(ray: Any, flight: Flight, relay: Any = None) -> Iterator[tuple[str, Any]]:
@@ -129,30 +142,98 @@ def receive(flight: Flight, pairs: Iterable[tuple[str, Any]],
             tar.close()
 
 
-def story(ray: Any, flight: Flight, exc: BaseException,
-          live_node_ids: Callable[[], Iterable[str]]) -> str:
-    """Why the job's task failed, in one phrase: cancelled, its node lost, its worker died,
-    or Ray's own first line."""
+@dataclass(frozen=True)
+class TaskFailure:
+    """Why a job's task failed: the story, whether the cause is not the job's own (a lost
+    node, a dead worker, Ray's memory monitor: an infrastructure failure, retried under
+    ``--retries``), and the id of the node that was lost under it, if one was."""
+
+    story: str
+    infrastructure: bool = False
+    lost_node: str | None = None
+
+
+#: Ray's node id in its own messages ("... node ID: 5f2c...").
+_NODE_ID = re.compile(r"node ID: ([0-9a-f]{40,64})")
+
+
+def failure(ray: Any, flight: Flight, exc: BaseException,
+            live_nodes: Callable[[], Mapping[str, Node]]) -> TaskFailure:
+    """Why the job's task failed: cancelled, its node lost, Ray's memory monitor killed it, its
+    worker died (these three are infrastructure failures), or Ray's own first line."""
+    if flight.nowhere is not None:  # cancelled by the executor: no live node can hold it
+        return TaskFailure(flight.nowhere, infrastructure=True)
     if flight.cancelled or isinstance(exc, ray.exceptions.TaskCancelledError):
         flight.cancelled = True
-        return "cancelled"
-    system = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-              ray.exceptions.ObjectLostError, ray.exceptions.RaySystemError,
-              ray.exceptions.LocalRayletDiedError)
-    if flight.node is not None and isinstance(exc, system):
-        text = str(exc).lower()
-        if isinstance(exc, ray.exceptions.NodeDiedError) or (
-                "node" in text and ("dead" in text or "died" in text)):
-            return MSG_NODE_LOST.format(node=flight.node.label)  # Ray says so itself
-        deadline = time.monotonic() + NODE_LOSS_WAIT_S
-        while time.monotonic() < deadline:  # the head declares a node dead after a while
-            if flight.node.node_id not in live_node_ids():
-                return MSG_NODE_LOST.format(node=flight.node.label)
-            time.sleep(1.0)
-        return MSG_WORKER_DIED.format(why=first_line(exc))
-    if isinstance(exc, ray.exceptions.NodeDiedError):
-        return MSG_NODE_LOST.format(node=flight.node.label if flight.node else "?")
-    return MSG_TASK_ERROR.format(why=first_line(exc))
+        return TaskFailure("cancelled")
+    errors = ray.exceptions
+    system = (errors.WorkerCrashedError, errors.NodeDiedError, errors.ObjectLostError,
+              errors.RaySystemError, errors.LocalRayletDiedError, errors.OutOfMemoryError)
+    if not isinstance(exc, system):
+        return TaskFailure(MSG_TASK_ERROR.format(why=first_line(exc)))
+    node = flight.node
+    if node is None:  # it failed before it began: Ray's message may name the node
+        found = _NODE_ID.search(str(exc))
+        if found:
+            node = live_nodes().get(found.group(1)) or Node(found.group(1), _ip_in(exc), "", {})
+    if isinstance(exc, errors.OutOfMemoryError):
+        where = node.label if node is not None else "?"
+        return TaskFailure(MSG_RAY_OOM.format(node=where), infrastructure=True)
+    if node is None:
+        if isinstance(exc, errors.NodeDiedError):
+            return TaskFailure(MSG_NODE_LOST.format(node="?"), infrastructure=True)
+        return TaskFailure(MSG_WORKER_DIED.format(why=first_line(exc)), infrastructure=True)
+    text = str(exc).lower()
+    lost = TaskFailure(MSG_NODE_LOST.format(node=node.label), infrastructure=True,
+                       lost_node=node.node_id)
+    if isinstance(exc, errors.NodeDiedError) or (
+            "node" in text and ("dead" in text or "died" in text)):
+        return lost  # Ray says so itself
+    deadline = time.monotonic() + NODE_LOSS_WAIT_S
+    while time.monotonic() < deadline:  # the head declares a node dead after a while
+        if node.node_id not in live_nodes():
+            return lost
+        time.sleep(1.0)
+    return TaskFailure(MSG_WORKER_DIED.format(why=first_line(exc)), infrastructure=True)
+
+
+def _ip_in(exc: BaseException) -> str:
+    """The node IP in Ray's message ("Node IP: 10.0.0.3"), else "?"."""
+    found = re.search(r"Node IP: ([0-9a-fA-F.:]+[0-9a-fA-F])", str(exc))
+    return found.group(1) if found else "?"
+
+
+def run_result(flight: Flight, rootdir: Path) -> RunResult:
+    """How the flight's job ended, its outputs unpacked into its output folder; a failure
+    not the job's own (``Flight.infrastructure``, or a signal the plugin did not send) is an
+    infrastructure failure."""
+    job = flight.job
+    started = flight.started if flight.started is not None else flight.submitted
+    where = flight.node.where if flight.node is not None else None
+    if flight.tar_path is not None:
+        unpack(flight.tar_path, job.output_dir)
+        flight.tar_path = None
+    if flight.exit is None:
+        if flight.error and flight.node is None:
+            write_note(job.log_path, flight.error)
+        ran = flight.started is not None
+        error = flight.error or "did not run"
+        return RunResult(returncode=None,
+                         duration_s=time.monotonic() - started if ran else 0.0,
+                         timed_out=False, timeout_s=job.timeout, log_path=job.log_path,
+                         interrupted=flight.cancelled, error=error, node=where,
+                         infrastructure=error if flight.infrastructure else None)
+    if flight.exit.get("returncode") and not flight.exit.get("timed_out"):
+        explain_missing_files(job.log_path, rootdir, flight.workdir)
+    runtime = flight.exit.get("runtime_s")
+    code, killed = int(flight.exit["returncode"]), bool(flight.exit.get("killed"))
+    return RunResult(
+        returncode=code, duration_s=float(runtime) if runtime else time.monotonic() - started,
+        timed_out=bool(flight.exit.get("timed_out")), timeout_s=job.timeout,
+        log_path=job.log_path, leftovers=int(flight.exit.get("leftovers", 0)), node=where,
+        killed_by_plugin=killed,  # a SIGKILL / SIGTERM from outside is not the job's own
+        infrastructure=None if killed else outside_signal(code),
+    )
 
 
 def record_timeline(flight: Flight) -> None:
