@@ -127,9 +127,10 @@ def walk_pruned(node: ast.AST, env: dict[str, Any]) -> Iterator[ast.AST]:
     """``ast.walk`` (breadth first) that skips ``if`` branches decided false by ``env`` and
     statements after an early ``return`` decided by ``env`` (``source.walk`` without them:
     expression contexts left out)."""
-    if not env:
-        yield from walk(node)
-        return
+    return _walk_bound(node, env) if env else walk(node)
+
+
+def _walk_bound(node: ast.AST, env: dict[str, Any]) -> Iterator[ast.AST]:
     todo = deque([node])
     while todo:
         current = todo.popleft()

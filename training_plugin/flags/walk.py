@@ -162,7 +162,7 @@ class Analyzer:
                 for target in targets:
                     if target:
                         made_by.setdefault(target, []).append(node.value)
-            elif self._reads_argv(module, node):
+            elif isinstance(node, (ast.Attribute, ast.Name)) and self._reads_argv(module, node):
                 state.opaque("reads sys.argv directly" if depth == 0 else
                              f"{os.path.basename(module.path)} reads sys.argv directly")
         if depth == 0:
