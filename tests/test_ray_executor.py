@@ -26,10 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from fakejobs import job_was_ready, run_in_pty, tree_job
+from fakejobs import fake, job_was_ready, run_in_pty, tree_job
 from ports import reserve_port
 from proctable import MARKER_VAR, marked_pids
 from ray_cluster import RAY, Cluster, machine_lock
+from test_failures import KNOWN_COST
 from training_plugin.executors.base import MSG_OOM_HINT, MSG_OUTSIDE_SIGNAL, JobRun
 from training_plugin.executors.ray import (
     MSG_NO_NODE_LEFT,
@@ -42,7 +43,13 @@ from training_plugin.executors.ray import (
     PackageRoots,
 )
 from training_plugin.executors.ray.resources import Node
-from training_plugin.executors.ray.stream import Flight, TaskFailure, failure
+from training_plugin.executors.ray.stream import (
+    PEAK_ON_NODE,
+    Flight,
+    TaskFailure,
+    attempt_cost,
+    failure,
+)
 from training_plugin.plugin import MSG_RAY_WITH_XDIST
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -259,6 +266,67 @@ def test_a_job_sees_the_gpus_ray_gave_it_and_no_other(pytester, ray_cluster, mar
     assert jobs["gpu"]["node"] == jobs["cpu"]["node"] == "ray:second", jobs
     assert "visible='0'" in (root / "out" / "gpu" / "train.log").read_text()
     assert "visible=''" in (root / "out" / "cpu" / "train.log").read_text()
+
+
+def on_node(name: str) -> str:
+    """A regex of the peak method of a job measured on the node named ``name``."""
+    return re.escape(PEAK_ON_NODE).replace(re.escape("{node}"), rf"\S+ \({name}\)")
+
+
+def test_what_a_job_cost_on_the_cluster_is_measured_on_its_node(pytester, ray_cluster, marker):
+    # A job of known cost (about 1 s of CPU time, a 200 MiB buffer; test_failures.py's) on
+    # each node: the one that asks for a GPU runs on the second node (it declares one), the
+    # other on the head.  Each one's supervisor measures it on its node as locally: the CPU
+    # time of its tree, the sampled peak of its RSS (the node named), GPU-seconds.
+    job = fake(pre=KNOWN_COST)
+    root = project(pytester, marker, {"train_gpu": job, "train_cpu": job},
+                   "[tool.training_plugin.jobs.gpu]\ngpus = 1\n"
+                   "[tool.training_plugin.jobs.cpu]\nresources = { head = 1 }\n")
+    rc, out = run(root, marker, "--ray", ray_cluster.address, "--junitxml=junit.xml")
+    assert rc == 0, out
+    jobs = summary(root)
+    assert (jobs["gpu"]["node"], jobs["cpu"]["node"]) == ("ray:second", "ray:head"), jobs
+    for name, node, gpus in (("gpu", "second", 1), ("cpu", "head", 0)):
+        cost = jobs[name]["cost"]
+        assert cost is not None, jobs[name]
+        assert 0.8 <= cost["cpu_s"] <= 5.0, cost
+        assert 150 * 2**20 <= cost["peak_bytes"] <= 600 * 2**20, cost
+        assert re.fullmatch(on_node(node), cost["peak_method"]), cost
+        assert cost["wall_s"] >= 0.8 and cost["memory_limit"] is None, cost
+        assert cost["gpus"] == gpus and cost["gpu_s"] == pytest.approx(gpus * cost["wall_s"],
+                                                                        abs=0.01), cost
+        # the attempt carries it as locally, and so does the history
+        assert [a["cost"] for a in jobs[name]["attempts"]] == [cost], jobs[name]
+        history = [json.loads(line) for line in
+                   (root / "out" / "history.jsonl").read_text().splitlines()]
+        assert [h["cost"] for h in history if h["job"] == name] == [cost], history
+        # the summary table's cost column
+        assert re.search(rf"^\s*{name}\b.*\bpassed\b.*cpu \d+\.\ds, peak \d+ MiB"
+                         + (r", gpu \d+\.\ds" if gpus else ""), out, re.M), out
+    props = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+             for case in ET.parse(root / "junit.xml").getroot().iter("testcase")}
+    assert float(props["gpu"]["cost.cpu_s"]) >= 0.8, props
+    assert re.fullmatch(on_node("second"), props["gpu"]["cost.peak_memory_method"]), props
+    assert float(props["gpu"]["cost.gpu_s"]) > 0 and "cost.gpu_s" not in props["cpu"], props
+    assert wait_gone(marker) == []
+
+
+def test_an_attempt_that_did_not_end_on_its_node_costs_its_wall_time_and_gpus_only():
+    # The figures come with the job's end from its node: a task whose node was lost brings
+    # none, and costs what the controller knows (its wall time, the GPUs it held).
+    job = JobRun(id="j", argv=["python"], cwd=Path("."), env={}, output_dir=Path("o"),
+                 log_path=Path("o/train.log"))
+    node = Node("n" * 56, "10.0.0.3", "gpu-2", {"CPU": 4, "GPU": 2})
+    lost = Flight(job=job, request={"CPU": 1, "GPU": 1}, node=node)
+    cost = attempt_cost(lost, 12.0)
+    assert (cost.cpu_s, cost.peak_bytes, cost.peak_method, cost.gpus, cost.gpu_s) == (
+        None, None, None, 1.0, 12.0)
+    ended = Flight(job=job, request={"CPU": 1, "GPU": 0.5}, node=node,
+                   exit={"returncode": 0, "cpu_s": 3.5, "peak_bytes": 2**30, "gpus": 1})
+    cost = attempt_cost(ended, 10.0)
+    assert (cost.cpu_s, cost.peak_bytes, cost.gpus, cost.gpu_s) == (3.5, 2**30, 0.5, 5.0)
+    assert cost.peak_method == PEAK_ON_NODE.format(node="10.0.0.3 (gpu-2)")
+    assert cost.phrase() == "cpu 3.5s, peak 1.0 GiB, gpu 5.0s"
 
 
 def test_collect_only_shows_resources_and_placement(pytester, ray_cluster, marker):
@@ -555,6 +623,10 @@ def test_a_signal_from_outside_on_a_node_is_an_infrastructure_failure_and_retrie
     assert (first["result"], first["infrastructure"], first["node"]) == (
         killed, True, "ray:second"), first
     assert second["result"] == "ok", second
+    for attempt in (first, second):  # each attempt's cost, measured on its node
+        assert attempt["cost"]["cpu_s"] is not None, attempt
+        assert re.fullmatch(on_node("second"), attempt["cost"]["peak_method"]), attempt
+    assert far["cost"] == second["cost"], far
     assert "attempt=1" in (root / "out" / "far" / "train.attempt-1.log").read_text()
     assert wait_gone(marker) == []
 

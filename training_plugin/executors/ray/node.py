@@ -10,8 +10,15 @@ The task is a streaming generator; it yields ``(kind, payload)`` pairs to the co
                                                    started; this node's wall clock)
   ("log", bytes)                                   new bytes of the job's stdout+stderr
   ("out", bytes)                                   a piece of a tar of the job's output folder
-  ("exit", {"returncode", "timed_out", "leftovers", "runtime_s", "killed"} | {"error": message})
-                                                   (``killed``: the supervisor ended the job)
+  ("exit", {"returncode", "timed_out", "leftovers", "runtime_s", "killed", "cpu_s",
+            "peak_bytes", "gpus"} | {"error": message})
+                                                   (``killed``: the supervisor ended the job;
+                                                   what it cost, measured by the supervisor as
+                                                   locally: ``cpu_s``, user + system time of
+                                                   the whole tree (``wait4``), ``peak_bytes``,
+                                                   the largest sampled sum of the tree's RSS
+                                                   (at least its largest process's), ``gpus``,
+                                                   how many GPUs Ray gave the task)
 
 Under Ray Client (``ray://``), which runs no streaming tasks, ``run_job_relayed`` runs the same
 generator on the node and sends each pair to a ``Relay`` actor, from which the controller pulls
@@ -63,6 +70,14 @@ def _localize(value: str, mapping: list[tuple[str, str]]) -> str:
         if sep and (tail == old or tail.startswith(old + "/")):
             return head + sep + new + tail[len(old):]
     return value
+
+
+def _gpus_given(ray) -> int:
+    """How many GPUs Ray gave this task (0 when it asked for none)."""
+    try:
+        return len(ray.get_gpu_ids())
+    except Exception:  # noqa: BLE001 - an older or odd Ray: nothing measured
+        return 0
 
 
 def run_job(job_id: str, argv: list, env_add: dict, controller: dict, timeout: float | None,
@@ -194,9 +209,12 @@ def run_job(job_id: str, argv: list, env_add: dict, controller: dict, timeout: f
                 if not data:
                     break
                 yield "out", data
+        peak = max(int(message.get("rss_peak") or 0), int(message.get("maxrss") or 0))
         yield "exit", {"returncode": int(message["returncode"]), "timed_out": timed_out,
                        "leftovers": leftovers, "runtime_s": float(message.get("runtime_s", 0.0)),
-                       "killed": timed_out or bool(message.get("killed"))}
+                       "killed": timed_out or bool(message.get("killed")),
+                       "cpu_s": message.get("cpu_s"), "peak_bytes": peak or None,
+                       "gpus": _gpus_given(ray)}
     finally:
         try:
             reaper.stdin.close()  # EOF: the supervisor kills whatever still runs, then exits

@@ -1,6 +1,7 @@
 """What comes back from a job's task while it runs: its ``(kind, payload)`` messages (see
 ``node.py``), written to the controller's ``train.log`` and a temporary tar of its outputs as
-they come, and the story of a task that failed.
+they come, the story of a task that failed, and what each attempt cost (measured on its
+node).
 
 A job's task is a streaming generator; under Ray Client (``ray://``), which runs no streaming
 tasks, the task sends the same messages to a relay actor of the session, which the receiving
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from training_plugin import safefs
-from training_plugin.executors.base import JobRun, RunResult
+from training_plugin.executors.base import PEAK_SAMPLED, JobCost, JobRun, RunResult
 from training_plugin.executors.ray.resources import Node
 from training_plugin.executors.ray.shipping import explain_missing_files, unpack, write_note
 from training_plugin.executors.reaper import outside_signal
@@ -33,6 +34,8 @@ MSG_TASK_ERROR = "the Ray task failed: {why}"
 MSG_RAY_OOM = "Ray's memory monitor killed the job's worker (node {node} ran low on memory)"
 #: A job (a retry, or one waiting in Ray's queue) that no live node can hold after a node loss.
 MSG_NO_NODE_LEFT = "node {node} was lost and no live node can run the job: {why}"
+#: How a job's peak memory under Ray was measured: by its supervisor on its node.
+PEAK_ON_NODE = PEAK_SAMPLED + " on node {node}"
 #: Env var: a file to which each job's timeline is appended as one JSON line when it ends
 #: (bench/bench_ray.py and the tests read it): wall-clock seconds ``submitted`` (handed to the
 #: executor), ``released`` (to Ray), ``seen`` (its start reached the controller), ``began``
@@ -204,9 +207,9 @@ def _ip_in(exc: BaseException) -> str:
 
 
 def run_result(flight: Flight, rootdir: Path) -> RunResult:
-    """How the flight's job ended, its outputs unpacked into its output folder; a failure
-    not the job's own (``Flight.infrastructure``, or a signal the plugin did not send) is an
-    infrastructure failure."""
+    """How the flight's job ended, with what it cost (``attempt_cost``), its outputs unpacked
+    into its output folder; a failure not the job's own (``Flight.infrastructure``, or a
+    signal the plugin did not send) is an infrastructure failure."""
     job = flight.job
     started = flight.started if flight.started is not None else flight.submitted
     where = flight.node.where if flight.node is not None else None
@@ -218,22 +221,43 @@ def run_result(flight: Flight, rootdir: Path) -> RunResult:
             write_note(job.log_path, flight.error)
         ran = flight.started is not None
         error = flight.error or "did not run"
-        return RunResult(returncode=None,
-                         duration_s=time.monotonic() - started if ran else 0.0,
+        duration = time.monotonic() - started if ran else 0.0
+        return RunResult(returncode=None, duration_s=duration,
                          timed_out=False, timeout_s=job.timeout, log_path=job.log_path,
                          interrupted=flight.cancelled, error=error, node=where,
+                         cost=attempt_cost(flight, duration) if ran else None,
                          infrastructure=error if flight.infrastructure else None)
     if flight.exit.get("returncode") and not flight.exit.get("timed_out"):
         explain_missing_files(job.log_path, rootdir, flight.workdir)
     runtime = flight.exit.get("runtime_s")
+    duration = float(runtime) if runtime else time.monotonic() - started
     code, killed = int(flight.exit["returncode"]), bool(flight.exit.get("killed"))
     return RunResult(
-        returncode=code, duration_s=float(runtime) if runtime else time.monotonic() - started,
+        returncode=code, duration_s=duration,
         timed_out=bool(flight.exit.get("timed_out")), timeout_s=job.timeout,
         log_path=job.log_path, leftovers=int(flight.exit.get("leftovers", 0)), node=where,
+        cost=attempt_cost(flight, duration),
         killed_by_plugin=killed,  # a SIGKILL / SIGTERM from outside is not the job's own
         infrastructure=None if killed else outside_signal(code),
     )
+
+
+def attempt_cost(flight: Flight, wall_s: float) -> JobCost:
+    """What the flight's attempt cost, as its supervisor measured it on its node (CPU time of
+    the whole tree, the sampled peak of its RSS; none when the task failed before the job
+    ended, e.g. its node was lost), and GPU-seconds: the wall time x the GPUs Ray gave it
+    (the job's ``gpus`` request where that is a share of one device, such as 0.5)."""
+    end = flight.exit or {}
+    cpu, peak = end.get("cpu_s"), end.get("peak_bytes")
+    asked = float(flight.request.get("GPU", 0) or 0)
+    given = end.get("gpus")
+    gpus = asked if given is None else float(given)
+    if asked and gpus:
+        gpus = min(asked, gpus)
+    node = flight.node.label if flight.node is not None else "?"
+    return JobCost(wall_s=wall_s, cpu_s=float(cpu) if cpu is not None else None,
+                   peak_bytes=int(peak) if peak else None,
+                   peak_method=PEAK_ON_NODE.format(node=node) if peak else None, gpus=gpus)
 
 
 def record_timeline(flight: Flight) -> None:
