@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 train: venv
 	$(BIN)/python -m pytest -p training_plugin -n $(JOBS) $(if $(wildcard training-baseline.json),--compare=training-baseline.json) --html=training-results/report.html --self-contained-html $(TRAIN_ARGS)
 
-# `make repeats`: 5 seeds of the fast jobs (about 40 s a run each), each configuration compared
+# `make repeats`: 5 seeds of the fast jobs (20 cells, 12-90 s each: 4 min 36 s to 7 min 22 s wall
+# with -n 2 on this shared 2-core machine), each configuration compared
 # with the committed multi-seed baseline training-baseline-repeats.json once it exists: a mean
 # fails only when it dropped beyond the tolerance and a one-sided Welch t-test says p < 0.05
 # (docs/sweeps.md); `make repeats TRAIN_ARGS=--save-baseline=training-baseline-repeats.json`
