@@ -520,3 +520,17 @@ def test_the_welch_rule_pure() -> None:
     assert (c.tested, c.regressed) == (False, True)
     c = aggregate.compare("auc", aggregate.stats_of([0.895]), ref, "higher", 0.02)
     assert (c.beyond, c.regressed) == (False, False)
+
+
+def test_the_memory_suggestion_names_each_job_once(pytester: pytest.Pytester) -> None:
+    """The job table's ``memory`` is per job, so a swept job gets one suggestion, not one per
+    cell."""
+    from training_plugin.summary import MSG_SUGGEST_MEMORY
+
+    make(pytester, {"train_mri.py": SEEDED, "train_plain.py": PLAIN})
+    result = run(pytester, "--repeats", "3")
+    result.assert_outcomes(passed=5)  # 3 cells and their configuration, and plain
+    prefix = MSG_SUGGEST_MEMORY.split("{value}")[0]
+    line = next(x for x in result.stdout.lines if x.startswith(prefix))
+    names = [part.split(" = ")[0] for part in line[len(prefix):].split(", ")]
+    assert sorted(names) == ["mri", "plain"], line

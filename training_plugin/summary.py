@@ -232,8 +232,7 @@ class SummaryCollector:
             if show_node:
                 cells.append(r[5].ljust(widths[5]))
             tr.write_line("  ".join([*cells, r[6]]).rstrip())
-        suggestions = [f'{row["id"]} = "{row["suggested_memory"]}"' for row in rows
-                       if row["suggested_memory"] and row["outcome"] != "skipped"]
+        suggestions = _memory_suggestions(rows)
         if suggestions:
             tr.write_line(MSG_SUGGEST_MEMORY.format(value=", ".join(suggestions)))
         counts = self.counts()
@@ -269,6 +268,17 @@ def _suggestion(rec: JobRecord) -> str | None:
     if not isinstance(peak, (int, float)) or not peak or (rec.table or {}).get("memory"):
         return None
     return suggested_memory(peak)
+
+
+def _memory_suggestions(rows: list[dict[str, Any]]) -> list[str]:
+    """One ``memory`` suggestion per job (the job table is per job): the largest peak of its
+    cells that ran, plus the margin."""
+    peaks: dict[str, float] = {}
+    for row in rows:
+        if row["suggested_memory"] and row["outcome"] != "skipped":
+            job = row["job"] or row["id"]
+            peaks[job] = max(peaks.get(job, 0), row["cost"]["peak_bytes"])
+    return [f'{job} = "{suggested_memory(peak)}"' for job, peak in peaks.items()]
 
 
 def _failure_notes(row: dict[str, Any]) -> list[str]:
