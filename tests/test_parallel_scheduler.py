@@ -26,10 +26,12 @@ def simulate_makespan(durations, workers):
     return max(free)
 
 
-def test_longest_first_unknown_first_ties_by_nodeid():
+def test_longest_first_unknown_first_ties_in_the_order_given():
     durations = {"x::a": 1.0, "x::b": 5.0, "x::c": 5.0}
     assert longest_first(["x::a", "x::c", "x::new2", "x::b", "x::new1"], durations) == [
-        "x::new1", "x::new2", "x::b", "x::c", "x::a"]
+        "x::new2", "x::new1", "x::c", "x::b", "x::a"]
+    cells = [f"x::job[seed_{n}]" for n in range(12)]  # a sweep's cells, none run before
+    assert longest_first(cells, {}) == cells
 
 
 # -- the scheduler in real xdist workers, on a simulated clock ---------------------------------

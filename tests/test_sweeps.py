@@ -123,14 +123,14 @@ def test_cells_ids_commands_outputs_and_k_selection(pytester: pytest.Pytester) -
     assert listing.ret == 0
     listing.stdout.fnmatch_lines([
         "training: 2 jobs (6 cells) from .; output: *",
-        "job mri[[]lr_0.0003-seed_2[]]: * train_mri.py --seed 2 --lr 0.0003 *",
         ("job mri[[]lr_0.001-seed_0[]]: * train_mri.py --seed 0 --lr 0.001 --output-dir "
-         "*/training-results/mri/lr_0.001-seed_0"),
+         "*/training-results/mri/lr_0.001-seed_0"),  # the declared order
+        "job mri[[]lr_0.0003-seed_2[]]: * train_mri.py --seed 2 --lr 0.0003 *",
         "job plain: * train_plain.py",
         "    note: not swept: no --lr",
         "sweep: 6 cells of 1 job (mri 6)",
         ("configurations: 2, each a testcase of its own after its cells: "
-        "mri[[]lr_0.0003[]] (3 seeds), mri[[]lr_0.001[]] (3 seeds)"),
+        "mri[[]lr_0.001[]] (3 seeds), mri[[]lr_0.0003[]] (3 seeds)"),
     ])
     # -k: by fragments, and by the whole id
     result = run(pytester, "--sweep", "lr=0.001,0.0003", "--sweep", "seed=0:3",
