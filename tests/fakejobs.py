@@ -169,6 +169,20 @@ TREE_PROCESSES = 4
 QUICK_JOB = "print('quick job ran')\n"
 
 
+def busy_job(cpu_s: float, mib: int) -> str:
+    """A job of known cost: about ``cpu_s`` seconds of CPU time and a ``mib`` MiB buffer."""
+    return textwrap.dedent(f"""
+        import time
+        buf = bytearray({mib} * 2**20)
+        for i in range(0, len(buf), 4096):
+            buf[i] = 1
+        start = time.process_time()
+        while time.process_time() - start < {cpu_s}:
+            pass
+        print("busy for", time.process_time() - start, "s")
+    """)
+
+
 def tree_job(sleep: float, extra: str = "", after: str = "pass") -> str:
     """The tree job; ``extra`` runs first, ``after`` (one line) once the tree is up."""
     return extra + TREE_JOB.format(sleep=sleep, after=after)

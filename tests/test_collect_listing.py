@@ -9,26 +9,17 @@ import textwrap
 
 import pytest
 
+from fakejobs import busy_job
 from training_plugin.collect.listing import MSG_COST, MSG_COST_TOTAL, MSG_COST_UNKNOWN
-from training_plugin.executors.base import format_bytes, format_duration
+from training_plugin.executors.base import cost_cell, format_bytes, format_duration
 from training_plugin.provenance import when
 from training_plugin.store import HISTORY_FILE
-from training_plugin.executors.base import cost_cell
 
 pytest_plugins = ["pytester"]
 
 PLUGIN = ("-p", "training_plugin", "-p", "no:randomly", "-p", "no:cacheprovider")
 #: About 0.3 s of CPU time and a 100 MiB buffer.
-BUSY = textwrap.dedent("""
-    import time
-    buf = bytearray(100 * 2**20)
-    for i in range(0, len(buf), 4096):
-        buf[i] = 1
-    start = time.process_time()
-    while time.process_time() - start < 0.3:
-        pass
-    print("busy for", time.process_time() - start, "s")
-""")
+BUSY = busy_job(0.3, 100)
 #: Counts the reads of history.jsonl in the session (written at its end).
 COUNTING_CONFTEST = textwrap.dedent("""
     import json

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from fakejobs import fake, wait_gone, write_files
+from fakejobs import busy_job, fake, wait_gone, write_files
 from proctable import MARKER_VAR
 from training_plugin.collect.argv import MSG_RESUME_NOTE
 from training_plugin.collect.attempts import ATTEMPT_LOG, MSG_PASSED_ON
@@ -51,15 +51,7 @@ if attempt == "1":
     time.sleep(120)
 """
 #: A job of known cost: about 1 s of CPU time, a 200 MiB buffer.
-KNOWN_COST = """
-import time
-buf = bytearray(200 * 2**20)
-for i in range(0, len(buf), 4096):
-    buf[i] = 1
-start = time.process_time()
-while time.process_time() - start < 1.0:
-    pass
-"""
+KNOWN_COST = busy_job(1.0, 200)
 
 
 @pytest.fixture

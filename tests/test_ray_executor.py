@@ -172,6 +172,18 @@ def finish(proc: subprocess.Popen, within_s: float = 300) -> tuple[int, str]:
     return proc.returncode, out.decode(errors="replace")
 
 
+def lose_the_second_node(ray_cluster, proc: subprocess.Popen, ready) -> tuple[int, str]:
+    """Once ``ready()`` returned, SIGKILL the second node's raylet; the session's end (the
+    session is killed if anything fails or it overruns)."""
+    try:
+        ready()
+        os.kill(ray_cluster.second.raylet_pid(), signal.SIGKILL)
+        return finish(proc, 180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def run(root: Path, marker: str, *args: str, env: dict[str, str] | None = None
         ) -> tuple[int, str]:
     return finish(start(root, marker, *args, env=env))
@@ -444,13 +456,8 @@ def test_a_lost_node_is_an_infrastructure_error_of_its_job_and_no_other(pytester
                    '[tool.training_plugin.jobs.near]\nresources = { head = 1 }\n')
     args, env = connect(ray_cluster, form)
     proc = start(root, marker, *args, "--retries", "0", "--junitxml", "junit.xml", env=env)
-    try:
-        wait_log(root, "far", "ready", proc)
-        os.kill(ray_cluster.second.raylet_pid(), signal.SIGKILL)
-        rc, out = finish(proc, 180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    rc, out = lose_the_second_node(ray_cluster, proc,
+                                   lambda: wait_log(root, "far", "ready", proc))
     assert rc == 1, out
     assert re.search(r"\b1 passed, 1 error\b", out), out
     jobs = summary(root)
@@ -644,17 +651,15 @@ def test_a_job_only_the_lost_node_could_hold_ends_as_an_error_instead_of_waiting
                            for n in names))
     pytester.makeini(f"[pytest]\ntraining_ray_queue = {queue}\n")
     proc = start(root, marker, "--ray", ray_cluster.address, "--retries", "1")
-    try:
+
+    def one_ready() -> None:
         deadline = time.monotonic() + 120
         while not any(job_was_ready(root / "out" / n / "train.log") for n in names):
             assert proc.poll() is None, finish(proc)[1]
             assert time.monotonic() < deadline, "no job got ready"
             time.sleep(0.1)
-        os.kill(ray_cluster.second.raylet_pid(), signal.SIGKILL)
-        rc, out = finish(proc, 180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    rc, out = lose_the_second_node(ray_cluster, proc, one_ready)
     assert rc == 1, out
     jobs = summary(root)
     ran = next(n for n in names if jobs[n]["attempts"][0]["node"] == "ray:second")
