@@ -13,6 +13,7 @@ Message texts are imported from the plugin's modules (``MSG_*``), never retyped 
 from __future__ import annotations
 
 import contextlib
+import signal
 import uuid
 
 import pytest
@@ -26,6 +27,12 @@ import pytest
 # Imported here, before any snapshot, the backport's finder is part of every snapshot.
 with contextlib.suppress(ImportError):
     import importlib_metadata  # noqa: F401
+
+# A suite started in the background of a shell without job control (`make test &`, nohup)
+# inherits SIGINT ignored, and so would every pytest the tests start: the Ctrl-C tests would
+# wait for an interruption that never comes.  Python's own handler is put back here.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from fakejobs import kill_marked, plugin_project
 
