@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from training_plugin import pytest_compat
+from training_plugin.executors.base import format_duration
 from training_plugin.run.logs import last_log_line
 
 #: Seconds between two redraws of the status line.
@@ -33,13 +34,10 @@ class _Job:
 
 
 def format_elapsed(seconds: float) -> str:
-    """12 -> "12s", 75 -> "1m15s", 3700 -> "1h01m"."""
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    """Whole seconds, as a live counter ticks: 5 -> "5s", 75 -> "1m15s", 3700 -> "1h01m"
+    (``format_duration`` of the whole seconds, without its tenths below 10 s)."""
+    whole = int(seconds)
+    return f"{whole}s" if whole < 10 else format_duration(whole)
 
 
 class Progress:
