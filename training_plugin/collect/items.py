@@ -226,7 +226,6 @@ class TrainingItem(pytest.Item):
         env.update(self.spec.env)
         return env
 
-
     def job_run(self) -> JobRun:
         """The job as the executor sees it."""
         spec = self.spec

@@ -12,8 +12,7 @@ import pytest
 from training_plugin import aggregate, provenance, store
 from training_plugin.collect.items import TrainingItem, executor_of
 from training_plugin.collect.pipeline import state_of
-from training_plugin.executors.base import format_bytes, format_duration
-from training_plugin.executors.base import cost_cell
+from training_plugin.executors.base import cost_cell, format_bytes, format_duration
 
 if TYPE_CHECKING:  # pragma: no cover
     from training_plugin.collect.pipeline import CollectState
@@ -52,10 +51,16 @@ def last_cost(config: pytest.Config, job_id: str) -> tuple[dict[str, Any], str] 
     return cost, provenance.when(entry)
 
 
-def cost_total(config: pytest.Config, ids: list[str]) -> list[str]:
+def _examples(names: list[str], limit: int) -> str:
+    """The first ``limit`` of ``names``, comma-separated, then ", ..." when there are more."""
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def cost_total(config: pytest.Config, ids: list[str],
+               known: dict[str, dict[str, Any]]) -> list[str]:
     """The session's cost: CPU seconds added up over the jobs, the largest job's peak (jobs
-    that run at once under ``-n`` or ``--ray`` add up theirs); none when no job's is known."""
-    known = {job: found[0] for job in ids if (found := last_cost(config, job))}
+    that run at once under ``-n`` or ``--ray`` add up theirs); none when no job's is known.
+    ``known``: the cost of each job of ``ids`` that has one (``last_cost``)."""
     if not known:
         return []
     cpu = sum(float(c.get("cpu_s") or 0) for c in known.values())
@@ -66,9 +71,8 @@ def cost_total(config: pytest.Config, ids: list[str]) -> list[str]:
         history=store.history_path(config))
     unknown = [job for job in ids if job not in known]
     if unknown:
-        shown = ", ".join(unknown[:NOT_SCRIPT_EXAMPLES]) + (
-            ", ..." if len(unknown) > NOT_SCRIPT_EXAMPLES else "")
-        line += MSG_COST_UNKNOWN.format(count=len(unknown), names=shown)
+        line += MSG_COST_UNKNOWN.format(count=len(unknown),
+                                        names=_examples(unknown, NOT_SCRIPT_EXAMPLES))
     return [line]
 
 
@@ -77,10 +81,9 @@ def not_scripts(state: CollectState) -> list[str]:
     names = state.not_scripts
     if not names:
         return []
-    examples = ", ".join(names[:NOT_SCRIPT_EXAMPLES]) + (
-        ", ..." if len(names) > NOT_SCRIPT_EXAMPLES else "")
     files = "file" if len(names) == 1 else "files"
-    return [MSG_NOT_SCRIPTS.format(count=len(names), files=files, examples=examples)]
+    return [MSG_NOT_SCRIPTS.format(count=len(names), files=files,
+                                   examples=_examples(names, NOT_SCRIPT_EXAMPLES))]
 
 
 def header(state: CollectState) -> list[str]:
@@ -98,6 +101,7 @@ def jobs(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     known cost; then the cells and the session's cost."""
     lines: list[str] = []
     ids: list[str] = []
+    costs: dict[str, dict[str, Any]] = {}  # job -> its last known cost
     executor = None
     for item in items:
         if not isinstance(item, TrainingItem):
@@ -122,10 +126,11 @@ def jobs(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
             lines.append(f"    WILL FAIL: {spec.missing_message()}")
         cost = last_cost(config, spec.id)
         if cost is not None:
+            costs[spec.id] = cost[0]
             lines.append(f"    {MSG_COST.format(cost=cost_cell(cost[0]), when=cost[1])}")
         ids.append(spec.id)
     lines += cell_count(items)
-    lines += cost_total(config, ids)
+    lines += cost_total(config, ids, costs)
     state = state_of(config)
     if state is not None and lines:  # without jobs, ``no_match`` says it
         lines += not_scripts(state)
@@ -150,9 +155,8 @@ def cell_count(items: list[pytest.Item]) -> list[str]:
                               js="" if len(cells) == 1 else "s", per_job=per_job)]
     confs = [f"{c} ({n} seeds)" for c, n in seeds.items() if n > 1]
     if confs:
-        shown = ", ".join(confs[:CONFIGURATION_EXAMPLES]) + (
-            ", ..." if len(confs) > CONFIGURATION_EXAMPLES else "")
-        lines.append(MSG_CONFIGURATIONS.format(count=len(confs), names=shown))
+        lines.append(MSG_CONFIGURATIONS.format(
+            count=len(confs), names=_examples(confs, CONFIGURATION_EXAMPLES)))
     return lines
 
 

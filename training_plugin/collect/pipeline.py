@@ -180,8 +180,7 @@ class Collector:
             pytest_compat.collect_from(config, settings.rootdir)
         return state
 
-    def _collect_specs(self, settings: Settings, flag_cache: FlagCache | None = None
-                       ) -> CollectState:
+    def _collect_specs(self, settings: Settings) -> CollectState:
         config, rootdir = self.config, settings.rootdir
         pattern = str(config.getini("training_glob")).strip()
         if not pattern:
@@ -198,36 +197,39 @@ class Collector:
         cache_file = _flag_cache_file(config)
         # one module table for the session: the entry-point check and the flag analysis
         # read and parse each file once
-        if flag_cache is None:
-            flag_cache = FlagCache(Analyzer(rootdir), FlagCache.read(cache_file))
+        flag_cache = FlagCache(Analyzer(rootdir), FlagCache.read(cache_file))
         assert isinstance(self.table, dict)
+        require = config.getini("training_require_entry_point")
+        sweep: sweeps.Sweep | None = None  # read once (its --seed warning is said once)
         # the entry points decided late (``FlagCache.settle``: files without ``__main__``,
         # once the analysis has parsed what it follows) may add scripts: then look again
-        require = config.getini("training_require_entry_point")
-        try:
-            found = discovery.find_scripts(
-                roots, rootdir=rootdir, pattern=pattern, skip=skip, check_roots=training_only,
-                norecursedirs=config.getini("norecursedirs"),
-                unique_ids=config.getini("training_unique_ids"),
-                entry_point=flag_cache.entry_point if require else None,
-                keep_ids=[job for job, cfg in self.table.items() if cfg.script is None],
-            )
-            scripts = found.scripts
-            _load_conftests(config, {s.path.parent for s in scripts})
-            if _ignore_rules_exist(config):
-                # --ignore, --ignore-glob, collect_ignore, plugins: pytest's own rules
-                ignore = config.hook.pytest_ignore_collect
-                scripts = [s for s in scripts
-                           if not ignore(collection_path=s.path, config=config)]
-            specs = build_specs(scripts, self.table, settings, flag_cache.get,
-                                pyproject=str(rootdir / "pyproject.toml"), restrict=restrict,
-                                sweep=sweeps.sweep_of(config))
-        except pytest.UsageError:
+        while True:
+            try:
+                found = discovery.find_scripts(
+                    roots, rootdir=rootdir, pattern=pattern, skip=skip,
+                    check_roots=training_only, norecursedirs=config.getini("norecursedirs"),
+                    unique_ids=config.getini("training_unique_ids"),
+                    entry_point=flag_cache.entry_point if require else None,
+                    keep_ids=[job for job, cfg in self.table.items() if cfg.script is None],
+                )
+                scripts = found.scripts
+                _load_conftests(config, {s.path.parent for s in scripts})
+                if _ignore_rules_exist(config):
+                    # --ignore, --ignore-glob, collect_ignore, plugins: pytest's own rules
+                    ignore = config.hook.pytest_ignore_collect
+                    scripts = [s for s in scripts
+                               if not ignore(collection_path=s.path, config=config)]
+                if sweep is None:
+                    sweep = sweeps.sweep_of(config)
+                specs = build_specs(scripts, self.table, settings, flag_cache.get,
+                                    pyproject=str(rootdir / "pyproject.toml"),
+                                    restrict=restrict, sweep=sweep)
+            except pytest.UsageError:
+                if not flag_cache.settle():
+                    raise
+                continue
             if not flag_cache.settle():
-                raise
-            return self._collect_specs(settings, flag_cache)
-        if flag_cache.settle():
-            return self._collect_specs(settings, flag_cache)
+                break
         if cache_file is not None and flag_cache.changed and self.controller:
             flag_cache.write(cache_file)
         check_train_args(specs)

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from training_plugin import pytest_compat
+
 #: Default of the ini key ``training_max_cells``.
 DEFAULT_MAX_CELLS = 1000
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -262,8 +264,8 @@ def sweep_of(config: Any) -> Sweep:
                   repeats=config.getoption("training_repeats", None),
                   max_cells=parse_max_cells(limit or DEFAULT_MAX_CELLS))
     seed = config.getoption("seed", None)
-    controller = not hasattr(config, "workerinput")  # xdist's workers say nothing
-    if controller and seed is not None and any(a.key == "seed" for a in sweep.axes):
+    # xdist's workers say nothing
+    if pytest_compat.is_controller(config) and seed is not None and any(a.key == "seed" for a in sweep.axes):
         config.issue_config_time_warning(
             pytest.PytestConfigWarning(MSG_SEED_SWEPT.format(seed=seed)), stacklevel=2)
     return sweep

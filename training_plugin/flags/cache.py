@@ -31,6 +31,15 @@ def _signature(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
+def _compiles(source: bytes, name: str) -> bool:
+    """Whether ``source`` compiles (``symtable``: no syntax tree kept)."""
+    try:
+        symtable.symtable(source, name, "exec")
+    except Exception:  # noqa: BLE001 - any refusal
+        return False
+    return True
+
+
 class FlagCache:
     """Analysis results keyed by the sha256 of the script and of every followed module.
 
@@ -156,13 +165,8 @@ class FlagCache:
         follower = self.analyzer.follower
         for key, (entry, source) in self._pending.items():
             module = follower.parsed(Path(key))
-            if module is None and not may_have_entry_point(source):
-                try:
-                    symtable.symtable(source, key, "exec")
-                except Exception:  # noqa: BLE001 - any refusal: the parser says why
-                    module = follower.parse(Path(key), source)
-            elif module is None:
-                module = follower.parse(Path(key), source)
+            if module is None and (may_have_entry_point(source) or not _compiles(source, key)):
+                module = follower.parse(Path(key), source)  # a refusal: the parser says why
             found = "" if module is None else (
                 module if isinstance(module, str) else entry_point(module, source) or "")
             entry[3] = found

@@ -26,6 +26,7 @@ from training_plugin.flags.source import (
     dotted,
     literal,
     origin,
+    walk,
 )
 
 _NO_VALUE_ACTIONS = frozenset(
@@ -148,9 +149,9 @@ class Analyzer:
         calls = [n for n in nodes if isinstance(n, ast.Call)]
         parser_names: set[str] = set()
         made_by: dict[str, list[ast.Call]] = {}  # local name -> the calls assigned to it
-        # the script's whole tree at depth 0 (without bound literals its walk is ast.walk)
+        # the script's whole tree at depth 0 (without bound literals its walk is source.walk)
         whole = depth == 0 and not env and len(roots) == 1 and roots[0] is module.tree
-        scope = nodes if depth or whole else list(walk_pruned(module.tree, {}))
+        scope = nodes if depth or whole else list(walk(module.tree))
         for node in scope:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
                 made = dotted(node.value.func) or ""
