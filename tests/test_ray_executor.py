@@ -26,11 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from fakejobs import fake, job_was_ready, run_in_pty, tree_job
+from fakejobs import busy_job, fake, job_was_ready, run_in_pty, tree_job
 from ports import reserve_port
 from proctable import MARKER_VAR, marked_pids
 from ray_cluster import RAY, Cluster, machine_lock
-from test_failures import KNOWN_COST
 from training_plugin.executors.base import MSG_OOM_HINT, MSG_OUTSIDE_SIGNAL, JobRun
 from training_plugin.executors.ray import (
     MSG_NO_NODE_LEFT,
@@ -286,11 +285,11 @@ def on_node(name: str) -> str:
 
 
 def test_what_a_job_cost_on_the_cluster_is_measured_on_its_node(pytester, ray_cluster, marker):
-    # A job of known cost (about 1 s of CPU time, a 200 MiB buffer; test_failures.py's) on
-    # each node: the one that asks for a GPU runs on the second node (it declares one), the
-    # other on the head.  Each one's supervisor measures it on its node as locally: the CPU
-    # time of its tree, the sampled peak of its RSS (the node named), GPU-seconds.
-    job = fake(pre=KNOWN_COST)
+    # A job of known cost (about 1 s of CPU time, a 200 MiB buffer) on each node: the one
+    # that asks for a GPU runs on the second node (it declares one), the other on the head.
+    # Each one's supervisor measures it on its node as locally: the CPU time of its tree, the
+    # sampled peak of its RSS (the node named), GPU-seconds.
+    job = fake(pre=busy_job(1.0, 200))
     root = project(pytester, marker, {"train_gpu": job, "train_cpu": job},
                    "[tool.training_plugin.jobs.gpu]\ngpus = 1\n"
                    "[tool.training_plugin.jobs.cpu]\nresources = { head = 1 }\n")
@@ -298,6 +297,8 @@ def test_what_a_job_cost_on_the_cluster_is_measured_on_its_node(pytester, ray_cl
     assert rc == 0, out
     jobs = summary(root)
     assert (jobs["gpu"]["node"], jobs["cpu"]["node"]) == ("ray:second", "ray:head"), jobs
+    history = [json.loads(line) for line in
+               (root / "out" / "history.jsonl").read_text().splitlines()]
     for name, node, gpus in (("gpu", "second", 1), ("cpu", "head", 0)):
         cost = jobs[name]["cost"]
         assert cost is not None, jobs[name]
@@ -309,8 +310,6 @@ def test_what_a_job_cost_on_the_cluster_is_measured_on_its_node(pytester, ray_cl
                                                                         abs=0.01), cost
         # the attempt carries it as locally, and so does the history
         assert [a["cost"] for a in jobs[name]["attempts"]] == [cost], jobs[name]
-        history = [json.loads(line) for line in
-                   (root / "out" / "history.jsonl").read_text().splitlines()]
         assert [h["cost"] for h in history if h["job"] == name] == [cost], history
         # the summary table's cost column
         assert re.search(rf"^\s*{name}\b.*\bpassed\b.*cpu \d+\.\ds, peak \d+ MiB"

@@ -15,12 +15,12 @@ Protocol, one JSON object per line.  Requests: {"op": "spawn", "id": N, "argv": 
 "env": {...}, "log", "cgroup": "<group>/cgroup.procs", "rlimit_as": BYTES} (the last two
 optional) and {"op": "kill", "id": N}.  Replies: {"event": "started", "id", "pid", "cgroup":
 moved into it}, {"event": "error", "id", "message"} (it could not start), and {"event": "exit",
-"id", "returncode", "leftovers", "killed", "runtime_s", "cpu_s", "maxrss", "rss_peak"}:
+"id", "returncode", "leftovers", "killed", "runtime_s", "cpu_s", "peak_bytes"}:
 ``returncode`` subprocess-style (negative = signal); ``leftovers``, processes of the tree alive
 after the main process ended (killed); ``runtime_s``, the main process's lifetime.  The job's
 cost: ``cpu_s``, user + system time of its whole tree (``wait4``: every orphan is reaped here,
-and a reaped process's figures include its own reaped children); ``maxrss``, its largest
-process (bytes); ``rss_peak``, the largest sum of the tree's RSS sampled every ``SAMPLE_S``.
+and a reaped process's figures include its own reaped children); ``peak_bytes``, the largest
+sum of the tree's RSS sampled every ``SAMPLE_S``, at least its largest process's (0: neither).
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ class Reaper:
         leftovers = found if not killed else 0
         cpu, maxrss, peak, _ = self.cost.pop(pid)
         self.reply(event="exit", id=rid, returncode=code, leftovers=leftovers, killed=killed,
-                   runtime_s=round(runtime, 4), cpu_s=round(cpu, 4), maxrss=maxrss, rss_peak=peak)
+                   runtime_s=round(runtime, 4), cpu_s=round(cpu, 4), peak_bytes=max(peak, maxrss))
 
     def handle(self, request: dict) -> None:
         """Dispatch one request from the client."""

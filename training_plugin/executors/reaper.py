@@ -242,19 +242,18 @@ def _run_job(
             safefs.append_text(log_path, MSG_LEFTOVERS.format(n=leftovers))
         except OSError:
             pass  # a link the job left where its log was, or a full disk
-    extra: dict = {}
     if not timed_out and "runtime_s" in message:  # the job's own time, not the clean-up's
-        extra["duration_s"] = float(message["runtime_s"])
-    wall = extra.get("duration_s", time.monotonic() - started)
-    peak = max(int(message.get("rss_peak") or 0), int(message.get("maxrss") or 0))
-    cost = JobCost(wall_s=wall, cpu_s=message.get("cpu_s"), peak_bytes=peak or None,
+        wall = float(message["runtime_s"])
+    else:
+        wall = time.monotonic() - started
+    cost = JobCost(wall_s=wall, cpu_s=message.get("cpu_s"),
+                   peak_bytes=int(message.get("peak_bytes") or 0) or None,
                    peak_method=None if in_group else PEAK_SAMPLED)
     code = int(message["returncode"])
     killed = timed_out or bool(message.get("killed"))
-    return result(returncode=code, timed_out=timed_out, leftovers=leftovers, cost=cost,
-                  killed_by_plugin=killed,
-                  infrastructure=None if killed else outside_signal(code, hint=not in_group),
-                  **extra)
+    return result(returncode=code, duration_s=wall, timed_out=timed_out, leftovers=leftovers,
+                  cost=cost, killed_by_plugin=killed,
+                  infrastructure=None if killed else outside_signal(code, hint=not in_group))
 
 
 def outside_signal(returncode: int | None, hint: bool = True) -> str | None:

@@ -209,11 +209,11 @@ def run_job(job_id: str, argv: list, env_add: dict, controller: dict, timeout: f
                 if not data:
                     break
                 yield "out", data
-        peak = max(int(message.get("rss_peak") or 0), int(message.get("maxrss") or 0))
         yield "exit", {"returncode": int(message["returncode"]), "timed_out": timed_out,
                        "leftovers": leftovers, "runtime_s": float(message.get("runtime_s", 0.0)),
                        "killed": timed_out or bool(message.get("killed")),
-                       "cpu_s": message.get("cpu_s"), "peak_bytes": peak or None,
+                       "cpu_s": message.get("cpu_s"),
+                       "peak_bytes": message.get("peak_bytes") or None,
                        "gpus": _gpus_given(ray)}
     finally:
         try:
