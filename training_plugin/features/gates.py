@@ -146,11 +146,12 @@ class MeanGates:
         """A cell never run before is expected to take as long as its job last did (cells
         and jobs go longest first)."""
         state = state_of(config)
-        remembered = order.load_durations(config) if state is not None else {}
-        return {f"{spec.relpath}::{spec.id}": remembered[f"{spec.relpath}::{spec.job}"]
-                for specs in (state.specs.values() if state is not None else ())
-                for spec in specs
-                if spec.cell and f"{spec.relpath}::{spec.job}" in remembered}
+        if state is None:
+            return {}
+        remembered = order.load_durations(config)
+        return {f"{spec.relpath}::{spec.id}": remembered[job]
+                for specs in state.specs.values() for spec in specs
+                if spec.cell and (job := f"{spec.relpath}::{spec.job}") in remembered}
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Any:

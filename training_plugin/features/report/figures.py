@@ -64,22 +64,23 @@ def figure_files(folder: Path, since: float | None,
         found = sorted(p for p in folder.iterdir() if p.suffix.lower() in FIGURE_TYPES)
     except OSError:
         return [], [], []
-    files, linked = [], []
+    files, notes = [], []
     for path in found:
         problem = schema.link_problem(path, root)
         if problem is None:
             files.append(path)
         elif path.is_symlink() or "symbolic link" in problem:
-            linked.append(f"{problem}; not embedded")
+            notes.append(f"{problem}; not embedded")
+    linked = list(dict.fromkeys(notes))  # a linked figures/ names itself once
     if since is None:
-        return files, [], list(dict.fromkeys(linked))
+        return files, [], linked
     fresh, stale = [], []
     for path in files:
         try:
             (fresh if path.stat().st_mtime >= since else stale).append(path)
         except OSError:
             pass
-    return fresh, [p.name for p in stale], list(dict.fromkeys(linked))
+    return fresh, [p.name for p in stale], linked
 
 
 def figure_html(path: Path) -> tuple[str, int]:

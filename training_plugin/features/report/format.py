@@ -10,8 +10,7 @@ from typing import Any
 
 from training_plugin import metrics
 from training_plugin.collect.attempts import MSG_ATTEMPT, MSG_FAILED_ON, MSG_PASSED_ON
-from training_plugin.executors.base import format_bytes
-from training_plugin.executors.base import cost_cell
+from training_plugin.executors.base import cost_cell, format_bytes
 
 #: The order in which known metrics are listed (others follow alphabetically).
 METRIC_ORDER = ("roc_auc", "accuracy", "balanced_accuracy", "f1_macro", "sensitivity",

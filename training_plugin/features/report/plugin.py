@@ -46,8 +46,8 @@ class HtmlReport:
         """The job's extra and digest, on its call report (they travel with it); a job lost
         to an infrastructure failure is an error, whose report the session marks "setup"."""
         report = yield
-        record = results.record_of(report) if report.when in ("call", "setup") else None
-        if record is None or (report.when == "setup" and not record.attempts):
+        record = results.record_of(report) if call.when == "call" else None
+        if record is None:
             return report
         try:
             outcome = "error" if report.when == "setup" else report.outcome
