@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from training_plugin import aggregate, safefs, store
+from training_plugin.collect.attempts import attempts_phrase
 from training_plugin.executors.base import cost_cell
 from training_plugin.results import SUMMARY_FILE, JobRecord, record_of, write_json_atomic
 
@@ -286,11 +287,5 @@ def _failure_notes(row: dict[str, Any]) -> list[str]:
     notes = []
     if row["outcome"] == "error" and row["infrastructure"]:
         notes.append(f"infrastructure: {row['infrastructure']}")
-    attempts = row["attempts"] or []
-    if len(attempts) > 1:
-        earlier = "; ".join(f"attempt {a.get('attempt')}: {a.get('result')}"
-                            for a in attempts[:-1])
-        last = attempts[-1].get("attempt")
-        notes.append(f"passed on attempt {last} ({earlier})" if row["outcome"] == "passed"
-                     else f"attempt {last} of {len(attempts)} ({earlier})")
-    return notes
+    tries = attempts_phrase(row["attempts"] or [], passed=row["outcome"] == "passed")
+    return [*notes, tries] if tries else notes

@@ -10,7 +10,7 @@ output folder is kept across attempts; each retried attempt's log is kept as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -89,16 +89,22 @@ def run_attempts(executor: Executor, job: JobRun, retries: int,
     return attempts
 
 
-def attempts_phrase(attempts: Sequence[Attempt]) -> str | None:
+def attempts_phrase(attempts: Sequence[Mapping[str, Any]],
+                    passed: bool | None = None) -> str | None:
     """"passed on attempt 2 (attempt 1: killed by SIGKILL ...)" for a job that needed more
-    than one attempt; None for one attempt."""
+    than one attempt; None for one attempt.  ``attempts`` in the record's form
+    (``Attempt.to_json``); ``passed``: whether the job passed (by default: whether its last
+    attempt ran ok)."""
     if len(attempts) < 2:
         return None
-    earlier = "; ".join(MSG_ATTEMPT.format(n=a.number, how=a.how()) for a in attempts[:-1])
+    earlier = "; ".join(MSG_ATTEMPT.format(n=a.get("attempt"), how=a.get("result"))
+                        for a in attempts[:-1])
     last = attempts[-1]
-    if last.result.ok:
-        return MSG_PASSED_ON.format(n=last.number, earlier=earlier)
-    return f"{MSG_FAILED_ON.format(n=last.number, total=len(attempts))} ({earlier})"
+    if passed is None:
+        passed = last.get("result") == "ok"
+    if passed:
+        return MSG_PASSED_ON.format(n=last.get("attempt"), earlier=earlier)
+    return f"{MSG_FAILED_ON.format(n=last.get('attempt'), total=len(attempts))} ({earlier})"
 
 
 def junit_properties(attempts: Sequence[Attempt]) -> list[tuple[str, object]]:
@@ -122,7 +128,7 @@ def junit_properties(attempts: Sequence[Attempt]) -> list[tuple[str, object]]:
     if result.infrastructure and not result.ok:
         props.append(("infrastructure", result.infrastructure))
     props.append(("attempts", len(attempts)))
-    phrase = attempts_phrase(attempts)
+    phrase = attempts_phrase([a.to_json() for a in attempts])
     if phrase:
         props.append(("attempts.story", phrase))
     return props
@@ -171,5 +177,5 @@ def failure_story(job_id: str, attempts: Sequence[Attempt], no_space: str | None
         where = f" on {result.node}" if remote else ""
         how = f" failed{where}: {result.describe()}"
     full = f" ({no_space})" if no_space else ""
-    tries = attempts_phrase(attempts)
+    tries = attempts_phrase([a.to_json() for a in attempts])
     return f"training job {job_id!r}{how}{took}{full}" + (f"; {tries}" if tries else "")

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from training_plugin import metrics
-from training_plugin.collect.attempts import MSG_ATTEMPT, MSG_FAILED_ON, MSG_PASSED_ON
+from training_plugin.collect.attempts import attempts_phrase
 from training_plugin.executors.base import cost_cell, format_bytes
 
 #: The order in which known metrics are listed (others follow alphabetically).
@@ -114,16 +114,8 @@ def delta_html(delta: Mapping[str, Any] | None, short: bool = False) -> str:
 
 def attempts_text(attempts: list[dict[str, Any]] | None) -> str:
     """"passed on attempt 2 (attempt 1: killed by SIGKILL ...)" from a record's ``attempts``
-    (the wording of ``collect.attempts``); "" for a job that took one attempt."""
-    attempts = [a for a in attempts or [] if isinstance(a, Mapping)]
-    if len(attempts) < 2:
-        return ""
-    earlier = "; ".join(MSG_ATTEMPT.format(n=a.get("attempt"), how=a.get("result"))
-                        for a in attempts[:-1])
-    last = attempts[-1]
-    if last.get("result") == "ok":
-        return MSG_PASSED_ON.format(n=last.get("attempt"), earlier=earlier)
-    return f"{MSG_FAILED_ON.format(n=last.get('attempt'), total=len(attempts))} ({earlier})"
+    (``collect.attempts.attempts_phrase``); "" for a job that took one attempt."""
+    return attempts_phrase([a for a in attempts or [] if isinstance(a, Mapping)]) or ""
 
 
 def cost_html(cost: Mapping[str, Any] | None) -> str:
