@@ -268,17 +268,23 @@ p.parse_args()
 """
 
 
-def test_each_module_is_parsed_and_scanned_once_per_session(
+def test_each_module_is_read_parsed_and_scanned_once_per_session(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files = {f"group{i % 3}/train_s{i}.py": SCRIPT.format(i=i) for i in range(6)}
     files["shared/__init__.py"] = ""
     files["shared/common.py"] = HELPER
-    pytester.makeini("[pytest]\ntestpaths = tests\n")
+    # every file a candidate: the helper's entry-point check reads it before the scripts follow it
+    pytester.makeini("[pytest]\ntestpaths = tests\ntraining_glob = *.py\n")
     write_files(pytester.path, files)
     parsed: Counter[str] = Counter()
     scanned: Counter[str] = Counter()
-    module_init, scan = source.Module.__init__, walk.Analyzer._scan
+    read: Counter[str] = Counter()
+    module_init, scan, read_bytes = source.Module.__init__, walk.Analyzer._scan, Path.read_bytes
+
+    def counting_read(self):  # type: ignore[no-untyped-def]
+        read[str(self)] += 1
+        return read_bytes(self)
 
     def counting_init(self, path, *args, **kwargs):  # type: ignore[no-untyped-def]
         parsed[Path(path).name] += 1
@@ -290,11 +296,14 @@ def test_each_module_is_parsed_and_scanned_once_per_session(
 
     monkeypatch.setattr(source.Module, "__init__", counting_init)
     monkeypatch.setattr(walk.Analyzer, "_scan", counting_scan)
+    monkeypatch.setattr(Path, "read_bytes", counting_read)
     result = pytester.runpytest_inprocess("-p", "training_plugin", "-p", "no:cacheprovider",
                                           "--collect-only")
     assert result.ret == 0, result.stderr.str()
     assert result.stdout.str().count(", --epochs, --output-dir\n") == 6
     assert parsed["common.py"] == 1 and scanned["common.py"] == 1
+    # the entry-point check's bytes serve the parse when a script's analysis follows it
+    assert read[str(pytester.path / "shared" / "common.py")] == 1, read
     assert all(parsed[f"train_s{i}.py"] == 1 for i in range(6))
 
 

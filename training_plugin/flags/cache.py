@@ -149,6 +149,7 @@ class FlagCache:
                     return f"cannot be read: {exc.strerror}"
             if self.analyzer.follower.parsed(Path(key)) is None and b"__main__" not in source:
                 self._pending[key] = (entry, source)
+                self.analyzer.follower.offer(Path(key), source)
                 return None
             module = self.analyzer.follower.parse(Path(key), source)
             entry[3] = module if isinstance(module, str) else entry_point(module, source) or ""

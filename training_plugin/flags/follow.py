@@ -30,6 +30,13 @@ class Follower:
         self._modules: dict[str, Module | str] = {}
         #: top-level names of absolute imports looked up, per recording (``record``)
         self._recordings: list[set[str]] = []
+        #: bytes already read but not parsed yet (``offer``): a later ``parse`` reads no file
+        self._offered: dict[str, bytes] = {}
+
+    def offer(self, path: Path, source: bytes) -> None:
+        """Keep the bytes read from ``path`` for when it is parsed (a module that the entry-point
+        check left undecided and a script's analysis then follows)."""
+        self._offered[os.path.abspath(path)] = source
 
     def parse(self, path: Path, source: bytes | None = None) -> Module | str:
         """The parsed module at ``path``, or why it cannot be read or parsed; each file is
@@ -39,9 +46,10 @@ class Follower:
         if found is not None:
             return found
         module: Module | str
+        offered = self._offered.pop(key, None)
         try:
             if source is None:
-                source = Path(key).read_bytes()
+                source = Path(key).read_bytes() if offered is None else offered
             module = Module(Path(key), source, ast.parse(source, filename=key))
         except OSError as exc:
             module = f"cannot read the script: {exc.strerror}"
