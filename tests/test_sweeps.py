@@ -489,12 +489,18 @@ def test_a_parameter_the_job_table_args_set_is_not_swept(pytester: pytest.Pytest
     ])
 
 
-def test_cells_never_run_go_by_their_jobs_remembered_duration(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("features", [(), ("-p", "no:training_plugin.features.gates")],
+                         ids=["all features", "without gates"])
+def test_cells_never_run_go_by_their_jobs_remembered_duration(
+    pytester: pytest.Pytester, features: tuple[str, ...]
+) -> None:
     make(pytester, {"train_a.py": SEEDED,
                     "train_b.py": SEEDED.replace("ns = p.parse_args()",
                                                  "ns = p.parse_args()\nimport time; time.sleep(0.5)")})
     run(pytester).assert_outcomes(passed=2)  # remembers a (fast) and b (slow)
-    listing = run(pytester, "--sweep", "seed=0:2", "--collect-only", "-p", "no:randomly")
+    # the cells' order is the core's: it holds with the gates feature switched off
+    listing = run(pytester, "--sweep", "seed=0:2", "--collect-only", "-p", "no:randomly",
+                  *features)
     order = [line.split()[1].rstrip(":") for line in listing.stdout.lines
              if line.startswith("job ")]
     assert order == ["b[seed_0]", "b[seed_1]", "a[seed_0]", "a[seed_1]"]

@@ -71,7 +71,11 @@ class TrainingSession:
     def durations(self) -> dict[str, float]:
         """Known durations by node id (remembered, else expected), worked out once."""
         if self._durations is None:
-            self._durations = known_durations(self.config)
+            state = state_of(self.config)
+            cells = {} if state is None else {
+                f"{spec.relpath}::{spec.id}": f"{spec.relpath}::{spec.job}"
+                for specs in state.specs.values() for spec in specs if spec.cell}
+            self._durations = known_durations(self.config, cells)
         return self._durations
 
     # -- the executor ---------------------------------------------------------------------------

@@ -15,10 +15,8 @@ from typing import Any
 import pytest
 
 from training_plugin import aggregate, store
-from training_plugin.collect.pipeline import state_of
 from training_plugin.metrics import bound_lines, fmt, lookup
 from training_plugin.pytest_compat import is_controller
-from training_plugin.run import order
 from training_plugin.verdict import log_verdict
 
 NAME = "training_plugin.gates"
@@ -141,17 +139,6 @@ class MeanGates:
         """Keep each cell's final record."""
         if record.cell:
             self.records[record.nodeid] = record
-
-    def pytest_training_expected_durations(self, config: pytest.Config) -> dict[str, float]:
-        """A cell never run before is expected to take as long as its job last did (cells
-        and jobs go longest first)."""
-        state = state_of(config)
-        if state is None:
-            return {}
-        remembered = order.load_durations(config)
-        return {f"{spec.relpath}::{spec.id}": remembered[job]
-                for specs in state.specs.values() for spec in specs
-                if spec.cell and (job := f"{spec.relpath}::{spec.job}") in remembered}
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Any:

@@ -28,16 +28,23 @@ DURATIONS_KEY = "training_plugin/durations"
 DEFAULT_ESTIMATE_S = 1.0
 
 
-def known_durations(config: pytest.Config) -> dict[str, float]:
+def known_durations(config: pytest.Config,
+                    cells: dict[str, str] | None = None) -> dict[str, float]:
     """Remembered durations, and for the jobs without one, the expected ones that plugins
     give through ``pytest_training_expected_durations`` (the order of a first run on a fresh
-    clone comes from the committed baseline)."""
+    clone comes from the committed baseline).  ``cells`` maps a sweep cell's node id to its
+    job's: a cell never run is expected to take as long as its job (cells and jobs go longest
+    first)."""
     expected: dict[str, float] = {}
     for answer in config.hook.pytest_training_expected_durations(config=config):
         if isinstance(answer, dict):
             expected.update({str(k): float(v) for k, v in answer.items()
                              if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    return {**expected, **load_durations(config)}
+    known = {**expected, **load_durations(config)}
+    for cell, job in (cells or {}).items():
+        if cell not in known and job in known:
+            known[cell] = known[job]
+    return known
 
 
 def load_durations(config: pytest.Config) -> dict[str, float]:
