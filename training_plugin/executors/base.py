@@ -4,7 +4,7 @@ small protocol every executor follows (``Executor``).  No heavy imports here."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -65,6 +65,40 @@ def cost_cell(cost: dict[str, Any] | None) -> str:
     if cost.get("gpu_s"):
         parts.append(f"gpu {format_duration(cost['gpu_s'])}")
     return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class SessionCost:
+    """What a session's jobs cost together: the CPU seconds of every attempt added up, and the
+    largest peak memory of one attempt, with its job's id."""
+
+    cpu_s: float
+    peak_bytes: float | None = None
+    peak_job: str | None = None
+
+
+def session_cost(records: Iterable[Any]) -> SessionCost | None:
+    """The session's cost over job records (each attempt's ``cost``, else the record's own);
+    None when no job's cost was measured."""
+    cpu, peaks, measured = 0.0, [], False
+    for record in records:
+        costs = [a.get("cost") for a in record.attempts or [] if isinstance(a, Mapping)]
+        for cost in costs or [record.cost]:
+            if not isinstance(cost, Mapping):
+                continue
+            measured = True
+            if _number(cost.get("cpu_s")):
+                cpu += float(cost["cpu_s"])
+            if _number(cost.get("peak_bytes")) and cost["peak_bytes"]:
+                peaks.append((float(cost["peak_bytes"]), str(record.id)))
+    if not measured:
+        return None
+    peak, job = max(peaks) if peaks else (None, None)
+    return SessionCost(cpu, peak, job)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

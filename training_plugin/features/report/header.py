@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from training_plugin import provenance
-from training_plugin.executors.base import format_bytes, format_duration
+from training_plugin.executors.base import format_bytes, format_duration, session_cost
 from training_plugin.features.report.format import (
     attempts_text, cost_html, delta_html, esc, fmt, fmt_duration, fmt_spread, synthetic_badge,
 )
@@ -108,25 +108,12 @@ def session_html(config: pytest.Config, started_utc: str, total_s: float,
 def cost_total(records: Mapping[str, JobRecord]) -> str:
     """The session's cost: CPU time added up over the jobs' attempts, the largest peak of one
     job ("" when no job's cost was measured)."""
-    cpu = 0.0
-    peaks: list[tuple[float, str]] = []
-    measured = False
-    for record in records.values():
-        costs = [a.get("cost") for a in record.attempts or []] or [record.cost]
-        for cost in costs:
-            if not isinstance(cost, Mapping):
-                continue
-            measured = True
-            if isinstance(cost.get("cpu_s"), (int, float)):
-                cpu += float(cost["cpu_s"])
-            if isinstance(cost.get("peak_bytes"), (int, float)) and cost["peak_bytes"]:
-                peaks.append((float(cost["peak_bytes"]), str(record.id)))
-    if not measured:
+    total = session_cost(records.values())
+    if total is None:
         return ""
-    text = f"cpu {format_duration(cpu)} in all (every attempt)"
-    if peaks:
-        peak, job = max(peaks)
-        text += f"; largest peak {format_bytes(peak)} ({job})"
+    text = f"cpu {format_duration(total.cpu_s)} in all (every attempt)"
+    if total.peak_bytes is not None:
+        text += f"; largest peak {format_bytes(total.peak_bytes)} ({total.peak_job})"
     return f'<span class="tp-cost-total">{esc(text)}</span>'
 
 

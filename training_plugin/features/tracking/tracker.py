@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from training_plugin import provenance, results
+from training_plugin.executors.base import session_cost
 from training_plugin.features.tracking.files import JobFiles
 from training_plugin.features.tracking.mapping import (
-    MAX_PARAM, MAX_TAG, cell_fields, clip, cost_metrics, flag_params, job_metrics, job_tags,
+    MAX_PARAM, MAX_TAG, cell_fields, clip, flag_params, job_metrics, job_tags,
     run_status, table_params,
 )
 from training_plugin.features.tracking.models import log_models
@@ -67,7 +68,7 @@ class Tracker:
         self.notes: list[str] = []  # files left out of a job's run (links), and why
         self.logged: list[str] = []  # job ids logged
         self.outcomes: dict[str, int] = {}
-        self.cost: dict[str, float] = {}  # the session's: CPU seconds added up, largest peak
+        self.costed: list[JobRecord] = []  # the jobs logged: the session's cost comes from them
         self.job_runs: dict[str, str] = {}  # a swept job's id -> its run (its cells' parent)
         self.failed_jobs: set[str] = set()  # swept jobs with a cell that did not pass
         self.active = False
@@ -256,13 +257,7 @@ class Tracker:
             raise
         client.set_terminated(run_id, status, end_time=ended_ms)
         self.outcomes[record.outcome] = self.outcomes.get(record.outcome, 0) + 1
-        cost = cost_metrics(record)
-        cpu = cost.get("cost_cpu_s_all_attempts", cost.get("cost_cpu_s"))
-        if cpu is not None:
-            self.cost["cost_cpu_s"] = self.cost.get("cost_cpu_s", 0.0) + cpu
-        if "cost_peak_bytes" in cost:
-            self.cost["cost_peak_bytes"] = max(cost["cost_peak_bytes"],
-                                               self.cost.get("cost_peak_bytes", 0.0))
+        self.costed.append(record)
 
     # -- end of the session -----------------------------------------------------------------
     def _job_run(self, record: JobRecord, start_ms: int) -> str:
@@ -289,7 +284,11 @@ class Tracker:
                   else "FAILED")
         counts = {f"jobs_{k}": float(v) for k, v in self.outcomes.items()}
         counts["jobs_logged"] = float(len(self.logged))
-        counts.update(self.cost)
+        total = session_cost(self.costed)
+        if total is not None:  # CPU seconds of every attempt added up, the largest peak
+            counts["cost_cpu_s"] = total.cpu_s
+            if total.peak_bytes is not None:
+                counts["cost_peak_bytes"] = total.peak_bytes
         self.client.log_batch(self.parent_id,
                               metrics=[Metric(k, v, now, 0) for k, v in counts.items()])
         for job, run_id in self.job_runs.items():
