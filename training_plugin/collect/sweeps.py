@@ -264,8 +264,8 @@ def sweep_of(config: Any) -> Sweep:
                   repeats=config.getoption("training_repeats", None),
                   max_cells=parse_max_cells(limit or DEFAULT_MAX_CELLS))
     seed = config.getoption("seed", None)
-    # xdist's workers say nothing
-    if pytest_compat.is_controller(config) and seed is not None and any(a.key == "seed" for a in sweep.axes):
+    swept = any(a.key == "seed" for a in sweep.axes)
+    if pytest_compat.is_controller(config) and seed is not None and swept:  # workers say nothing
         config.issue_config_time_warning(
             pytest.PytestConfigWarning(MSG_SEED_SWEPT.format(seed=seed)), stacklevel=2)
     return sweep

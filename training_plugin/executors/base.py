@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from training_plugin.metrics import is_number
+
 MSG_TIMED_OUT = "timed out after {timeout} s (process tree killed)"
 MSG_KILLED = "killed by {signal}"
 MSG_OOM_HINT = " (out of memory?)"
@@ -87,18 +89,14 @@ def session_cost(records: Iterable[Any]) -> SessionCost | None:
             if not isinstance(cost, Mapping):
                 continue
             measured = True
-            if _number(cost.get("cpu_s")):
+            if is_number(cost.get("cpu_s")):
                 cpu += float(cost["cpu_s"])
-            if _number(cost.get("peak_bytes")) and cost["peak_bytes"]:
+            if is_number(cost.get("peak_bytes")) and cost["peak_bytes"]:
                 peaks.append((float(cost["peak_bytes"]), str(record.id)))
     if not measured:
         return None
     peak, job = max(peaks) if peaks else (None, None)
     return SessionCost(cpu, peak, job)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
