@@ -31,16 +31,19 @@ from ports import release_port, reserve_port
 
 CLUSTER_VAR = "TP_RAY_CLUSTER"
 RAY = os.path.join(os.path.abspath(sys.prefix), "bin", "ray")
-#: Health checks fast enough that a lost node is noticed in seconds; token authentication off
+#: Health checks fast enough that a lost node is noticed in seconds (a dead raylet's port
+#: refuses at once, so each of the 3 checks fails within its period) and patient enough that a
+#: live raylet slowed by a loaded machine is not declared dead (each check waits 10 s for its
+#: answer, the first 5 s after the node registers); token authentication off
 #: (a head started while ``~/.ray/auth_token`` exists turns it on by itself, e.g. after a
 #: ``ray.init()`` of a local instance wrote that file, and then the second node, which joins by
 #: address, cannot connect).
 FAST_HEALTH = {
     "RAY_AUTH_MODE": "disabled",
     "RAY_health_check_period_ms": "1000",
-    "RAY_health_check_timeout_ms": "1000",
+    "RAY_health_check_timeout_ms": "10000",
     "RAY_health_check_failure_threshold": "3",
-    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_health_check_initial_delay_ms": "5000",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DEDUP_LOGS": "0",
 }
@@ -110,11 +113,15 @@ def _comm(pid: int) -> str:
 class Node:
     """One ``ray start --block`` process."""
 
-    def __init__(self, name: str, proc: subprocess.Popen, marker: str, log: Path) -> None:
+    def __init__(self, name: str, proc: subprocess.Popen, marker: str, log: Path,
+                 port: int) -> None:
         self.name = name
         self.proc = proc
         self.marker = marker
         self.log = log
+        #: Its raylet's ``--node-manager-port``: fresh for every start, so it tells this node
+        #: from an earlier one of the same name that the cluster may still list.
+        self.port = port
 
     def raylet_pid(self) -> int | None:
         """The pid of this node's raylet (a descendant of its ``ray start``)."""
@@ -227,14 +234,15 @@ class Cluster:
         argv = [RAY, "start", "--block", "--node-name", name, "--node-ip-address", "127.0.0.1",
                 "--num-cpus", str(self.cpus), "--num-gpus", str(gpus), "--disable-usage-stats",
                 "--object-store-memory", "100000000", "--temp-dir", str(temp_dir), *args]
-        for option in ports:
-            argv += [option, str(self._port())]
+        chosen = {option: self._port() for option in ports}
+        for option, port in chosen.items():
+            argv += [option, str(port)]
         if wrap:
             argv = [*wrap, *argv]
         with open(log, "wb") as out:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                     env=self._env(marker), start_new_session=True, cwd=self.temp)
-        return Node(name, proc, marker, log)
+        return Node(name, proc, marker, log, chosen["--node-manager-port"])
 
     def _hide_wrapper(self) -> list[str] | None:
         """``unshare --mount`` with a tmpfs over each hidden path, the venv bound back."""
@@ -264,9 +272,9 @@ class Cluster:
         return self
 
     def start_second(self, timeout: float = 180.0) -> None:
-        """(Re)start the second node and wait until the cluster sees two live nodes."""
+        """(Re)start the second node and wait until a driver sees both nodes alive."""
         self._attempts("second", self._start_second, timeout)
-        self.wait_seen(2, timeout)
+        self.wait_seen(timeout)
 
     def _attempts(self, name: str, start, timeout: float) -> None:
         """Run ``start`` (which boots node ``name`` and waits for it) under the start-up lock;
@@ -309,26 +317,37 @@ class Cluster:
 
     def _start_second(self, timeout: float) -> None:
         if self.second is not None:
+            # The last second node's raylet log says it registered: gone, so that the wait
+            # below reads only this start's.
             self.second.stop()
+            shutil.rmtree(self.temp / "second", ignore_errors=True)
         self.second = self._start(
             "second", ["--address", self.address, "--resources", json.dumps({"second": 1})],
             wrap=self._hide_wrapper(), gpus=self.second_gpus)
         self.wait_nodes(2, timeout)
 
-    def wait_seen(self, count: int, timeout: float = 180.0) -> None:
-        """Wait until a driver sees ``count`` live nodes (a restarted node's raylet says it
-        registered a little before the cluster lists it alive)."""
+    def wait_seen(self, timeout: float = 180.0) -> None:
+        """Wait until a driver lists the head and the second node alive, each by its own
+        node-manager port: a restarted node's raylet says it registered a little before the
+        cluster lists it, and the node it replaced can stay listed alive until its health
+        checks fail, so a count of live nodes can be reached with the new one still missing."""
         probe = ("import ray, sys\nray.init(address=sys.argv[1], log_to_driver=False)\n"
-                 "print(sum(1 for n in ray.nodes() if n['Alive']))\n")
+                 "print(*(n['NodeManagerPort'] for n in ray.nodes() if n['Alive']))\n")
+        nodes = [n for n in (self.head, self.second) if n is not None]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            for node in nodes:
+                if node.proc.poll() is not None:
+                    raise NodeEnded(node, self.temp)
             out = subprocess.run([sys.executable, "-c", probe, self.address],
                                  capture_output=True, text=True, env=self._env("probe"),
-                                 timeout=120).stdout.split()
-            if out and out[-1].isdigit() and int(out[-1]) >= count:
+                                 timeout=120).stdout.splitlines()
+            listed = set(out[-1].split()) if out else set()
+            if all(str(node.port) in listed for node in nodes):
                 return
             time.sleep(0.5)
-        raise RuntimeError(f"the ray cluster did not list {count} live nodes in {timeout:.0f} s")
+        raise RuntimeError(f"the ray cluster did not list its {len(nodes)} nodes alive in "
+                           f"{timeout:.0f} s")
 
     def _wait_head(self, ready, what: str, timeout: float) -> None:
         """Wait until ``ready()`` is true (an OSError counts as not yet); a head that ends
