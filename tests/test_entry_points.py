@@ -256,6 +256,15 @@ HELPER = """\
 def add_common_args(parser):
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--output-dir")
+
+
+def unused(values):
+    return [v * 2 for v in values]
+
+
+class Model:
+    def forward(self, x):
+        return x
 """
 SCRIPT = """\
 import argparse
@@ -280,7 +289,10 @@ def test_each_module_is_read_parsed_and_scanned_once_per_session(
     parsed: Counter[str] = Counter()
     scanned: Counter[str] = Counter()
     read: Counter[str] = Counter()
+    defs: Counter[str] = Counter()  # the definitions a partial module parsed when looked up
+    completed: Counter[str] = Counter()
     module_init, scan, read_bytes = source.Module.__init__, walk.Analyzer._scan, Path.read_bytes
+    stub_parse, complete = source.Stub.parse, source.Module.complete
 
     def counting_read(self):  # type: ignore[no-untyped-def]
         read[str(self)] += 1
@@ -290,11 +302,23 @@ def test_each_module_is_read_parsed_and_scanned_once_per_session(
         parsed[Path(path).name] += 1
         module_init(self, path, *args, **kwargs)
 
+    def counting_stub_parse(self):  # type: ignore[no-untyped-def]
+        node = stub_parse(self)
+        defs[getattr(node, "name", "?")] += 1
+        return node
+
+    def counting_complete(self):  # type: ignore[no-untyped-def]
+        if not self.whole:
+            completed[self.path.name] += 1
+        complete(self)
+
     def counting_scan(self, module, *args, **kwargs):  # type: ignore[no-untyped-def]
         scanned[module.path.name] += 1
         return scan(self, module, *args, **kwargs)
 
     monkeypatch.setattr(source.Module, "__init__", counting_init)
+    monkeypatch.setattr(source.Module, "complete", counting_complete)
+    monkeypatch.setattr(source.Stub, "parse", counting_stub_parse)
     monkeypatch.setattr(walk.Analyzer, "_scan", counting_scan)
     monkeypatch.setattr(Path, "read_bytes", counting_read)
     result = pytester.runpytest_inprocess("-p", "training_plugin", "-p", "no:cacheprovider",
@@ -304,6 +328,8 @@ def test_each_module_is_read_parsed_and_scanned_once_per_session(
     assert parsed["common.py"] == 1 and scanned["common.py"] == 1
     # the entry-point check's bytes serve the parse when a script's analysis follows it
     assert read[str(pytester.path / "shared" / "common.py")] == 1, read
+    # the helper is parsed in part: the one function followed once, the rest never
+    assert defs == {"add_common_args": 1} and not completed, (defs, completed)
     assert all(parsed[f"train_s{i}.py"] == 1 for i in range(6))
 
 
@@ -348,8 +374,9 @@ def test_a_warm_session_parses_no_file(pytester: pytest.Pytester,
     assert parsed == ["library.py"]
 
 
-#: Scripts whose entry point hides from a line-by-line reading; the text pre-check must not miss
-#: them (``entry.may_have_entry_point`` is a necessary condition of an entry point).
+#: Scripts whose entry point hides from a line-by-line reading of their text; the partial parse
+#: (``source.Module.partial``, which splits the text where top-level statements begin) must
+#: not hide it.
 HIDDEN_ENTRY_POINTS = {
     "after_a_semicolon": "import os; main()\ndef main():\n    pass\n",
     "carriage_returns": "def main():\r    pass\rmain()\r",
@@ -364,25 +391,37 @@ HIDDEN_ENTRY_POINTS = {
     "after_a_docstring": '"""Run it:\nmain()\n"""\ndef main():\n    pass\nmain()\n',
     "a_continued_import": "from os import (path,\n    sep); print(sep)\n",
     "latin_1": "# coding: latin-1\ndef main():\n    pass\nmain()\n",
+    "a_string_statement_after_a_def": 'def main():\n    pass\n"x" if main() else 0\n',
+    "a_call_in_a_closing_line": "def main():\n    pass\nx = [\n1,\n] + [main()\n]\nmain()\n",
+    "after_a_backslash": "def main():\n    pass\nx = 1 + \\\n2; main()\n",
 }
 
 
+def _partly(path: Path, source_bytes: bytes) -> source.Module:
+    """``path``'s module as the follower makes a helper's: in part when it can."""
+    return source.Module.partial(path, source_bytes) or source.Module(
+        path, source_bytes, ast.parse(source_bytes))
+
+
 @pytest.mark.parametrize("name", sorted(HIDDEN_ENTRY_POINTS))
-def test_the_text_pre_check_never_misses_an_entry_point(tmp_path: Path, name: str) -> None:
+def test_a_partly_parsed_module_never_hides_an_entry_point(tmp_path: Path, name: str) -> None:
     text = HIDDEN_ENTRY_POINTS[name]
     source_bytes = text.encode("latin-1" if name == "latin_1" else "utf-8")
-    module = source.Module(tmp_path / "s.py", source_bytes, ast.parse(source_bytes))
-    assert entry.entry_point(module, source_bytes)
-    assert entry.may_have_entry_point(source_bytes)
+    whole = source.Module(tmp_path / "s.py", source_bytes, ast.parse(source_bytes))
+    found = entry.entry_point(whole, source_bytes)
+    assert found
+    assert entry.entry_point(_partly(tmp_path / "s.py", source_bytes), source_bytes) == found
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES))
-def test_the_text_pre_check_on_each_shape(name: str) -> None:
+def test_a_partly_parsed_module_has_the_entry_point_of_its_whole_tree(
+        tmp_path: Path, name: str) -> None:
     text, is_script = SHAPES[name]
-    found = entry.may_have_entry_point(textwrap.dedent(text).encode())
-    assert found or not is_script
-    if name in ("library.py", "constants.py", "click_not_invoked.py"):
-        assert not found  # read off the text: no syntax tree needed
+    source_bytes = textwrap.dedent(text).encode()
+    module = _partly(tmp_path / name, source_bytes)
+    assert bool(entry.entry_point(module, source_bytes)) is is_script
+    if name == "library.py":
+        assert not module.whole  # its definitions were left unparsed
 
 
 def test_a_file_that_looks_like_no_script_but_does_not_parse_is_one(tmp_path: Path) -> None:

@@ -15,9 +15,11 @@ Where each part lives:
 - ``source``: what the others share (the leaf): AST helpers (``dotted``, ``literal``), the
   parsed ``Module`` and the ``State`` of one analysis;
 - ``guards``: literal values at call sites and the ``if`` branches they decide;
-- ``entry``:  whether a file is a script at all: its entry point (``entry_point``), and a
-  text pre-check that rules one out without a syntax tree (``may_have_entry_point``);
-- ``follow``: the session's module table (each file read and parsed once) and where a name
+- ``text``:   where a module's top-level statements begin, read off its text (a leaf);
+- ``entry``:  whether a file is a script at all: its entry point (``entry_point``), read off
+  its top level;
+- ``follow``: the session's module table (each file read and parsed once, a followed helper
+  in part: its top level, and each definition when looked up) and where a name
   used in a module leads: imports (``training_plugin.imports``, the resolver the fingerprint
   uses too) and repository functions (``Follower``);
 - ``walk``:   the AST walk of one script: ``add_argument``, parsers, ``parse_*`` calls, parent
@@ -27,7 +29,7 @@ Where each part lives:
   candidate file's entry point keyed by its contents (a file's hash is trusted while its stat
   signature is unchanged).
 
-Imports go one way: model <- source <- guards, entry, follow <- walk <- cache.
+Imports go one way: model, text <- source <- guards, entry, follow <- walk <- cache.
 """
 
 from __future__ import annotations

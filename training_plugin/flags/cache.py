@@ -12,32 +12,22 @@ from __future__ import annotations
 
 import json
 import os
-import symtable
 import time
 from pathlib import Path
 from typing import Any
 
-from training_plugin.flags.entry import entry_point, may_have_entry_point
+from training_plugin.flags.entry import entry_point
 from training_plugin.flags.model import ParserInfo, sha256_bytes
 from training_plugin.flags.walk import Analyzer
 
 #: Bump when the analysis changes, so cached results of older versions are ignored.
-ANALYSIS_VERSION = 8
+ANALYSIS_VERSION = 9
 #: How long ago (ns) a file must have changed for its stat signature to stand for its contents.
 SETTLED_NS = 2_000_000_000
 
 
 def _signature(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-
-
-def _compiles(source: bytes, name: str) -> bool:
-    """Whether ``source`` compiles (``symtable``: no syntax tree kept)."""
-    try:
-        symtable.symtable(source, name, "exec")
-    except Exception:  # noqa: BLE001 - any refusal
-        return False
-    return True
 
 
 class FlagCache:
@@ -147,29 +137,29 @@ class FlagCache:
                     source = Path(key).read_bytes()
                 except OSError as exc:
                     return f"cannot be read: {exc.strerror}"
-            if self.analyzer.follower.parsed(Path(key)) is None and b"__main__" not in source:
+            follower = self.analyzer.follower
+            module = follower.parsed(Path(key))  # a followed helper's: its top level will do
+            if module is None and b"__main__" not in source:
                 self._pending[key] = (entry, source)
-                self.analyzer.follower.offer(Path(key), source)
+                follower.offer(Path(key), source)
                 return None
-            module = self.analyzer.follower.parse(Path(key), source)
+            if module is None:
+                module = follower.parse(Path(key), source)
             entry[3] = module if isinstance(module, str) else entry_point(module, source) or ""
             self.changed = True
         return entry[3] or None
 
     def settle(self) -> list[str]:
-        """Decide the files that ``entry_point`` left for later: a file parsed meanwhile (a
-        followed module) by its syntax tree; any other whose text shows no entry point
-        (``may_have_entry_point``) by a check that it compiles (``symtable``: no syntax tree
-        built), the rest by their syntax tree.  Returns the scripts among them (the caller
-        looks for scripts again); a file that cannot be parsed counts as a script."""
+        """Decide the files that ``entry_point`` left for later, each by its top level: a file
+        parsed meanwhile (a followed module) as it was, any other parsed in part
+        (``Module.partial``: its plain definitions are not parsed).  Returns the scripts among
+        them (the caller looks for scripts again); a file that cannot be parsed counts as a
+        script."""
         scripts = []
         follower = self.analyzer.follower
         for key, (entry, source) in self._pending.items():
-            module = follower.parsed(Path(key))
-            if module is None and (may_have_entry_point(source) or not _compiles(source, key)):
-                module = follower.parse(Path(key), source)  # a refusal: the parser says why
-            found = "" if module is None else (
-                module if isinstance(module, str) else entry_point(module, source) or "")
+            module = follower.parsed(Path(key)) or follower.parse(Path(key), source, whole=False)
+            found = module if isinstance(module, str) else entry_point(module, source) or ""
             entry[3] = found
             self.changed = True
             if found:

@@ -22,16 +22,13 @@ registrations of a library: ``register_model(...)``, ``_register_defaults()``); 
 module, calls that set it up: ``sys.path.*``, ``warnings.*``, ``logging.*``, ``os.environ.*``,
 ``matplotlib.use``, ``globals().*`` (a ``hubconf.py`` filling its namespace).  A package's ``__init__.py`` is never a script.
 
-``may_have_entry_point`` reads the text alone (comments and strings left out): it is False only
-where no statement can be an entry point, so most library modules need no syntax tree.
+Only the top level is read, so a ``Module.partial`` (its plain definitions not parsed) is
+decided as its whole syntax tree would be.
 """
 
 from __future__ import annotations
 
 import ast
-import re
-import sys
-import unicodedata
 from collections.abc import Iterator
 
 from training_plugin.flags.source import Module, dotted, origin, walk
@@ -158,83 +155,3 @@ def entry_point(module: Module, source: bytes | None = None) -> str | None:
                 if _runs_program(module, call, own):
                     return f"a top-level call to {dotted(call.func)}() at line {line}"
     return None
-
-
-#: Comments and string literals, as the tokenizer meets them from the left (up to Python 3.11
-#: an f-string holds no quote of its own kind, so every string ends at its first unescaped
-#: closing quote).
-_NOT_CODE = re.compile(r'#[^\n]*|"""[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*"""|'
-                       r"'''[^'\\]*(?:(?:\\.|'(?!''))[^'\\]*)*'''|"
-                       r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"|' r"'[^'\\\n]*(?:\\.[^'\\\n]*)*'", re.DOTALL)
-_COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
-_UTF8 = re.compile(rb"(?i)(?:utf[-_]?8|ascii|us-ascii)(?:[-_][-\w.]*)?$")
-#: f-strings and t-strings: from Python 3.12 they may nest quotes of their own kind.
-_TEMPLATE = re.compile(r"(?<![\w])(?:[rR]?[fFtT]|[fFtT][rR])[\"']")
-#: In the code (comments and strings replaced by ''), words that an entry point needs: the
-#: command line read, @hydra.main, SystemExit; ';' and form feeds place statements where a
-#: line's start does not show them.
-_WORDS = ("parse_", "argv", "hydra", "SystemExit", ";", "\f")
-#: A top-level line that may start an entry point: a compound statement (its body is top level
-#: too), or anything but a definition, an import, a decorator, an assignment or annotation, a
-#: lone string, a line that closes a bracket (the rest of a statement begun above) or one of
-#: pass, del, global, nonlocal, assert, raise, return, break, continue.
-_OPEN_LINE = re.compile(r"""
-  ^(?:
-     (?:if|elif|else|for|while|try|except|finally|with|match|case)\b | async\b(?![ \t]+def\b)
-   | (?![ \t]
-       | $
-       | (?:def|class|import|from|pass|del|global|nonlocal|assert|raise|return|break|continue)\b
-       | async[ \t]+def\b
-       | @
-       | [)\]}]
-       | (?:[uUrRbB]|[bB][rR]|[rR][bB])?''[ \t]*$
-       | (?!lambda\b)[A-Za-z_]\w*(?:[ \t]*\.[ \t]*[A-Za-z_]\w*)*(?:[ \t]*,[ \t]*[A-Za-z_]\w*)*[ \t]*
-         (?::|=(?!=)|(?:[-+*/%&|^@]|//|\*\*|<<|>>)=)
-     )
-  )""", re.MULTILINE | re.VERBOSE)
-_AFTER_NAME = re.compile(r"[\s\\()]*(?:==|in\b)")
-_BEFORE_NAME = re.compile(r"(?:==|\bin)[\s\\(]*$")
-_NEAR = 64
-
-
-def _compares_name(code: str) -> bool:
-    """Whether ``__name__`` may be an operand of ``==`` or ``in`` somewhere in ``code``."""
-    at = code.find("__name__")
-    while at >= 0:
-        before, after = code[max(0, at - _NEAR):at], code[at + 8:at + 8 + _NEAR]
-        if _AFTER_NAME.match(after) or _BEFORE_NAME.search(before):
-            return True
-        if not after.strip(" \t\n\\()") or (at >= _NEAR and not before.strip(" \t\n\\(")):
-            return True  # a run of blanks and brackets longer than the window
-        at = code.find("__name__", at + 8)
-    return False
-
-
-def may_have_entry_point(source: bytes) -> bool:
-    """False only when ``source`` certainly has no entry point (``entry_point`` finds none in
-    its syntax tree), read off its text: no ``__main__`` test, no word an entry point needs,
-    and no top-level line that may start one.  True when unsure (another encoding, bytes that
-    are not UTF-8, f-strings from Python 3.12 on, which may nest quotes).
-
-    The text read is the code with comments and strings replaced by ``''``.  A file whose
-    syntax is wrong may be misread, so a caller still checks that the file parses.
-    """
-    if b"__main__" in source:
-        return True
-    second = source.find(b"\n", source.find(b"\n") + 1)
-    cookie = _COOKIE.search(source, 0, second if second >= 0 else len(source))
-    if cookie and not _UTF8.match(cookie.group(1)):
-        return True
-    try:
-        text = source.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return True
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if sys.version_info >= (3, 12) and _TEMPLATE.search(text):
-        return True
-    code = _NOT_CODE.sub("''", text)
-    if not code.isascii():
-        code = unicodedata.normalize("NFKC", code)  # identifiers compare normalized
-    return (any(word in code for word in _WORDS) or _compares_name(code)
-            or _OPEN_LINE.search(code) is not None)

@@ -38,19 +38,27 @@ class Follower:
         check left undecided and a script's analysis then follows)."""
         self._offered[os.path.abspath(path)] = source
 
-    def parse(self, path: Path, source: bytes | None = None) -> Module | str:
+    def parse(self, path: Path, source: bytes | None = None, whole: bool = True
+              ) -> Module | str:
         """The parsed module at ``path``, or why it cannot be read or parsed; each file is
-        read and parsed once per session (``source``: its bytes, when already read)."""
+        read and parsed once per session (``source``: its bytes, when already read).
+        ``whole=False`` (a followed helper) may give a ``Module.partial``: its plain
+        definitions are parsed when looked up; a later whole parse completes it."""
         key = os.path.abspath(path)
         found = self._modules.get(key)
         if found is not None:
+            if whole and isinstance(found, Module):
+                found.complete()
             return found
-        module: Module | str
+        module: Module | str | None = None
         offered = self._offered.pop(key, None)
         try:
             if source is None:
                 source = Path(key).read_bytes() if offered is None else offered
-            module = Module(Path(key), source, ast.parse(source, filename=key))
+            if not whole:
+                module = Module.partial(Path(key), source)
+            if module is None:
+                module = Module(Path(key), source, ast.parse(source, filename=key))
         except OSError as exc:
             module = f"cannot read the script: {exc.strerror}"
         except SyntaxError as exc:
@@ -65,8 +73,9 @@ class Follower:
         return self._modules.get(os.path.abspath(path))
 
     def load(self, path: Path) -> Module | None:
-        """The parsed module at ``path`` (None when it cannot be read or parsed)."""
-        found = self.parse(path)
+        """The module at ``path``, parsed at least in part (None when it cannot be read or
+        parsed): a helper that an import leads to."""
+        found = self.parse(path, whole=False)
         return found if isinstance(found, Module) else None
 
     def record(self) -> set[str]:

@@ -1,11 +1,11 @@
 """What the walk, the follower and the guards share: AST helpers, the parsed module and the
 state of one analysis.
 
-This module is the flags package's leaf: it imports only ``flags.model``.
+This module is the flags package's leaf: it imports only ``flags.model`` and ``flags.text``.
 
 - ``dotted`` and ``literal`` read names and literal values off AST nodes;
 - ``Module`` indexes one parsed file (top-level functions, import bindings, module-level
-  assignments);
+  assignments), whole or ``partial`` (its plain definitions parsed when first looked up);
 - ``State`` collects what the analysis of one script (or of one followed helper) finds (flags,
   reasons, followed modules) and turns it into a ``ParserInfo``; ``Scanned`` is a helper's
   state shared with later scripts.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ast
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,6 +28,7 @@ from training_plugin.flags.model import (
     ParserInfo,
     sha256_bytes,
 )
+from training_plugin.flags.text import Part, decoded, top_level
 
 #: How many helper calls deep the analysis follows imported functions (the depth budget of
 #: one script's analysis; each helper is scanned once per session, so the breadth needs none).
@@ -94,18 +95,68 @@ def origin(module: Module, func: ast.AST) -> str | None:
 
 
 class Module:
-    """A parsed module: its AST, top-level functions and import bindings."""
+    """A parsed module: its AST, top-level functions and import bindings.
 
-    def __init__(self, path: Path, source: bytes, tree: ast.Module) -> None:
+    A module made by ``partial`` has parsed all but its plain top-level ``def`` and ``class``
+    statements: each stands in ``tree`` as a ``Stub`` (its name and lines, an empty body), and a
+    function's own syntax tree is parsed when ``functions`` is first asked for it.  ``whole``
+    tells which kind a module is."""
+
+    def __init__(self, path: Path, source: bytes, tree: ast.Module,
+                 partial: bool = False) -> None:
         self.path = path
         self.sha = sha256_bytes(source)
         self.tree = tree
-        self.functions: dict[str, FunctionNode] = {}
+        #: whether ``tree`` holds every statement's syntax tree (False: made by ``partial``)
+        self.whole = not partial
+        self._source = source if partial else None
+        self.functions: dict[str, FunctionNode] | Functions = (
+            Functions(path, source) if partial else {})
         #: local name -> (module, level, attribute or None for ``import module``)
         self.imports: dict[str, tuple[str, int, str | None]] = {}
         self.assigned: dict[str, ast.AST] = {}
-        for node in tree.body:
+        self._index_all()
+
+    def _index_all(self) -> None:
+        for node in self.tree.body:
             self._index(node)
+
+    @classmethod
+    def partial(cls, path: Path, source: bytes) -> Module | None:
+        """``path``'s module parsed but for its plain top-level definitions, or None when that
+        cannot be done here or would not pay (``text.top_level`` cannot split its text, it has
+        no such definition, or its top level does not parse: then ``ast.parse`` of the whole
+        file says why).  The text is split where its top-level statements begin
+        (``text.top_level``); a syntax error inside a definition's body is not seen."""
+        text = decoded(source)
+        parts = None if text is None else top_level(text)
+        if not parts:
+            return None
+        lazy = [p for p in parts if p.kind]
+        if not lazy:
+            return None  # nothing to leave for later: ast.parse alone is cheaper
+        pieces, stubs, at = [], [], 0  # the eager text keeps its lines: a stub's become blank
+        for part in lazy:
+            pieces += [text[at:part.start], "\n" * text.count("\n", part.start, part.end)]
+            at = part.end
+            stubs.append(Stub.of(part, text[part.start:part.end]))
+        pieces.append(text[at:])
+        try:
+            eager = ast.parse("".join(pieces), filename=str(path))
+        except (SyntaxError, ValueError, RecursionError):
+            return None
+        eager.body = sorted(eager.body + stubs, key=lambda node: node.lineno)
+        return cls(path, source, eager, partial=True)
+
+    def complete(self) -> None:
+        """Parse the whole file (a ``partial`` module): its tree and index then hold every
+        statement's syntax tree."""
+        if self._source is None:
+            return
+        self.tree = ast.parse(self._source, filename=str(self.path))
+        self.whole, self._source = True, None
+        self.functions, self.imports, self.assigned = {}, {}, {}
+        self._index_all()
 
     @property
     def is_package(self) -> bool:
@@ -138,6 +189,83 @@ class Module:
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, ast.stmt):
                     self._index(child)
+
+
+class Stub:
+    """What a ``partial`` module knows of a plain top-level definition before parsing it: its
+    kind, name, first line and text.  ``of`` makes the stand-in node for the module's tree."""
+
+    KINDS = {"def": ast.FunctionDef, "async def": ast.AsyncFunctionDef, "class": ast.ClassDef}
+
+    def __init__(self, kind: str, line: int, text: str) -> None:
+        self.kind, self.line, self.text = kind, line, text
+
+    @classmethod
+    def of(cls, part: Part, text: str) -> ast.stmt:
+        """The stand-in node of ``part`` (its ``text``): a definition of its name with an empty
+        body, which carries the ``Stub`` as ``stub``."""
+        where = {"lineno": part.line, "col_offset": 0, "end_col_offset": 0,
+                 "end_lineno": part.line + text.count("\n")}
+        node: ast.stmt
+        if part.kind == "class":
+            node = ast.ClassDef(name=part.name, bases=[], keywords=[], body=[],
+                                decorator_list=[], **where)
+        else:
+            no_args = ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[],
+                                    kw_defaults=[], kwarg=None, defaults=[])
+            node = cls.KINDS[part.kind](name=part.name, args=no_args, body=[],
+                                        decorator_list=[], returns=None, type_comment=None,
+                                        **where)
+        node.stub = cls(part.kind, part.line, text)
+        return node
+
+    def parse(self) -> ast.stmt | None:
+        """The definition's own syntax tree, its lines those of the file (None when its text
+        is not one definition of this kind)."""
+        try:
+            body = ast.parse("\n" * (self.line - 1) + self.text).body
+        except (SyntaxError, ValueError, RecursionError):
+            return None
+        return body[0] if len(body) == 1 and type(body[0]) is self.KINDS[self.kind] else None
+
+
+class Functions(MutableMapping[str, FunctionNode]):
+    """A ``partial`` module's top-level functions by name; a stand-in is parsed when first
+    looked up (should its text not parse alone, the whole file is, for that function).  It
+    holds the module's path and bytes, not the module: no reference cycle keeps a module
+    alive while the cyclic garbage collector is paused (``collect.pipeline``)."""
+
+    def __init__(self, path: Path, source: bytes) -> None:
+        self._path, self._source = path, source
+        self._nodes: dict[str, FunctionNode] = {}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._nodes
+
+    def __getitem__(self, name: str) -> FunctionNode:
+        node = self._nodes[name]
+        stub = getattr(node, "stub", None)
+        if stub is None:
+            return node
+        parsed = stub.parse()
+        if isinstance(parsed, (ast.FunctionDef, ast.AsyncFunctionDef)) and parsed.name == name:
+            self._nodes[name] = parsed
+            return parsed
+        whole = Module(self._path, self._source, ast.parse(self._source, filename=str(self._path)))
+        found = self._nodes[name] = whole.functions.get(name, node)
+        return found
+
+    def __setitem__(self, name: str, node: FunctionNode) -> None:
+        self._nodes[name] = node
+
+    def __delitem__(self, name: str) -> None:
+        del self._nodes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._nodes)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
 
 
 #: A followed helper: (module path, function name or ``<parent NAME>``, its bound literals).
