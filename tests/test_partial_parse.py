@@ -14,7 +14,7 @@ import pytest
 from fakejobs import write_files
 
 from training_plugin.flags import cache as flag_cache
-from training_plugin.flags import entry, source, text, walk
+from training_plugin.flags import UNRESOLVED, entry, source, text, walk
 
 
 def _dump(node: ast.AST) -> str:
@@ -266,3 +266,32 @@ def test_a_library_module_with_a_broken_function_body_is_no_script(tmp_path: Pat
     assert cache.settle() == [str(tmp_path / "top.py")]
     assert (cache.entry_point(tmp_path / "top.py") or "").startswith("syntax error")
     assert cache.entry_point(tmp_path / "lib.py") is None
+
+
+def test_a_call_of_a_function_whose_body_is_broken_is_not_followed(tmp_path: Path) -> None:
+    # the helper module's top level parses; the body of the function the script calls does
+    # not: the call is one the analysis cannot follow (Python fails the import when it runs)
+    write_files(tmp_path, {
+        "helpers.py": "def add(parser):\n    parser.add_argument('--a') +\n\n\n"
+                      "def other():\n    pass\n",
+        "train.py": "import argparse\nfrom helpers import add, other\n"
+                    "p = argparse.ArgumentParser()\nadd(p)\nother()\np.parse_args()\n",
+    })
+    info = walk.Analyzer(tmp_path).analyze(tmp_path / "train.py")
+    assert info.status == UNRESOLVED
+    assert info.reasons == ("the parser is passed to add() at line 4, which is not in the "
+                            "repository",)
+
+
+def test_a_script_found_in_part_whose_function_body_is_broken_says_why(tmp_path: Path) -> None:
+    # no __main__ in its text: decided after the scripts, in part (a top-level main() call);
+    # its analysis parses it whole, and says where it does not parse
+    train = tmp_path / "train.py"
+    write_files(tmp_path, {"train.py": "import argparse\n\n\ndef main():\n"
+                                       "    p = argparse.ArgumentParser() +\n\n\nmain()\n"})
+    cache = flag_cache.FlagCache(walk.Analyzer(tmp_path))
+    assert cache.entry_point(train) is None
+    assert cache.settle() == [str(train)]
+    assert cache.entry_point(train) == "a top-level call to main() at line 8"
+    info = cache.get(train)
+    assert info.status == UNRESOLVED and info.reasons[0].startswith("syntax error, line 5"), info

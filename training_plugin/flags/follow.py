@@ -46,19 +46,21 @@ class Follower:
         definitions are parsed when looked up; a later whole parse completes it."""
         key = os.path.abspath(path)
         found = self._modules.get(key)
-        if found is not None:
-            if whole and isinstance(found, Module):
-                found.complete()
+        if found is not None and not (whole and isinstance(found, Module) and not found.whole):
             return found
         module: Module | str | None = None
         offered = self._offered.pop(key, None)
         try:
-            if source is None:
-                source = Path(key).read_bytes() if offered is None else offered
-            if not whole:
-                module = Module.partial(Path(key), source)
-            if module is None:
-                module = Module(Path(key), source, ast.parse(source, filename=key))
+            if isinstance(found, Module):  # parsed in part: now whole
+                found.complete()
+                module = found
+            else:
+                if source is None:
+                    source = Path(key).read_bytes() if offered is None else offered
+                if not whole:
+                    module = Module.partial(Path(key), source)
+                if module is None:
+                    module = Module(Path(key), source, ast.parse(source, filename=key))
         except OSError as exc:
             module = f"cannot read the script: {exc.strerror}"
         except SyntaxError as exc:

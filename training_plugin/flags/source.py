@@ -231,29 +231,48 @@ class Stub:
 
 class Functions(MutableMapping[str, FunctionNode]):
     """A ``partial`` module's top-level functions by name; a stand-in is parsed when first
-    looked up (should its text not parse alone, the whole file is, for that function).  It
-    holds the module's path and bytes, not the module: no reference cycle keeps a module
-    alive while the cyclic garbage collector is paused (``collect.pipeline``)."""
+    looked up, ``in`` included.  Should its text not parse alone, the whole file is, for that
+    function; should the whole file not parse either (a syntax error in that function's body),
+    the name is forgotten: a call of it is then one the analysis cannot follow, as a call into
+    a module that does not parse is.  It holds the module's path and bytes, not the module: no
+    reference cycle keeps a module alive while the cyclic garbage collector is paused
+    (``collect.pipeline``)."""
 
     def __init__(self, path: Path, source: bytes) -> None:
         self._path, self._source = path, source
         self._nodes: dict[str, FunctionNode] = {}
 
     def __contains__(self, name: object) -> bool:
-        return name in self._nodes
+        node = self._nodes.get(name)  # type: ignore[call-overload]
+        if node is None:
+            return False
+        return getattr(node, "stub", None) is None or self._parsed(str(name)) is not None
 
     def __getitem__(self, name: str) -> FunctionNode:
         node = self._nodes[name]
-        stub = getattr(node, "stub", None)
-        if stub is None:
+        if getattr(node, "stub", None) is None:
             return node
-        parsed = stub.parse()
-        if isinstance(parsed, (ast.FunctionDef, ast.AsyncFunctionDef)) and parsed.name == name:
-            self._nodes[name] = parsed
-            return parsed
-        whole = Module(self._path, self._source, ast.parse(self._source, filename=str(self._path)))
-        found = self._nodes[name] = whole.functions.get(name, node)
-        return found
+        parsed = self._parsed(name)
+        if parsed is None:
+            raise KeyError(name)
+        return parsed
+
+    def _parsed(self, name: str) -> FunctionNode | None:
+        """The function's own syntax tree, parsed now and kept (None, the name forgotten, when
+        neither its text nor the whole file parses)."""
+        node = self._nodes[name].stub.parse()  # type: ignore[attr-defined]
+        if not (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name):
+            try:
+                tree = ast.parse(self._source, filename=str(self._path))
+            except (SyntaxError, ValueError, RecursionError):
+                node = None
+            else:
+                node = Module(self._path, self._source, tree).functions.get(name)
+        if node is None:
+            del self._nodes[name]
+            return None
+        self._nodes[name] = node
+        return node
 
     def __setitem__(self, name: str, node: FunctionNode) -> None:
         self._nodes[name] = node
