@@ -292,7 +292,7 @@ def test_each_module_is_read_parsed_and_scanned_once_per_session(
     defs: Counter[str] = Counter()  # the definitions a partial module parsed when looked up
     completed: Counter[str] = Counter()
     module_init, scan, read_bytes = source.Module.__init__, walk.Analyzer._scan, Path.read_bytes
-    stub_parse, complete = source.Stub.parse, source.Module.complete
+    parse_def, complete = source.Functions._parsed, source.Module.complete
 
     def counting_read(self):  # type: ignore[no-untyped-def]
         read[str(self)] += 1
@@ -302,10 +302,9 @@ def test_each_module_is_read_parsed_and_scanned_once_per_session(
         parsed[Path(path).name] += 1
         module_init(self, path, *args, **kwargs)
 
-    def counting_stub_parse(self):  # type: ignore[no-untyped-def]
-        node = stub_parse(self)
-        defs[getattr(node, "name", "?")] += 1
-        return node
+    def counting_parse_def(self, name):  # type: ignore[no-untyped-def]
+        defs[name] += 1
+        return parse_def(self, name)
 
     def counting_complete(self):  # type: ignore[no-untyped-def]
         if not self.whole:
@@ -318,7 +317,7 @@ def test_each_module_is_read_parsed_and_scanned_once_per_session(
 
     monkeypatch.setattr(source.Module, "__init__", counting_init)
     monkeypatch.setattr(source.Module, "complete", counting_complete)
-    monkeypatch.setattr(source.Stub, "parse", counting_stub_parse)
+    monkeypatch.setattr(source.Functions, "_parsed", counting_parse_def)
     monkeypatch.setattr(walk.Analyzer, "_scan", counting_scan)
     monkeypatch.setattr(Path, "read_bytes", counting_read)
     result = pytester.runpytest_inprocess("-p", "training_plugin", "-p", "no:cacheprovider",

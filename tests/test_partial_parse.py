@@ -39,22 +39,26 @@ def differences(path: Path, source_bytes: bytes) -> list[str] | None:
     if {k: _dump(v) for k, v in part.assigned.items()} != {
             k: _dump(v) for k, v in whole.assigned.items()}:
         found.append("assignments")
-    if len(part.tree.body) != len(whole.tree.body):
-        found.append("number of top-level statements")
-    for mine, theirs in zip(part.tree.body, whole.tree.body):
-        stub = getattr(mine, "stub", None)
-        if stub is None and _dump(mine) != _dump(theirs):
-            found.append(f"statement at line {theirs.lineno}")
-        elif stub is not None and (type(mine) is not type(theirs) or mine.name != theirs.name
-                                   or mine.lineno != theirs.lineno or theirs.decorator_list):
-            found.append(f"stand-in at line {mine.lineno}")
+    kinds = {ast.FunctionDef: "def", ast.AsyncFunctionDef: "async def", ast.ClassDef: "class"}
+
+    def plain(s: ast.stmt) -> bool:  # left out: undecorated, an ASCII name
+        return type(s) in kinds and not s.decorator_list and s.name.isascii()
+
+    left_out = [(kinds[type(s)], s.name, s.lineno) for s in whole.tree.body if plain(s)]
+    if [(p.kind, p.name, p.lineno) for p in part.stubs] != left_out:
+        found.append("the definitions left out")
+    kept = [s for s in whole.tree.body if not plain(s)]
+    if [_dump(s) for s in part.tree.body] != [_dump(s) for s in kept]:
+        found.append("the top-level statements parsed")
     if entry.entry_point(part, source_bytes) != entry.entry_point(whole, source_bytes):
         found.append("entry point")
-    # the split itself: one part per top-level statement, from its first line (decorators)
-    firsts = [min([s.lineno] + [d.lineno for d in getattr(s, "decorator_list", [])])
-              for s in whole.tree.body]
+    # the split itself: one part per top-level line, from its first line (decorators); the
+    # statements after a ';' go with the line's first
+    firsts = list(dict.fromkeys(
+        min([s.lineno] + [d.lineno for d in getattr(s, "decorator_list", [])])
+        for s in whole.tree.body))
     parts = text.top_level(text.decoded(source_bytes) or "") or []
-    if [p.line for p in parts] != firsts:
+    if [p.lineno for p in parts] != firsts:
         found.append("where the top-level statements begin")
     return found
 
@@ -204,6 +208,8 @@ TRICKY = {
         def ascii_name():
             return café()
         ''',
+    "statements_after_a_semicolon": "import os; import sys\nX = 1; Y = 2\n\n\ndef f():\n"
+                                    "    return os; pass\n",
     "windows_line_endings": "def f():\r\n    return '''a\r\nb'''\r\n\r\n\r\ndef g():\r\n    return 1\r\n",
 }
 
@@ -223,13 +229,13 @@ def test_a_text_it_cannot_split_is_parsed_whole(tmp_path: Path) -> None:
     assert text.top_level("def f(:\n    pass\n") is None  # brackets that never close
 
 
-def test_a_stand_in_whose_text_does_not_parse_alone_takes_the_whole_files_node(
+def test_a_definition_whose_text_does_not_parse_alone_takes_the_whole_files_node(
         tmp_path: Path) -> None:
     source_bytes = b"def f(parser):\n    parser.add_argument('--a')\n\n\ndef g():\n    pass\n"
     module = source.Module.partial(tmp_path / "m.py", source_bytes)
-    assert module is not None
-    stand_in = module.tree.body[0]
-    stand_in.stub.text = "not python ("  # what a wrong split would give
+    assert module is not None and [p.name for p in module.stubs] == ["f", "g"]
+    first = module.stubs[0]
+    module.functions["f"] = first._replace(end=first.start + 12)  # what a wrong split gives
     node = module.functions["f"]
     assert isinstance(node, ast.FunctionDef) and node.lineno == 1 and len(node.body) == 1
     assert _dump(node) == _dump(ast.parse(source_bytes).body[0])

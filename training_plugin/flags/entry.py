@@ -126,10 +126,11 @@ def entry_point(module: Module, source: bytes | None = None) -> str | None:
     if module.path.name == "__init__.py":
         return None
     cli = source is None or b"parse_" in source or b"argv" in source
-    body = module.tree.body
-    flat = not any(isinstance(s, _DEFINITIONS) for s in _top_level(body))
+    body = module.tree.body  # a partial module's plain definitions are its stubs instead
+    flat = not module.stubs and not any(isinstance(s, _DEFINITIONS) for s in _top_level(body))
     own = set(module.functions) | set(module.assigned)
     own |= {s.name for s in body if isinstance(s, ast.ClassDef)}
+    own |= {s.name for s in module.stubs if s.kind == "class"}
     for stmt in _top_level(body):
         line = stmt.lineno
         if isinstance(stmt, ast.If) and _is_main_test(stmt.test):

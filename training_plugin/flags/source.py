@@ -5,7 +5,8 @@ This module is the flags package's leaf: it imports only ``flags.model`` and ``f
 
 - ``dotted`` and ``literal`` read names and literal values off AST nodes;
 - ``Module`` indexes one parsed file (top-level functions, import bindings, module-level
-  assignments), whole or ``partial`` (its plain definitions parsed when first looked up);
+  assignments), whole or ``partial`` (its plain definitions parsed when first looked up,
+  ``Functions``);
 - ``State`` collects what the analysis of one script (or of one followed helper) finds (flags,
   reasons, followed modules) and turns it into a ``ParserInfo``; ``Scanned`` is a helper's
   state shared with later scripts.
@@ -17,6 +18,7 @@ import ast
 from collections import deque
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -98,28 +100,36 @@ class Module:
     """A parsed module: its AST, top-level functions and import bindings.
 
     A module made by ``partial`` has parsed all but its plain top-level ``def`` and ``class``
-    statements: each stands in ``tree`` as a ``Stub`` (its name and lines, an empty body), and a
-    function's own syntax tree is parsed when ``functions`` is first asked for it.  ``whole``
-    tells which kind a module is."""
+    statements: ``tree`` holds the others, ``stubs`` the definitions left out (``text.Part``:
+    kind, name, first line and where its text lies), and a function's own syntax tree is
+    parsed when ``functions`` is first asked for it.  ``whole`` tells which kind a module is."""
 
     def __init__(self, path: Path, source: bytes, tree: ast.Module,
-                 partial: bool = False) -> None:
+                 stubs: tuple[str, list[Part]] | None = None) -> None:
+        """``stubs``: for a ``partial`` module, its text and the definitions ``tree`` leaves
+        out."""
         self.path = path
         self.sha = sha256_bytes(source)
         self.tree = tree
         #: whether ``tree`` holds every statement's syntax tree (False: made by ``partial``)
-        self.whole = not partial
-        self._source = source if partial else None
+        self.whole = stubs is None
+        self._source = None if stubs is None else source
+        #: the plain definitions that ``tree`` leaves out, in order (``partial``)
+        self.stubs: list[Part] = [] if stubs is None else stubs[1]
         self.functions: dict[str, FunctionNode] | Functions = (
-            Functions(path, source) if partial else {})
+            {} if stubs is None else Functions(path, source, stubs[0]))
         #: local name -> (module, level, attribute or None for ``import module``)
         self.imports: dict[str, tuple[str, int, str | None]] = {}
         self.assigned: dict[str, ast.AST] = {}
-        self._index_all()
-
-    def _index_all(self) -> None:
-        for node in self.tree.body:
-            self._index(node)
+        nodes: list[Any] = tree.body
+        if self.stubs:  # in the order of the file, as the whole tree would be indexed
+            nodes = sorted(nodes + self.stubs, key=attrgetter("lineno"))
+        for node in nodes:
+            if isinstance(node, Part):
+                if node.kind != "class":
+                    self.functions[node.name] = node  # type: ignore[assignment]
+            else:
+                self._index(node)
 
     @classmethod
     def partial(cls, path: Path, source: bytes) -> Module | None:
@@ -135,28 +145,23 @@ class Module:
         lazy = [p for p in parts if p.kind]
         if not lazy:
             return None  # nothing to leave for later: ast.parse alone is cheaper
-        pieces, stubs, at = [], [], 0  # the eager text keeps its lines: a stub's become blank
+        pieces, at = [], 0  # the text parsed keeps its lines: a definition's become blank
         for part in lazy:
             pieces += [text[at:part.start], "\n" * text.count("\n", part.start, part.end)]
             at = part.end
-            stubs.append(Stub.of(part, text[part.start:part.end]))
         pieces.append(text[at:])
         try:
             eager = ast.parse("".join(pieces), filename=str(path))
         except (SyntaxError, ValueError, RecursionError):
             return None
-        eager.body = sorted(eager.body + stubs, key=lambda node: node.lineno)
-        return cls(path, source, eager, partial=True)
+        return cls(path, source, eager, stubs=(text, lazy))
 
     def complete(self) -> None:
         """Parse the whole file (a ``partial`` module): its tree and index then hold every
         statement's syntax tree."""
-        if self._source is None:
-            return
-        self.tree = ast.parse(self._source, filename=str(self.path))
-        self.whole, self._source = True, None
-        self.functions, self.imports, self.assigned = {}, {}, {}
-        self._index_all()
+        if self._source is not None:
+            self.__init__(self.path, self._source,  # type: ignore[misc]
+                          ast.parse(self._source, filename=str(self.path)))
 
     @property
     def is_package(self) -> bool:
@@ -191,66 +196,30 @@ class Module:
                     self._index(child)
 
 
-class Stub:
-    """What a ``partial`` module knows of a plain top-level definition before parsing it: its
-    kind, name, first line and text.  ``of`` makes the stand-in node for the module's tree."""
-
-    KINDS = {"def": ast.FunctionDef, "async def": ast.AsyncFunctionDef, "class": ast.ClassDef}
-
-    def __init__(self, kind: str, line: int, text: str) -> None:
-        self.kind, self.line, self.text = kind, line, text
-
-    @classmethod
-    def of(cls, part: Part, text: str) -> ast.stmt:
-        """The stand-in node of ``part`` (its ``text``): a definition of its name with an empty
-        body, which carries the ``Stub`` as ``stub``."""
-        where = {"lineno": part.line, "col_offset": 0, "end_col_offset": 0,
-                 "end_lineno": part.line + text.count("\n")}
-        node: ast.stmt
-        if part.kind == "class":
-            node = ast.ClassDef(name=part.name, bases=[], keywords=[], body=[],
-                                decorator_list=[], **where)
-        else:
-            no_args = ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[],
-                                    kw_defaults=[], kwarg=None, defaults=[])
-            node = cls.KINDS[part.kind](name=part.name, args=no_args, body=[],
-                                        decorator_list=[], returns=None, type_comment=None,
-                                        **where)
-        node.stub = cls(part.kind, part.line, text)
-        return node
-
-    def parse(self) -> ast.stmt | None:
-        """The definition's own syntax tree, its lines those of the file (None when its text
-        is not one definition of this kind)."""
-        try:
-            body = ast.parse("\n" * (self.line - 1) + self.text).body
-        except (SyntaxError, ValueError, RecursionError):
-            return None
-        return body[0] if len(body) == 1 and type(body[0]) is self.KINDS[self.kind] else None
-
-
 class Functions(MutableMapping[str, FunctionNode]):
-    """A ``partial`` module's top-level functions by name; a stand-in is parsed when first
-    looked up, ``in`` included.  Should its text not parse alone, the whole file is, for that
-    function; should the whole file not parse either (a syntax error in that function's body),
-    the name is forgotten: a call of it is then one the analysis cannot follow, as a call into
-    a module that does not parse is.  It holds the module's path and bytes, not the module: no
-    reference cycle keeps a module alive while the cyclic garbage collector is paused
-    (``collect.pipeline``)."""
+    """A ``partial`` module's top-level functions by name; a definition left out of its tree (a
+    ``text.Part``) is parsed when first looked up, ``in`` included.  Should its text not parse
+    alone, the whole file is, for that function; should the whole file not parse either (a
+    syntax error in that function's body), the name is forgotten: a call of it is then one the
+    analysis cannot follow, as a call into a module that does not parse is.  It holds the
+    module's path, bytes and text, not the module: no reference cycle keeps a module alive
+    while the cyclic garbage collector is paused (``collect.pipeline``)."""
 
-    def __init__(self, path: Path, source: bytes) -> None:
-        self._path, self._source = path, source
-        self._nodes: dict[str, FunctionNode] = {}
+    _KINDS = {"def": ast.FunctionDef, "async def": ast.AsyncFunctionDef}
+
+    def __init__(self, path: Path, source: bytes, text: str) -> None:
+        self._path, self._source, self._text = path, source, text
+        self._nodes: dict[str, FunctionNode | Part] = {}
 
     def __contains__(self, name: object) -> bool:
         node = self._nodes.get(name)  # type: ignore[call-overload]
         if node is None:
             return False
-        return getattr(node, "stub", None) is None or self._parsed(str(name)) is not None
+        return not isinstance(node, Part) or self._parsed(str(name)) is not None
 
     def __getitem__(self, name: str) -> FunctionNode:
         node = self._nodes[name]
-        if getattr(node, "stub", None) is None:
+        if not isinstance(node, Part):
             return node
         parsed = self._parsed(name)
         if parsed is None:
@@ -260,8 +229,16 @@ class Functions(MutableMapping[str, FunctionNode]):
     def _parsed(self, name: str) -> FunctionNode | None:
         """The function's own syntax tree, parsed now and kept (None, the name forgotten, when
         neither its text nor the whole file parses)."""
-        node = self._nodes[name].stub.parse()  # type: ignore[attr-defined]
-        if not (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name):
+        part = self._nodes[name]
+        assert isinstance(part, Part)
+        node: Any = None
+        try:  # its lines are the file's: as many newlines before it as lines above it
+            body = ast.parse("\n" * (part.lineno - 1) + self._text[part.start:part.end]).body
+        except (SyntaxError, ValueError, RecursionError):
+            body = []
+        if len(body) == 1 and type(body[0]) is self._KINDS[part.kind] and body[0].name == name:
+            node = body[0]
+        else:
             try:
                 tree = ast.parse(self._source, filename=str(self._path))
             except (SyntaxError, ValueError, RecursionError):
@@ -274,7 +251,7 @@ class Functions(MutableMapping[str, FunctionNode]):
         self._nodes[name] = node
         return node
 
-    def __setitem__(self, name: str, node: FunctionNode) -> None:
+    def __setitem__(self, name: str, node: FunctionNode | Part) -> None:
         self._nodes[name] = node
 
     def __delitem__(self, name: str) -> None:

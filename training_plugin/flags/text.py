@@ -64,13 +64,14 @@ def _blank(match: re.Match[str]) -> str:
 
 
 class Part(NamedTuple):
-    """One top-level statement of a module (with what follows it up to the next one:
-    comments, blank lines): ``kind`` "def", "async def" or "class" for a plain (undecorated)
-    definition named ``name``, else "" (any other statement, a decorated definition)."""
+    """One top-level statement of a module (with the statements after a ``;`` on its line, and
+    what follows it up to the next one: comments, blank lines): ``kind`` "def", "async def" or
+    "class" for a plain (undecorated) definition named ``name``, else "" (any other statement,
+    a decorated definition)."""
 
     start: int  #: offset of its first character in the text
     end: int  #: offset where the next statement begins (the text's length for the last)
-    line: int  #: its first line (1-based)
+    lineno: int  #: its first line (1-based), named as an AST node's
     kind: str
     name: str
 
