@@ -339,7 +339,7 @@ class Cluster:
             for node in nodes:
                 if node.proc.poll() is not None:
                     raise NodeEnded(node, self.temp)
-            out = subprocess.run([sys.executable, "-c", probe, self.address],
+            out = subprocess.run([sys.executable, "-c", probe, self.address], check=False,
                                  capture_output=True, text=True, env=self._env("probe"),
                                  timeout=120).stdout.splitlines()
             listed = set(out[-1].split()) if out else set()

@@ -210,7 +210,8 @@ TRICKY = {
         ''',
     "statements_after_a_semicolon": "import os; import sys\nX = 1; Y = 2\n\n\ndef f():\n"
                                     "    return os; pass\n",
-    "windows_line_endings": "def f():\r\n    return '''a\r\nb'''\r\n\r\n\r\ndef g():\r\n    return 1\r\n",
+    "windows_line_endings": ("def f():\r\n    return '''a\r\nb'''\r\n\r\n\r\n"
+                             "def g():\r\n    return 1\r\n"),
 }
 
 

@@ -33,7 +33,7 @@ _CLASS = re.compile(r"class[ \t]+([A-Za-z_][A-Za-z0-9_]*)[ \t]*[(:]")
 
 
 def decoded(source: bytes) -> str | None:
-    """``source`` as text (a UTF-8 BOM dropped, every line ending in ``\n`` as the tokenizer
+    r"""``source`` as text (a UTF-8 BOM dropped, every line ending in ``\n`` as the tokenizer
     reads ``\r\n`` and ``\r``), or None when it cannot be read as UTF-8 here: a coding cookie
     of another encoding, bytes that are not UTF-8, or (from Python 3.12 on) an f-string, which
     may nest quotes that ``NOT_CODE`` would misread."""
@@ -77,7 +77,7 @@ class Part(NamedTuple):
 
 
 def top_level(text: str) -> list[Part] | None:
-    """The top-level statements of ``text`` in order, found without parsing it (the text before
+    r"""The top-level statements of ``text`` in order, found without parsing it (the text before
     the first one, blank lines and comments, is not a part), or None when the text is not one
     this reading can split (a form feed, which resets a line's indentation; unbalanced
     brackets).  Lines end in ``\n`` only (as ``decoded`` gives them).
