@@ -14,10 +14,12 @@
   packages from it.  The nodes share the Python environment (same image or venv).  Run as a
   Ray Job's entrypoint (``ray job submit --working-dir``), the session's working_dir (the
   rootdir, inside the job's copy) overrides the job's, as Ray allows on request.
-- Placement (``resources.py``): each job asks for its ``cpus`` / ``gpus`` / ``memory`` /
-  custom ``resources``; Ray places it.  A request that no node of the cluster can hold fails
-  at once, naming what was asked and what the nodes offer (a Ray task on an infeasible request
-  would wait forever).
+- Placement (``resources.py``, ``cluster.py``): each job asks for its ``cpus`` / ``gpus`` /
+  ``memory`` / custom ``resources``; Ray places it.  A request that no node of the cluster can
+  hold fails at once, naming what was asked and what the nodes offer (a Ray task on an
+  infeasible request would wait forever).  The executor's view of the nodes
+  (``ClusterView``) lists them again only when no node it knows of can hold a request, or
+  once when the queue or a lost node asks about every waiting job.
 - The queue (``queue.py``, ini ``training_ray_queue``): ``submit_all`` hands every selected
   job to the executor before the first item runs.  With ``executor`` (default) the executor
   keeps them in the order given (longest first) and releases a job to Ray only while the

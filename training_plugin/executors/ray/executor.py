@@ -17,13 +17,11 @@ import pytest
 from training_plugin.executors.base import BaseExecutor, InFlight, JobRun, RunResult
 from training_plugin.executors.ray.connect import is_client, take_connection
 from training_plugin.executors.ray.queue import QUEUE_MODES, ReleaseQueue
+from training_plugin.executors.ray.cluster import ClusterView
 from training_plugin.executors.ray.resources import (
-    Node,
     describe_request,
     fitting,
-    holds,
     infeasible_message,
-    live_nodes,
     ray_request,
 )
 from training_plugin.executors.ray.shipping import (
@@ -32,7 +30,6 @@ from training_plugin.executors.ray.shipping import (
     inside,
 )
 from training_plugin.executors.ray.stream import (
-    MSG_NO_NODE_LEFT,
     MSG_TASK_ERROR,
     Flight,
     failure,
@@ -94,72 +91,30 @@ class RayExecutor(BaseExecutor):
         ray.cloudpickle.register_pickle_by_value(node_code)
         self._ray = ray
         self._reaper_source = Path(REAPER_SCRIPT).read_text()
-        self._nodes: dict[str, Node] = {}
-        #: nodes lost under a job (by id): never counted again (a node that comes back is a
-        #: new node, with a new id)
-        self._lost: dict[str, Node] = {}
-        self._known: dict[str, Node] = {}  #: every node seen alive (for a lost one's resources)
-        self._refresh_nodes()
+        self.cluster = ClusterView(ray)
         #: Ray Client (``ray://``) runs no streaming tasks: each job's task sends what it
         #: streams to a relay actor instead, and the controller pulls it from there.
         self._relay = None
         if is_client(self.address):
             self._relay = ray.remote(node_code.Relay).options(
-                num_cpus=0, max_restarts=0, **self._on_head()).remote()
+                num_cpus=0, max_restarts=0, **self.cluster.on_head()).remote()
             self._task = ray.remote(node_code.run_job_relayed)
         else:
             self._task = ray.remote(node_code.run_job)
 
     # -- the cluster ----------------------------------------------------------------------------
-    def _on_head(self) -> dict[str, Any]:
-        """Scheduling options that keep an actor on the head node (the relay: on another node,
-        that node's loss would cut every job's stream, not only its own jobs')."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        for node in self._nodes.values():
-            if node.is_head:
-                return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node.node_id,
-                                                                              soft=False)}
-        return {}
-
-    def _refresh_nodes(self) -> dict[str, Node]:
-        """The live nodes (a node lost under a job is left out, also while the head still
-        lists it alive)."""
-        nodes = live_nodes(self._ray.nodes())
-        self._known.update(nodes)
-        self._nodes = {node_id: node for node_id, node in nodes.items()
-                       if node_id not in self._lost}
-        return self._nodes
-
     def infeasible(self, job: JobRun) -> str | None:
         """Why no node can ever run ``job`` (asked vs offered), or None when one can."""
-        return self._nowhere(ray_request(job.resources))[0]
-
-    def _nowhere(self, request: dict[str, float]) -> tuple[str | None, bool]:
-        """Why no live node can ever hold ``request`` (None when one can), and whether that is
-        because a node that could hold it was lost (an infrastructure failure)."""
-        if fitting(self._nodes.values(), request):
-            return None, False
-        try:
-            self._refresh_nodes()  # nodes may have joined since
-        except Exception:  # noqa: BLE001 - the cluster is unreachable: keep the last view
-            pass
-        if fitting(self._nodes.values(), request):
-            return None, False
-        why = infeasible_message(request, self._nodes.values())
-        lost = [node.label for node in self._lost.values() if holds(node.resources, request)]
-        if lost:
-            return MSG_NO_NODE_LEFT.format(node=", ".join(lost), why=why), True
-        return why, False
+        return self.cluster.nowhere(ray_request(job.resources))[0]
 
     def describe(self) -> str:
         """Header line: where, how big, what travels (and, in a Ray Job's copy of the project,
         that outputs left inside it are lost)."""
-        nodes = self._nodes.values()
+        nodes = self.cluster.nodes.values()
         cpus = sum(n.resources.get("CPU", 0) for n in nodes)
         gpus = sum(n.resources.get("GPU", 0) for n in nodes)
         where = "a private Ray instance" if self.address == "local" else f"Ray at {self.address}"
-        line = (f"{where}: {len(self._nodes)} node(s), {cpus:g} CPUs, {gpus:g} GPUs; "
+        line = (f"{where}: {len(nodes)} node(s), {cpus:g} CPUs, {gpus:g} GPUs; "
                 f"code ships from {self.rootdir} (runtime_env working_dir"
                 + (f"; imports from {', '.join(self.package_roots)}" if self.package_roots
                    else "") + ")")
@@ -173,7 +128,7 @@ class RayExecutor(BaseExecutor):
         if why is not None:
             return f"nowhere: {why}"
         request = ray_request(job.resources)
-        nodes = ", ".join(n.where for n in fitting(self._nodes.values(), request))
+        nodes = ", ".join(n.where for n in fitting(self.cluster.nodes.values(), request))
         return f"Ray places it on one of: {nodes} ({describe_request(request)})"
 
     # -- submitting -----------------------------------------------------------------------------
@@ -199,7 +154,7 @@ class RayExecutor(BaseExecutor):
                 avoid |= {flight.lost_node}
             flight = self.flights[job.id] = Flight(job=job, avoid=avoid)
         flight.request = ray_request(job.resources)
-        why, lost = self._nowhere(flight.request)
+        why, lost = self.cluster.nowhere(flight.request)
         if why is not None:
             flight.error = why
             flight.infrastructure = lost
@@ -221,16 +176,14 @@ class RayExecutor(BaseExecutor):
             if self.stopping or not self.queue.waiting:
                 return
             if self.queue.mode == "executor":
-                try:
-                    self._refresh_nodes()
-                except Exception:  # noqa: BLE001 - the cluster is unreachable: keep the last view
-                    pass
-            decision = self.queue.release({nid: n.resources for nid, n in self._nodes.items()})
-            for job_id in decision.infeasible:
+                self.cluster.try_refresh()
+            nodes = self.cluster.nodes
+            decision = self.queue.release({nid: n.resources for nid, n in nodes.items()})
+            for job_id in decision.infeasible:  # the view was just listed: no more asking
                 flight = self.flights[job_id]
-                flight.error, flight.infrastructure = self._nowhere(flight.request)
-                flight.error = flight.error or infeasible_message(flight.request,
-                                                                  self._nodes.values())
+                flight.error, flight.infrastructure = self.cluster.nowhere(
+                    flight.request, refresh=self.queue.mode != "executor")
+                flight.error = flight.error or infeasible_message(flight.request, nodes.values())
                 flight.done.set()
             released = set(decision.released)
             alongside = [job for job in self.queue.running if job not in released]
@@ -283,7 +236,7 @@ class RayExecutor(BaseExecutor):
             receive(flight, messages(self._ray, flight, self._relay),
                     lambda payload: self._started(flight, payload))
         except BaseException as exc:  # noqa: BLE001 - every Ray failure becomes the job's story
-            failed = failure(self._ray, flight, exc, self._refresh_nodes)
+            failed = failure(self._ray, flight, exc, self.cluster.refresh)
             flight.error, flight.infrastructure = failed.story, failed.infrastructure
             flight.lost_node = failed.lost_node
             if failed.lost_node is not None:
@@ -300,16 +253,16 @@ class RayExecutor(BaseExecutor):
         """The node under ``flight`` was lost: it is never counted again, and a job released
         to Ray that no live node can hold any more (it waits in Ray's queue for what only
         that node had, and would wait forever) is cancelled with the reason."""
-        lost = flight.lost_node
-        node = self._known.get(lost) or Node(lost, "?", "", {})
+        assert flight.lost_node is not None
         with self.lock:
-            self._lost[lost] = node
-            self._nodes = {node_id: n for node_id, n in self._nodes.items() if node_id != lost}
+            self.cluster.lose(flight.lost_node)
             waiting = [f for f in self.flights.values()
                        if f.released and f.started is None and not f.done.is_set()
                        and f.nowhere is None]
+        if waiting:
+            self.cluster.try_refresh()  # once for all of them (nodes may have joined since)
         for other in waiting:
-            why, by_loss = self._nowhere(other.request)
+            why, by_loss = self.cluster.nowhere(other.request, refresh=False)
             if why is not None and by_loss and other.task is not None:
                 other.nowhere = why
                 try:
@@ -319,9 +272,7 @@ class RayExecutor(BaseExecutor):
 
     def _started(self, flight: Flight, payload: dict) -> None:
         node_id = payload["node_id"]
-        flight.node = self._nodes.get(node_id) or Node(node_id, payload["ip"], "", {})
-        if node_id not in self._nodes:
-            flight.node = self._refresh_nodes().get(node_id, flight.node)
+        flight.node = self.cluster.node(node_id, payload["ip"])
         with self.lock:
             self.queue.started(flight.job.id, node_id)
 
