@@ -638,6 +638,29 @@ def test_a_signal_from_outside_on_a_node_is_an_infrastructure_failure_and_retrie
 
 
 @pytest.mark.parametrize("queue", ["executor", "ray"])
+def test_a_retry_after_a_signal_from_outside_goes_to_another_node(
+        pytester, ray_cluster, marker, queue):
+    # The job asks only for a CPU, which both nodes have.  Its main process is SIGKILLed from
+    # outside on whichever node it started: the retry shuns that node, and runs on the other.
+    root = project(pytester, marker, {"train_any": RETRIED_JOB}, "")
+    pytester.makeini(f"[pytest]\ntraining_ray_queue = {queue}\n")
+    proc = start(root, marker, "--ray", ray_cluster.address, "--retries", "1")
+    try:
+        wait_log(root, "any", "ready", proc)
+        os.kill(main_process(marker, "train_any.py"), signal.SIGKILL)
+        rc, out = finish(proc, 180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 0, out
+    job = summary(root)["any"]
+    first, second = job["attempts"]
+    assert first["infrastructure"] is True and second["result"] == "ok", job
+    assert {first["node"], second["node"]} == {"ray:head", "ray:second"}, job
+    assert wait_gone(marker) == []
+
+
+@pytest.mark.parametrize("queue", ["executor", "ray"])
 def test_a_job_only_the_lost_node_could_hold_ends_as_an_error_instead_of_waiting(
         pytester, ray_cluster, marker, queue):
     # Two jobs need the second node's resource; it holds one at a time.  Its raylet is killed

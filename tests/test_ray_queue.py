@@ -217,3 +217,22 @@ def test_an_unknown_mode_is_refused(mode):
     assert "executor" in QUEUE_MODES and "ray" in QUEUE_MODES
     with pytest.raises(ValueError, match="queue mode"):
         ReleaseQueue(mode)
+
+
+def test_a_job_that_shuns_a_node_goes_to_another_while_one_could_hold_it():
+    queue = ReleaseQueue()
+    queue.add("a", {"CPU": 1}, shun=frozenset({"head"}))
+    assert queue.release(two_nodes()).placed == [("a", "second")]
+    queue.add("b", {"CPU": 1}, shun=frozenset({"head"}))
+    assert queue.release(two_nodes()).placed == []  # second is busy: b waits for it
+    queue.finished("a")
+    assert queue.release(two_nodes()).placed == [("b", "second")]
+
+
+def test_a_job_shunning_the_only_node_that_could_hold_it_goes_there():
+    queue = ReleaseQueue()
+    queue.add("far", {"CPU": 1, "second": 1}, shun=frozenset({"second"}))
+    assert queue.release(two_nodes(second=1)).placed == [("far", "second")]
+    queue.add("late", {"CPU": 1}, shun=frozenset({"head"}))
+    # the other node left: the shunned one is all there is
+    assert queue.release({"head": {"CPU": 2}}).placed == [("late", "head")]

@@ -45,7 +45,8 @@
   (``RunResult.infrastructure``: pytest "error", retried under ``--retries`` by
   ``collect/attempts.py``).  Each ``run`` of a job whose last result was taken is its next
   attempt, a new task; a lost node is never counted again, and a retry's task carries a label
-  selector away from the nodes lost under its earlier attempts.  A retry, or a job waiting in
+  selector away from the nodes lost under its earlier attempts, and from the live nodes where
+  they failed so while another node can hold it.  A retry, or a job waiting in
   either queue, that only a lost node could hold ends at once ("node <ip> was lost and no
   live node can run the job: ...") instead of waiting forever in Ray's queue.
 

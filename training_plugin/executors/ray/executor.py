@@ -16,7 +16,7 @@ import pytest
 
 from training_plugin.executors.base import BaseExecutor, InFlight, JobRun, RunResult
 from training_plugin.executors.ray.connect import is_client, take_connection
-from training_plugin.executors.ray.queue import QUEUE_MODES, ReleaseQueue
+from training_plugin.executors.ray.queue import QUEUE_MODES, ReleaseQueue, keeps_away
 from training_plugin.executors.ray.cluster import ClusterView
 from training_plugin.executors.ray.resources import (
     describe_request,
@@ -149,10 +149,12 @@ class RayExecutor(BaseExecutor):
                 if not flight.released:
                     flight.job = job  # the attempt as the item runs it
                 return flight
-            avoid = frozenset() if flight is None else flight.avoid
-            if flight is not None and flight.lost_node is not None:
-                avoid |= {flight.lost_node}
-            flight = self.flights[job.id] = Flight(job=job, avoid=avoid)
+            avoid = shun = frozenset()
+            if flight is not None:
+                avoid, shun = flight.avoid, flight.shun
+                avoid |= {flight.lost_node} if flight.lost_node is not None else set()
+                shun |= {flight.failed_on} if flight.failed_on is not None else set()
+            flight = self.flights[job.id] = Flight(job=job, avoid=avoid, shun=shun - avoid)
         flight.request = ray_request(job.resources)
         why, lost = self.cluster.nowhere(flight.request)
         if why is not None:
@@ -166,7 +168,7 @@ class RayExecutor(BaseExecutor):
                 flight.error = "cancelled"
                 flight.done.set()
             else:
-                self.queue.add(job.id, flight.request)
+                self.queue.add(job.id, flight.request, shun=flight.shun)
         return flight
 
     def _pump(self) -> None:
@@ -209,8 +211,14 @@ class RayExecutor(BaseExecutor):
             options["memory"] = int(request["memory"])
         if custom:
             options["resources"] = custom
-        if flight.avoid:  # a retry never goes back to a node lost under an earlier attempt
-            options["label_selector"] = {NODE_ID_LABEL: f"!in({','.join(sorted(flight.avoid))})"}
+        # a retry never goes back to a node lost under an earlier attempt, nor to one where an
+        # earlier attempt failed for a cause not its own while another node could hold it
+        away = set(flight.avoid)
+        capacities = {nid: n.resources for nid, n in self.cluster.nodes.items()}
+        if keeps_away(capacities, request, flight.shun):
+            away |= flight.shun
+        if away:
+            options["label_selector"] = {NODE_ID_LABEL: f"!in({','.join(sorted(away))})"}
         relay = () if self._relay is None else (self._relay,)
         if not relay:
             options["num_returns"] = "streaming"
@@ -304,7 +312,10 @@ class RayExecutor(BaseExecutor):
             self.cancel_all()
             raise
         flight.taken = True
-        return run_result(flight, self.rootdir)
+        result = run_result(flight, self.rootdir)
+        if result.infrastructure and flight.node is not None and flight.lost_node is None:
+            flight.failed_on = flight.node.node_id  # the next attempt shuns it
+        return result
 
     # -- stopping -------------------------------------------------------------------------------
     def _cancel(self, flight: Flight) -> None:

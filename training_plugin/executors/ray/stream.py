@@ -74,6 +74,12 @@ class Flight:
     infrastructure: bool = False
     #: nodes lost under earlier attempts of the job: its task never goes there
     avoid: frozenset[str] = frozenset()
+    #: live nodes where an earlier attempt failed for a cause not its own (its worker died,
+    #: Ray's memory monitor or a signal from outside killed it): its task goes to another node
+    #: while one could hold it
+    shun: frozenset[str] = frozenset()
+    #: the node where this attempt failed so, its node alive (``shun`` of the next attempt)
+    failed_on: str | None = None
     #: why the executor cancelled the task: no live node can hold it any more
     nowhere: str | None = None
     lost_node: str | None = None  #: the id of the node lost under this attempt
