@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from training_plugin.executors.base import BaseExecutor, InFlight, JobRun, RunResult
+from training_plugin.executors.ray.cluster import ClusterView
 from training_plugin.executors.ray.connect import is_client, take_connection
 from training_plugin.executors.ray.queue import QUEUE_MODES, ReleaseQueue, keeps_away
-from training_plugin.executors.ray.cluster import ClusterView
 from training_plugin.executors.ray.resources import (
     describe_request,
     fitting,
