@@ -607,20 +607,26 @@ def main_process(marker: str, script: str) -> int:
     raise AssertionError(f"no process runs {script}")
 
 
+def kill_from_outside(root: Path, marker: str, job: str, *args: str) -> tuple[int, str]:
+    """A session of ``job`` under ``--retries 1``: once attempt 1 is ready, SIGKILL its main
+    process on its node (not a signal of the plugin's); the session's end."""
+    proc = start(root, marker, *args, "--retries", "1")
+    try:
+        wait_log(root, job, "ready", proc)
+        os.kill(main_process(marker, f"train_{job}.py"), signal.SIGKILL)
+        return finish(proc, 180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_a_signal_from_outside_on_a_node_is_an_infrastructure_failure_and_retried(
         pytester, ray_cluster, marker):
     # Someone (an OOM killer, an operator) SIGKILLs the job's main process on its node: not the
     # job's own failure, so it is retried; the retry passes.
     root = project(pytester, marker, {"train_far": RETRIED_JOB},
                    "[tool.training_plugin.jobs.far]\nresources = { second = 1 }\n")
-    proc = start(root, marker, "--ray", ray_cluster.address, "--retries", "1")
-    try:
-        wait_log(root, "far", "ready", proc)
-        os.kill(main_process(marker, "train_far.py"), signal.SIGKILL)
-        rc, out = finish(proc, 180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    rc, out = kill_from_outside(root, marker, "far", "--ray", ray_cluster.address)
     assert rc == 0, out
     far = summary(root)["far"]
     assert far["outcome"] == "passed" and far["attempt"] == 2, far
@@ -644,14 +650,7 @@ def test_a_retry_after_a_signal_from_outside_goes_to_another_node(
     # outside on whichever node it started: the retry shuns that node, and runs on the other.
     root = project(pytester, marker, {"train_any": RETRIED_JOB}, "")
     pytester.makeini(f"[pytest]\ntraining_ray_queue = {queue}\n")
-    proc = start(root, marker, "--ray", ray_cluster.address, "--retries", "1")
-    try:
-        wait_log(root, "any", "ready", proc)
-        os.kill(main_process(marker, "train_any.py"), signal.SIGKILL)
-        rc, out = finish(proc, 180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    rc, out = kill_from_outside(root, marker, "any", "--ray", ray_cluster.address)
     assert rc == 0, out
     job = summary(root)["any"]
     first, second = job["attempts"]
