@@ -563,7 +563,8 @@ def test_a_job_whose_node_was_lost_passes_on_its_retry_on_the_surviving_node(
     proc = None
     try:
         args, env = connect(ray_cluster, form)
-        proc = start(root, marker, *args, "--retries", "1", env=env)
+        proc = start(root, marker, *args, "--retries", "1", "--html=report.html",
+                     "--self-contained-html", env=env)
         wait_log(root, "far", "ready", proc)
         assert "attempt=1" in (root / "out" / "far" / "train.log").read_text()
         os.kill(ray_cluster.second.raylet_pid(), signal.SIGKILL)
@@ -591,6 +592,9 @@ def test_a_job_whose_node_was_lost_passes_on_its_retry_on_the_surviving_node(
     assert f"passed on attempt 2 (attempt 1: {first['result']})" in out, out
     assert "attempt=1" in kept.read_text() and "ready" in kept.read_text()
     assert "attempt=2" in (root / "out" / "far" / "train.log").read_text()
+    # the lost attempt's CPU time died with its node: the session's total says it leaves it out
+    assert first["cost"]["cpu_s"] is None and second["cost"]["cpu_s"] is not None, far
+    assert "in all (1 of 2 attempts measured)" in (root / "report.html").read_text()
     ray_cluster.second.stop()
     assert wait_gone(marker) == []
 

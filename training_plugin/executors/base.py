@@ -72,31 +72,47 @@ def cost_cell(cost: dict[str, Any] | None) -> str:
 @dataclass(frozen=True)
 class SessionCost:
     """What a session's jobs cost together: the CPU seconds of every attempt added up, and the
-    largest peak memory of one attempt, with its job's id."""
+    largest peak memory of one attempt, with its job's id.  ``attempts`` counts the attempts
+    with a cost, ``unmeasured`` those of them whose CPU time is not known (an attempt whose
+    node was lost before it ended): ``cpu_s`` leaves them out."""
 
     cpu_s: float
     peak_bytes: float | None = None
     peak_job: str | None = None
+    attempts: int = 0
+    unmeasured: int = 0
+
+    def phrase(self) -> str:
+        """"cpu 2m10s in all (every attempt)", or "(3 of 4 attempts measured)"; the largest
+        peak and its job."""
+        measured = ("every attempt" if not self.unmeasured else
+                    f"{self.attempts - self.unmeasured} of {self.attempts} attempts measured")
+        text = f"cpu {format_duration(self.cpu_s)} in all ({measured})"
+        if self.peak_bytes is not None:
+            text += f"; largest peak {format_bytes(self.peak_bytes)} ({self.peak_job})"
+        return text
 
 
 def session_cost(records: Iterable[Any]) -> SessionCost | None:
     """The session's cost over job records (each attempt's ``cost``, else the record's own);
     None when no job's cost was measured."""
-    cpu, peaks, measured = 0.0, [], False
+    cpu, peaks, attempts, unmeasured = 0.0, [], 0, 0
     for record in records:
         costs = [a.get("cost") for a in record.attempts or [] if isinstance(a, Mapping)]
         for cost in costs or [record.cost]:
             if not isinstance(cost, Mapping):
                 continue
-            measured = True
+            attempts += 1
             if is_number(cost.get("cpu_s")):
                 cpu += float(cost["cpu_s"])
+            else:
+                unmeasured += 1
             if is_number(cost.get("peak_bytes")) and cost["peak_bytes"]:
                 peaks.append((float(cost["peak_bytes"]), str(record.id)))
-    if not measured:
+    if not attempts:
         return None
     peak, job = max(peaks) if peaks else (None, None)
-    return SessionCost(cpu, peak, job)
+    return SessionCost(cpu, peak, job, attempts, unmeasured)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from training_plugin import provenance
-from training_plugin.executors.base import format_bytes, format_duration, session_cost
+from training_plugin.executors.base import session_cost
 from training_plugin.features.report.format import (
     attempts_text, cost_html, delta_html, esc, fmt, fmt_duration, fmt_spread, synthetic_badge,
 )
@@ -106,15 +106,12 @@ def session_html(config: pytest.Config, started_utc: str, total_s: float,
 
 
 def cost_total(records: Mapping[str, JobRecord]) -> str:
-    """The session's cost: CPU time added up over the jobs' attempts, the largest peak of one
-    job ("" when no job's cost was measured)."""
+    """The session's cost: CPU time added up over the jobs' attempts (saying how many were not
+    measured), the largest peak of one job ("" when no job's cost was measured)."""
     total = session_cost(records.values())
     if total is None:
         return ""
-    text = f"cpu {format_duration(total.cpu_s)} in all (every attempt)"
-    if total.peak_bytes is not None:
-        text += f"; largest peak {format_bytes(total.peak_bytes)} ({total.peak_job})"
-    return f'<span class="tp-cost-total">{esc(text)}</span>'
+    return f'<span class="tp-cost-total">{esc(total.phrase())}</span>'
 
 
 def overview_html(records: Mapping[str, JobRecord],

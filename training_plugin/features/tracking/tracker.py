@@ -289,6 +289,8 @@ class Tracker:
             counts["cost_cpu_s"] = total.cpu_s
             if total.peak_bytes is not None:
                 counts["cost_peak_bytes"] = total.peak_bytes
+            if total.unmeasured:  # attempts whose CPU time cost_cpu_s leaves out
+                counts["cost_unmeasured_attempts"] = float(total.unmeasured)
         self.client.log_batch(self.parent_id,
                               metrics=[Metric(k, v, now, 0) for k, v in counts.items()])
         for job, run_id in self.job_runs.items():
