@@ -82,3 +82,9 @@ def test_a_listing_that_fails_keeps_the_last_view() -> None:
     assert listing.asked == 2
     assert view.node("head", "10.0.0.1").name == "head"
     assert view.node("gone", "10.0.0.9").ip == "10.0.0.9"  # a node it never saw
+
+
+def test_the_capacities_are_the_live_nodes_whole_resources() -> None:
+    view, _ = view_of(head={"CPU": 1}, second={"CPU": 2, "second": 1})
+    view.lose("second")
+    assert view.capacities == {"head": {"CPU": 1}}

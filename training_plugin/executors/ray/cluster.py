@@ -34,6 +34,11 @@ class ClusterView:
         self._known: dict[str, Node] = {}  #: every node seen alive (for a lost one's resources)
         self.refresh()
 
+    @property
+    def capacities(self) -> dict[str, dict[str, float]]:
+        """Each live node's whole resources, by node id (what the release queue lays jobs on)."""
+        return {node_id: node.resources for node_id, node in self.nodes.items()}
+
     def refresh(self) -> dict[str, Node]:
         """List the live nodes again (a node lost under a job is left out, also while the head
         still lists it alive)."""

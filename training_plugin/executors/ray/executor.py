@@ -180,7 +180,7 @@ class RayExecutor(BaseExecutor):
             if self.queue.mode == "executor":
                 self.cluster.try_refresh()
             nodes = self.cluster.nodes
-            decision = self.queue.release({nid: n.resources for nid, n in nodes.items()})
+            decision = self.queue.release(self.cluster.capacities)
             for job_id in decision.infeasible:  # the view was just listed: no more asking
                 flight = self.flights[job_id]
                 flight.error, flight.infrastructure = self.cluster.nowhere(
@@ -214,8 +214,7 @@ class RayExecutor(BaseExecutor):
         # a retry never goes back to a node lost under an earlier attempt, nor to one where an
         # earlier attempt failed for a cause not its own while another node could hold it
         away = set(flight.avoid)
-        capacities = {nid: n.resources for nid, n in self.cluster.nodes.items()}
-        if keeps_away(capacities, request, flight.shun):
+        if keeps_away(self.cluster.capacities, request, flight.shun):
             away |= flight.shun
         if away:
             options["label_selector"] = {NODE_ID_LABEL: f"!in({','.join(sorted(away))})"}
